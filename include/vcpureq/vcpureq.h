@@ -1,0 +1,402 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vcpureq: the KVM vCPU request protocol for user-space VMMs.
+ *
+ * Any thread asks a vCPU thread to do something by making a *request* (a bit
+ * in the vCPU's request bitmap) and *kicking* the vCPU.  The kick wakes the
+ * vCPU if it sleeps in vcpureq_vcpu_block(), sends one signal if the vCPU is
+ * in guest mode (inside ioctl(KVM_RUN), or inside the guest callback of the
+ * thread backend), and otherwise does nothing: the vCPU checks its requests
+ * before every guest entry.  The protocol is the one of the Linux kernel's
+ * Documentation/virt/kvm/vcpu-requests.rst, with the same names, the same
+ * constants and the same memory ordering; docs/protocol.md maps every kernel
+ * name to ours and gives the barrier pairings.
+ *
+ * Conventions of every function below:
+ *  - Errors are returned as negative errno values and never abort; a short
+ *    message naming the problem is left in vcpureq_errmsg() (per thread).
+ *  - "vCPU thread" means the thread that called vcpureq_vcpu_bind() for that
+ *    vCPU and has not unbound it.  Functions restricted to the vCPU thread
+ *    return -EPERM from any other thread.
+ *  - "Any thread" functions are thread-safe.  Those marked
+ *    async-signal-safe may also be called from a signal handler.
+ *  - Memory ordering is stated per function in C11 terms.
+ */
+#ifndef VCPUREQ_VCPUREQ_H
+#define VCPUREQ_VCPUREQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VCPUREQ_VERSION_MAJOR 0
+#define VCPUREQ_VERSION_MINOR 1
+
+/* ---------------------------------------------------------------------- */
+/* Request encoding: the kernel's values (include/linux/kvm_host.h, 6.4-6.12). */
+
+/* Low 8 bits: the request number, i.e. the bit index in the request bitmap.
+ * Our bitmap has 64 bits, so numbers 64..255 are refused with -EINVAL. */
+#define VCPUREQ_REQUEST_MASK 0xffu
+/* Only vCPUs in guest mode need attention: a sleeping vCPU is not woken. */
+#define VCPUREQ_REQUEST_NO_WAKEUP (1u << 8)
+/* Wait until every target that was not outside guest mode has acknowledged,
+ * i.e. has left the guest-mode (or lockless-walk) instance it was in. */
+#define VCPUREQ_REQUEST_WAIT (1u << 9)
+/* Set no bit: only kick (and, with WAIT, wait).  Not valid for
+ * vcpureq_make_request(), which would then do nothing. */
+#define VCPUREQ_REQUEST_NO_ACTION (1u << 10)
+/* Numbers below this are architecture independent (ours); the user's own
+ * requests are VCPUREQ_ARCH_REQ(nr), nr in 0..55. */
+#define VCPUREQ_REQUEST_ARCH_BASE 8
+#define VCPUREQ_REQUEST_NR_MAX 63u
+
+#define VCPUREQ_ARCH_REQ_FLAGS(nr, flags) \
+	(((unsigned int)(nr) + VCPUREQ_REQUEST_ARCH_BASE) | (unsigned int)(flags))
+#define VCPUREQ_ARCH_REQ(nr) VCPUREQ_ARCH_REQ_FLAGS(nr, 0)
+
+/* Architecture independent requests (kernel: KVM_REQ_*). */
+#define VCPUREQ_REQ_TLB_FLUSH \
+	(0u | VCPUREQ_REQUEST_WAIT | VCPUREQ_REQUEST_NO_WAKEUP)
+/* The VM is dead: sticky.  Making it (to any vCPU) marks the whole VM dead;
+ * from then on every vcpureq_vcpu_run() returns -EIO and no vCPU enters the
+ * guest again.  Sleeping vCPUs are not woken (NO_WAKEUP, as in the kernel). */
+#define VCPUREQ_REQ_VM_DEAD \
+	(1u | VCPUREQ_REQUEST_WAIT | VCPUREQ_REQUEST_NO_WAKEUP)
+/* Make vcpureq_vcpu_block() return; consumed by it.  Never carries work into
+ * guest entry: vcpureq_vcpu_run() clears it silently. */
+#define VCPUREQ_REQ_UNBLOCK 2u
+/* Not a request: guarantees the targets have left guest mode. */
+#define VCPUREQ_REQ_OUTSIDE_GUEST_MODE \
+	(VCPUREQ_REQUEST_NO_ACTION | VCPUREQ_REQUEST_WAIT | \
+	 VCPUREQ_REQUEST_NO_WAKEUP)
+
+/* vcpu->mode (kernel: enum { OUTSIDE_GUEST_MODE, ... }). */
+enum vcpureq_mode {
+	VCPUREQ_OUTSIDE_GUEST_MODE = 0,
+	VCPUREQ_IN_GUEST_MODE = 1,
+	VCPUREQ_EXITING_GUEST_MODE = 2,
+	VCPUREQ_READING_SHADOW_PAGE_TABLES = 3,
+};
+
+/* ---------------------------------------------------------------------- */
+/* Objects. */
+
+struct vcpureq_vm;
+struct vcpureq_vcpu;
+
+enum vcpureq_backend {
+	/* Real vCPUs on /dev/kvm: guest mode is ioctl(KVM_RUN). */
+	VCPUREQ_BACKEND_KVM = 0,
+	/* Guest mode is a user callback (opts.guest) that must return soon
+	 * after vcpureq_guest_kicked() turns true. */
+	VCPUREQ_BACKEND_THREAD = 1,
+};
+
+/* Upper bound of opts.nr_vcpus (the kernel's x86 KVM_MAX_VCPUS). */
+#define VCPUREQ_MAX_VCPUS 1024u
+
+/* Returned by the thread backend's guest callback when it stopped because
+ * vcpureq_guest_kicked() was true (kernel: KVM_RUN returning -EINTR). */
+#define VCPUREQ_GUEST_KICKED (-4)
+
+struct vcpureq_vm_opts {
+	enum vcpureq_backend backend;
+	/* Number of vCPUs, ids 0..nr_vcpus-1; 1..VCPUREQ_MAX_VCPUS. */
+	unsigned int nr_vcpus;
+	/* Kick signal; 0 selects SIGRTMIN + 5 at run time.  vcpureq installs a
+	 * trivial handler; it refuses (-EBUSY) a signal the application
+	 * already handles. */
+	int kick_signal;
+	/*
+	 * Request handler, called on the vCPU thread outside guest mode by
+	 * vcpureq_vcpu_run() whenever requests are pending before entry.  It
+	 * consumes them with vcpureq_check_request().  Return 0 to go on into
+	 * the guest, > 0 to make vcpureq_vcpu_run() return VCPUREQ_RUN_REQUEST,
+	 * < 0 to make it return that error.  If NULL, vcpureq_vcpu_run()
+	 * returns VCPUREQ_RUN_REQUEST whenever a request is pending.  Requests
+	 * the handler leaves pending also make vcpureq_vcpu_run() return
+	 * VCPUREQ_RUN_REQUEST, so an unknown request cannot livelock entry.
+	 */
+	int (*handle_requests)(struct vcpureq_vcpu *vcpu, void *opaque);
+	/* Block hook (kernel: kvm_arch_vcpu_runnable()), called on the vCPU
+	 * thread by vcpureq_vcpu_block(); may be NULL (never runnable).  The
+	 * thread that makes it true must then call vcpureq_vcpu_wake_up(). */
+	bool (*runnable)(struct vcpureq_vcpu *vcpu, void *opaque);
+	/* Thread backend only: one guest-mode instance.  Must return
+	 * VCPUREQ_GUEST_KICKED promptly once vcpureq_guest_kicked() is true
+	 * (the kick signal also interrupts its blocking system calls);
+	 * any other value ends the instance as a guest exit. */
+	int (*guest)(struct vcpureq_vcpu *vcpu, void *opaque);
+	void *opaque;
+	/* Halt polling: vcpureq_vcpu_block() spins up to this long (adaptive,
+	 * grown on success and shrunk on failure, as kvm_vcpu_halt()) before
+	 * sleeping.  0 disables polling. */
+	uint64_t halt_poll_ns;
+};
+
+/*
+ * Create a VM with opts->nr_vcpus vCPUs.  KVM backend: opens /dev/kvm,
+ * creates the VM and its vCPUs and maps their kvm_run; guest memory and
+ * registers are the VMM's (vcpureq_vm_kvm_fd(), vcpureq_vcpu_kvm_fd()).
+ * Errors: -EINVAL bad options; -ENOENT/-EACCES/-ENODEV /dev/kvm missing or not
+ * permitted (the message says what to do); -ENOTSUP a needed KVM capability
+ * is absent (named); -EBUSY the kick signal is handled by the application;
+ * -ENOMEM.  Any thread; may block; not async-signal-safe.
+ */
+int vcpureq_vm_create(const struct vcpureq_vm_opts *opts,
+		      struct vcpureq_vm **out);
+/*
+ * Shut the VM down: closes KVM file descriptors and releases the kick signal.
+ * Every later call on the VM or its vCPUs returns -ESHUTDOWN (the memory
+ * stays valid until vcpureq_vm_free()).  -EBUSY while a vCPU is still bound.
+ * Any thread that is not a vCPU thread of this VM; not async-signal-safe.
+ * Not to be called concurrently with other calls on this VM.
+ */
+int vcpureq_vm_destroy(struct vcpureq_vm *vm);
+/* Destroy (if not yet done) and free.  -EBUSY (nothing freed) while a vCPU
+ * is bound.  After success the pointers are gone: any use is the caller's
+ * use-after-free. */
+int vcpureq_vm_free(struct vcpureq_vm *vm);
+
+/* Any thread; async-signal-safe.  NULL if id >= nr_vcpus. */
+struct vcpureq_vcpu *vcpureq_vm_vcpu(const struct vcpureq_vm *vm,
+				     unsigned int id);
+unsigned int vcpureq_vm_nr_vcpus(const struct vcpureq_vm *vm);
+unsigned int vcpureq_vcpu_id(const struct vcpureq_vcpu *vcpu);
+struct vcpureq_vm *vcpureq_vcpu_vm(const struct vcpureq_vcpu *vcpu);
+/* The kick signal actually used. */
+int vcpureq_vm_kick_signal(const struct vcpureq_vm *vm);
+/* KVM backend: the VM fd (for memory slots) and a vCPU's fd and kvm_run
+ * (for registers and exit data).  -ENOTSUP / NULL on the thread backend. */
+int vcpureq_vm_kvm_fd(const struct vcpureq_vm *vm);
+int vcpureq_vcpu_kvm_fd(const struct vcpureq_vcpu *vcpu);
+struct kvm_run *vcpureq_vcpu_kvm_run(const struct vcpureq_vcpu *vcpu);
+
+/* Per-thread message for the last error returned to this thread, or "". */
+const char *vcpureq_errmsg(void);
+
+/* ---------------------------------------------------------------------- */
+/* The kernel's request API (Documentation/virt/kvm/vcpu-requests.rst).
+ * The argument order is the kernel's: request first. */
+
+/*
+ * kvm_make_request(): set the request bit; no kick.  Everything the caller
+ * wrote before is visible to the vCPU thread once its
+ * vcpureq_check_request() returns 1 for this request (release on the bit,
+ * pairing with the acquire in vcpureq_check_request()).
+ * Returns 0; -EINVAL for a number above 63, NO_ACTION, or unknown flag bits;
+ * -ESHUTDOWN after destroy.  Any thread; never blocks; async-signal-safe.
+ */
+int vcpureq_make_request(unsigned int req, struct vcpureq_vcpu *vcpu);
+
+/*
+ * kvm_vcpu_kick(): make the vCPU notice its requests promptly.  Wakes it if
+ * it sleeps in vcpureq_vcpu_block() (no signal then); else, if it is in guest
+ * mode and this caller wins the IN_GUEST -> EXITING transition, sends the one
+ * signal of this guest-mode instance; else does nothing.  Never signals the
+ * calling thread itself.  Ordering: a full fence precedes the reads of the
+ * sleep state and mode, pairing with the vCPU's fences after it publishes
+ * IN_GUEST_MODE or registers as a sleeper (Dekker), so a request made before
+ * the kick is never stranded.  Returns 1 if a signal was sent, 0 if not,
+ * -errno.  Any thread; never blocks; async-signal-safe.
+ */
+int vcpureq_vcpu_kick(struct vcpureq_vcpu *vcpu);
+
+/*
+ * Make and kick one vCPU with the full flag semantics of
+ * kvm_make_vcpus_request_mask() for a single target: NO_ACTION sets no bit,
+ * NO_WAKEUP leaves a sleeper asleep, WAIT waits for the acknowledgement.
+ * Returns 1 if a signal was sent, 0 if not, -errno.  Any thread; blocks
+ * (futex) only with WAIT, never waiting on itself; async-signal-safe
+ * without WAIT.
+ */
+int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu);
+
+/*
+ * kvm_make_all_cpus_request() / kvm_make_vcpus_request_mask(): make the
+ * request of every vCPU (or those whose bit is set in @mask, @mask_bits bits
+ * long, bits >= nr_vcpus must be clear) and kick them; with WAIT, all signals
+ * are sent first, then every acknowledgement is awaited (never holding a
+ * lock).  Returns 1 if at least one signal was sent (the kernel's bool), 0 if
+ * none, -EINVAL for a bad request or mask.  Any thread; blocks only with
+ * WAIT; a vCPU thread never waits on itself.  Any vCPU id may be named once.
+ */
+int vcpureq_make_all_cpus_request(struct vcpureq_vm *vm, unsigned int req);
+int vcpureq_make_vcpus_request_mask(struct vcpureq_vm *vm, unsigned int req,
+				    const uint64_t *mask, size_t mask_bits);
+/* The same for a list of ids: -EINVAL if an id is out of range or named
+ * twice (nothing is made then). */
+int vcpureq_make_vcpus_request(struct vcpureq_vm *vm, unsigned int req,
+			       const unsigned int *ids, size_t nr_ids);
+
+/* kvm_vm_dead(): make VCPUREQ_REQ_VM_DEAD of every vCPU. */
+int vcpureq_vm_dead(struct vcpureq_vm *vm);
+/* Whether the VM is dead.  Any thread; acquire. */
+bool vcpureq_vm_is_dead(const struct vcpureq_vm *vm);
+
+/*
+ * vCPU-side tests (vCPU thread only; -EPERM elsewhere, -EINVAL for a bad
+ * request number).  Return 1 (pending) / 0 (not) / -errno: compare with > 0,
+ * never use as a bool.
+ *
+ * vcpureq_request_pending(): any request pending (relaxed load).
+ * vcpureq_test_request(): this one pending; acquire load, so the payload
+ *   written before the make is visible if it returns 1.
+ * vcpureq_clear_request(): clear without acting (relaxed RMW).
+ * vcpureq_check_request(): test and, if pending, clear with a fully ordered
+ *   RMW (kernel: clear_bit + smp_mb__after_atomic()): the payload is
+ *   visible, and a request made again after the clear is not lost.
+ */
+int vcpureq_request_pending(const struct vcpureq_vcpu *vcpu);
+int vcpureq_test_request(unsigned int req, const struct vcpureq_vcpu *vcpu);
+int vcpureq_clear_request(unsigned int req, struct vcpureq_vcpu *vcpu);
+int vcpureq_check_request(unsigned int req, struct vcpureq_vcpu *vcpu);
+
+/* ---------------------------------------------------------------------- */
+/* The vCPU thread. */
+
+/*
+ * Make the calling thread the vCPU thread of @vcpu.  Blocks the kick signal
+ * in this thread (KVM backend: unblocked only inside KVM_RUN through
+ * KVM_SET_SIGNAL_MASK) and only then publishes the thread, so a kick never
+ * reaches a thread that is not ready for it.  -EBUSY if the vCPU is bound or
+ * this thread is bound to another vCPU; -ESHUTDOWN.  May block briefly.
+ */
+int vcpureq_vcpu_bind(struct vcpureq_vcpu *vcpu);
+/*
+ * Stop being the vCPU thread: waits for kickers that are about to signal it,
+ * drains a pending kick signal and restores the thread's signal mask.
+ * vCPU thread only.
+ */
+int vcpureq_vcpu_unbind(struct vcpureq_vcpu *vcpu);
+
+enum vcpureq_run_result {
+	/* The guest exited for a reason the VMM handles: KVM backend, see
+	 * vcpureq_vcpu_kvm_run()->exit_reason; thread backend, the guest
+	 * callback's value from vcpureq_vcpu_guest_ret(). */
+	VCPUREQ_RUN_EXIT = 1,
+	/* Requests are pending that the handler did not consume (or there is
+	 * no handler): check them with vcpureq_check_request() and run again.
+	 * KVM backend: a pending I/O or MMIO exit was completed first, so the
+	 * registers are consistent. */
+	VCPUREQ_RUN_REQUEST = 2,
+};
+
+/*
+ * One guest entry with the full protocol (kernel: vcpu_enter_guest()):
+ * process requests (handler), inject posted interrupts, publish
+ * IN_GUEST_MODE, full fence, final check of requests and mode (abort if any),
+ * enter; on return publish OUTSIDE_GUEST_MODE, bump the exit epoch and wake
+ * WAIT requesters.  A kick (-EINTR) or a spurious exit loops back to the
+ * requests; the call returns only for a guest exit, for requests the caller
+ * must handle, or for an error: -EIO once the VM is dead, -EPERM not the
+ * vCPU thread, or the KVM_RUN error.  vCPU thread only; blocks in the guest.
+ */
+int vcpureq_vcpu_run(struct vcpureq_vcpu *vcpu);
+/* Thread backend: the guest callback's last return value. */
+int vcpureq_vcpu_guest_ret(const struct vcpureq_vcpu *vcpu);
+
+/*
+ * Thread backend, called from the guest callback (or a signal handler on the
+ * vCPU thread): true once this guest-mode instance has been kicked.  Relaxed
+ * load of a flag the kick's signal handler sets; cleared before
+ * IN_GUEST_MODE is published (kernel analog: immediate_exit).
+ */
+bool vcpureq_guest_kicked(const struct vcpureq_vcpu *vcpu);
+
+enum vcpureq_wake_reason {
+	VCPUREQ_WAKE_RUNNABLE = 1u << 0,  /* the runnable hook said so */
+	VCPUREQ_WAKE_INTERRUPT = 1u << 1, /* a posted interrupt is pending */
+	VCPUREQ_WAKE_REQUEST = 1u << 2,   /* a request without NO_WAKEUP */
+	VCPUREQ_WAKE_UNBLOCK = 1u << 3,   /* REQ_UNBLOCK, now consumed */
+	VCPUREQ_WAKE_DEAD = 1u << 4,      /* the VM is dead */
+};
+
+/*
+ * kvm_vcpu_block(): sleep (futex) until the vCPU is runnable, a posted
+ * interrupt is pending, a request made without NO_WAKEUP arrived since the
+ * vCPU last processed requests, or UNBLOCK (consumed).  Polls first when
+ * halt polling is enabled.  Registers as a sleeper, full fence, then checks
+ * (pairs with the waker's full fence between its write and its read of the
+ * sleep state), so no wake-up is lost.  Returns the reasons (> 0), or
+ * -errno.  vCPU thread only; blocks.
+ */
+int vcpureq_vcpu_block(struct vcpureq_vcpu *vcpu);
+
+/*
+ * kvm_vcpu_wake_up(): wake the vCPU if it sleeps in vcpureq_vcpu_block().
+ * For state the runnable hook reads: write it, then call this; the full
+ * fence here pairs with the sleeper's.  Returns 1 if it woke the vCPU.
+ * Any thread; never blocks; async-signal-safe.
+ */
+int vcpureq_vcpu_wake_up(struct vcpureq_vcpu *vcpu);
+
+/*
+ * walk_shadow_page_lockless_begin()/end(): a lockless-reader section on the
+ * vCPU thread, outside guest mode.  begin publishes
+ * READING_SHADOW_PAGE_TABLES with a full fence after it, so a WAIT requester
+ * that replaces the structure either is seen by the reader or waits for the
+ * section to end; end publishes OUTSIDE_GUEST_MODE with release, bumps the
+ * exit epoch and wakes waiters.  Not nestable.  vCPU thread only.
+ */
+int vcpureq_walk_lockless_begin(struct vcpureq_vcpu *vcpu);
+int vcpureq_walk_lockless_end(struct vcpureq_vcpu *vcpu);
+
+/* The current mode (relaxed load); any thread; for tests and monitoring. */
+enum vcpureq_mode vcpureq_vcpu_mode(const struct vcpureq_vcpu *vcpu);
+
+/* ---------------------------------------------------------------------- */
+/* Interrupt mailbox (kernel: posted interrupts, PIR + ON). */
+
+/*
+ * Post interrupt @vector (0..255): set it in the PIR bitmap, then the ON bit
+ * with a fully ordered RMW before reading the mode, and kick (no request
+ * bit: ON takes its place).  The vCPU syncs PIR after publishing
+ * IN_GUEST_MODE and its fence, and injects with KVM_INTERRUPT when the guest
+ * accepts it (interrupt window).  Wakes a sleeper.  Returns 1 if a signal
+ * was sent, 0 if not, -EINVAL.  Any thread; never blocks; async-signal-safe.
+ */
+int vcpureq_post_interrupt(struct vcpureq_vcpu *vcpu, unsigned int vector);
+/*
+ * Thread backend (or a VMM that injects itself): take the highest pending
+ * vector, or -ENOENT if none.  vCPU thread only.
+ */
+int vcpureq_vcpu_take_interrupt(struct vcpureq_vcpu *vcpu);
+
+/* ---------------------------------------------------------------------- */
+/* Counters (relaxed atomics; a snapshot, not an atomic view). */
+
+struct vcpureq_stats {
+	uint64_t requests_made;     /* bits set by make (NO_ACTION excluded) */
+	uint64_t requests_handled;  /* check_request() returning 1 */
+	uint64_t kicks;             /* kicks of this vCPU (incl. broadcast) */
+	uint64_t signals_sent;      /* kick signals sent to it */
+	uint64_t signals_coalesced; /* kicks that found it EXITING: the
+				       signal already on its way sufficed */
+	uint64_t wakeups;           /* futex wake-ups of it in block */
+	uint64_t acks_waited;       /* WAIT requesters that waited on it */
+	uint64_t entries;           /* guest entries (KVM_RUN / callback) */
+	uint64_t entry_aborts;      /* entries aborted by the final check */
+	uint64_t exits;             /* guest-mode instances ended */
+	uint64_t kicked_exits;      /* exits with -EINTR / KICKED */
+	uint64_t spurious_exits;    /* kicked exits with nothing pending */
+	uint64_t blocks;            /* vcpureq_vcpu_block() calls */
+	uint64_t halt_poll_hits;    /* blocks that ended while polling */
+	uint64_t interrupts_posted;
+	uint64_t interrupts_injected;
+};
+
+/* Any thread; async-signal-safe. */
+int vcpureq_vcpu_stats(const struct vcpureq_vcpu *vcpu,
+		       struct vcpureq_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VCPUREQ_VCPUREQ_H */

@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Sleeping vCPUs (kernel: kvm_vcpu_block(), kvm_vcpu_halt() with halt
+ * polling, kvm_vcpu_wake_up() on an rcuwait).
+ *
+ *   sleeper                            waker
+ *   sleep_state = SLEEPING             write (bit + hint, ON, or state)
+ *   smp_mb()                [S]        smp_mb()                     [R]
+ *   check wake conditions              read sleep_state: SLEEPING ->
+ *   futex_wait(SLEEPING)                 CAS to WOKEN, futex_wake
+ *
+ * [S] and [R] forbid the outcome where the sleeper misses the condition and
+ * the waker misses the sleeper: no lost wake-up.  futex_wait() compares the
+ * word in the kernel, so a WOKEN written between our check and the sleep
+ * makes it return at once.  Only the waker that wins SLEEPING -> WOKEN makes
+ * the futex_wake() system call.
+ */
+#include <errno.h>
+#include <time.h>
+
+#include "futex.h"
+#include "internal.h"
+
+#define HALT_POLL_GROW_START_NS 10000u
+
+bool vcpureq__wake_if_sleeping(struct vcpureq_vcpu *vcpu)
+{
+	uint32_t s = atomic_load_explicit(&vcpu->sleep_state,
+					  memory_order_relaxed);
+
+	if (s == VCPUREQ__WOKEN)
+		return true; /* another waker is on it */
+	if (s != VCPUREQ__SLEEPING)
+		return false;
+	if (!atomic_compare_exchange_strong_explicit(
+		    &vcpu->sleep_state, &s, VCPUREQ__WOKEN,
+		    memory_order_relaxed, memory_order_relaxed))
+		return s == VCPUREQ__WOKEN;
+	vcpureq__futex_wake(&vcpu->sleep_state, 1);
+	VCPUREQ__STAT_INC(vcpu, rstats, wakeups);
+	return true;
+}
+
+int vcpureq_vcpu_wake_up(struct vcpureq_vcpu *vcpu)
+{
+	int r = vcpureq__check_vcpu(vcpu);
+
+	if (r)
+		return r;
+	vcpureq__smp_mb(); /* [R]: the caller's state write before the read */
+	return vcpureq__wake_if_sleeping(vcpu);
+}
+
+static bool vm_dead(const struct vcpureq_vcpu *vcpu)
+{
+	return atomic_load_explicit(&vcpu->vm->dead, memory_order_acquire);
+}
+
+/* Cheap look, no side effects: for the poll loop. */
+static bool peek(struct vcpureq_vcpu *vcpu)
+{
+	const struct vcpureq_vm_opts *o = &vcpu->vm->opts;
+
+	return vm_dead(vcpu) ||
+	       atomic_load_explicit(&vcpu->wake_hint, memory_order_relaxed) ||
+	       atomic_load_explicit(&vcpu->pir_on, memory_order_relaxed) ||
+	       vcpureq__irr_pending(vcpu) ||
+	       (atomic_load_explicit(&vcpu->requests, memory_order_relaxed) &
+		(UINT64_C(1) << VCPUREQ_REQ_UNBLOCK)) ||
+	       (o->runnable && o->runnable(vcpu, o->opaque));
+}
+
+/* kvm_vcpu_check_block(): the reasons to stop blocking; consumes UNBLOCK
+ * and the waking-request hint. */
+static int check_block(struct vcpureq_vcpu *vcpu)
+{
+	const struct vcpureq_vm_opts *o = &vcpu->vm->opts;
+	int why = 0;
+
+	if (vm_dead(vcpu))
+		why |= VCPUREQ_WAKE_DEAD;
+	if (o->runnable && o->runnable(vcpu, o->opaque))
+		why |= VCPUREQ_WAKE_RUNNABLE;
+	if (atomic_load_explicit(&vcpu->pir_on, memory_order_relaxed) ||
+	    vcpureq__irr_pending(vcpu))
+		why |= VCPUREQ_WAKE_INTERRUPT;
+	if (vcpureq_check_request(VCPUREQ_REQ_UNBLOCK, vcpu) > 0)
+		why |= VCPUREQ_WAKE_UNBLOCK;
+	/* Acquire: pairs with the waker's release store of the hint, which
+	 * follows its bit, so the bit is visible to the caller's checks. */
+	if (atomic_load_explicit(&vcpu->wake_hint, memory_order_relaxed) &&
+	    atomic_exchange_explicit(&vcpu->wake_hint, 0, memory_order_acquire))
+		why |= VCPUREQ_WAKE_REQUEST;
+	return why;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Grow/shrink the poll window as kvm_vcpu_halt() does (shrink to 0). */
+static void adjust_poll(struct vcpureq_vcpu *vcpu, uint64_t blocked_ns)
+{
+	uint64_t max = vcpu->vm->opts.halt_poll_ns;
+
+	if (blocked_ns <= vcpu->poll_ns)
+		return; /* the poll caught it */
+	if (blocked_ns > max)
+		vcpu->poll_ns = 0;
+	else if (vcpu->poll_ns < max)
+		vcpu->poll_ns = vcpu->poll_ns ? vcpu->poll_ns * 2 :
+						HALT_POLL_GROW_START_NS;
+	if (vcpu->poll_ns > max)
+		vcpu->poll_ns = max;
+}
+
+int vcpureq_vcpu_block(struct vcpureq_vcpu *vcpu)
+{
+	uint64_t start = 0;
+	int why = vcpureq__check_self(vcpu);
+
+	if (why)
+		return why;
+	if (vcpu->in_walk)
+		return vcpureq__err(-EINVAL, "cannot block inside a lockless walk");
+	VCPUREQ__STAT_INC(vcpu, vstats, blocks);
+	why = check_block(vcpu);
+	if (why)
+		return why;
+	if (vcpu->vm->opts.halt_poll_ns) {
+		start = now_ns();
+		if (vcpu->poll_ns) {
+			uint64_t stop = start + vcpu->poll_ns;
+
+			do {
+				if (peek(vcpu) && (why = check_block(vcpu))) {
+					VCPUREQ__STAT_INC(vcpu, vstats,
+							  halt_poll_hits);
+					return why;
+				}
+				vcpureq__cpu_relax();
+			} while (now_ns() < stop);
+		}
+	}
+	for (;;) {
+		atomic_store_explicit(&vcpu->sleep_state, VCPUREQ__SLEEPING,
+				      memory_order_relaxed);
+		VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_SLEEP_REGISTER);
+		vcpureq__smp_mb(); /* [S] pairs with the waker's [R] */
+		why = check_block(vcpu);
+		if (why)
+			break;
+		vcpureq__futex_wait(&vcpu->sleep_state, VCPUREQ__SLEEPING);
+	}
+	/* A waker may still CAS SLEEPING -> WOKEN before this store and then
+	 * futex_wake() nobody: harmless. */
+	atomic_store_explicit(&vcpu->sleep_state, VCPUREQ__AWAKE,
+			      memory_order_relaxed);
+	if (vcpu->vm->opts.halt_poll_ns)
+		adjust_poll(vcpu, now_ns() - start);
+	return why;
+}

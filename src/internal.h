@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal definitions.  Non-static internal symbols carry the vcpureq__
+ * prefix (two underscores); only vcpureq_ (one) is public.
+ */
+#ifndef VCPUREQ_INTERNAL_H
+#define VCPUREQ_INTERNAL_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "vcpureq/vcpureq.h"
+#include "race.h"
+
+#define VCPUREQ__CACHELINE 64
+
+#define VCPUREQ__TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* The vCPU this thread is bound to, or NULL.  Read by the kick signal
+ * handler, hence initial-exec TLS (no lazy allocation on first access). */
+extern VCPUREQ__TLS struct vcpureq_vcpu *vcpureq__self;
+
+/* sleep_state values (futex word). */
+enum {
+	VCPUREQ__AWAKE = 0,
+	VCPUREQ__SLEEPING = 1, /* registered in block, may be in futex_wait */
+	VCPUREQ__WOKEN = 2,    /* a waker won SLEEPING -> WOKEN and wakes it */
+};
+
+enum vcpureq__vm_state {
+	VCPUREQ__VM_LIVE = 0,
+	VCPUREQ__VM_DESTROYED = 1,
+};
+
+/* Counters written by requesters (any thread): one line. */
+struct vcpureq__req_stats {
+	_Atomic uint64_t requests_made;
+	_Atomic uint64_t kicks;
+	_Atomic uint64_t signals_sent;
+	_Atomic uint64_t signals_coalesced;
+	_Atomic uint64_t wakeups;
+	_Atomic uint64_t acks_waited;
+	_Atomic uint64_t interrupts_posted;
+};
+
+/* Counters written by the vCPU thread only: another line. */
+struct vcpureq__vcpu_stats {
+	_Atomic uint64_t requests_handled;
+	_Atomic uint64_t entries;
+	_Atomic uint64_t entry_aborts;
+	_Atomic uint64_t exits;
+	_Atomic uint64_t kicked_exits;
+	_Atomic uint64_t spurious_exits;
+	_Atomic uint64_t blocks;
+	_Atomic uint64_t halt_poll_hits;
+	_Atomic uint64_t interrupts_injected;
+};
+
+struct vcpureq_vcpu {
+	/*
+	 * Line 1, the protocol words every requester touches.
+	 * requests: the request bitmap; set by anyone (atomic OR), cleared
+	 *   only by the vCPU thread.
+	 * mode: enum vcpureq_mode.
+	 * exit_epoch: bumped each time the vCPU leaves IN_GUEST, EXITING or
+	 *   READING; futex word for WAIT requesters (the acknowledgement).
+	 * ack_waiters: WAIT requesters sleeping on exit_epoch.
+	 * kick_inflight: kickers between their mode CAS and their tgkill, so
+	 *   that unbind never lets the thread go while a signal is on its way.
+	 * tid: the bound thread, 0 when unbound.
+	 */
+	alignas(VCPUREQ__CACHELINE) _Atomic uint64_t requests;
+	_Atomic int mode;
+	_Atomic uint32_t exit_epoch;
+	_Atomic uint32_t ack_waiters;
+	_Atomic uint32_t kick_inflight;
+	_Atomic pid_t tid;
+
+	/* Line 2, the sleeper: futex word and the "waking request" hint. */
+	alignas(VCPUREQ__CACHELINE) _Atomic uint32_t sleep_state;
+	_Atomic uint32_t wake_hint;
+
+	/* Line 3, the interrupt mailbox (PIR + ON). */
+	alignas(VCPUREQ__CACHELINE) _Atomic uint64_t pir[4];
+	_Atomic uint32_t pir_on;
+
+	/* Line 4, vCPU-thread private state (and the handler's flag). */
+	alignas(VCPUREQ__CACHELINE) uint64_t irr[4]; /* synced, not injected */
+	/* Set by the kick signal handler or a self-kick while in guest mode;
+	 * cleared before IN_GUEST_MODE is published (immediate_exit). */
+	_Atomic int kicked;
+	bool in_walk;
+	bool io_pending;   /* last KVM exit needs a KVM_RUN to complete */
+	int guest_ret;
+	uint64_t poll_ns;  /* adaptive halt-poll window */
+	sigset_t saved_mask; /* thread's mask before bind */
+
+	alignas(VCPUREQ__CACHELINE) struct vcpureq__req_stats rstats;
+	alignas(VCPUREQ__CACHELINE) struct vcpureq__vcpu_stats vstats;
+
+	/* Immutable after vcpureq_vm_create(). */
+	alignas(VCPUREQ__CACHELINE) struct vcpureq_vm *vm;
+	unsigned int id;
+	int fd;                 /* KVM vCPU fd, -1 on the thread backend */
+	struct kvm_run *run;    /* mmapped kvm_run, NULL on the thread backend */
+	size_t run_size;
+};
+
+struct vcpureq_vm {
+	struct vcpureq_vm_opts opts;
+	_Atomic int state;      /* enum vcpureq__vm_state */
+	_Atomic int dead;       /* VM_DEAD made: sticky */
+	pid_t pid;              /* tgkill's tgid, read once at create */
+	int kick_signal;
+	int kvm_fd, vm_fd;
+	unsigned int nr_vcpus;
+	struct vcpureq_vcpu *vcpus; /* array of nr_vcpus, cache aligned */
+};
+
+/* ---- errors (errmsg.c) ---- */
+/* Record a static message; async-signal-safe.  Returns err. */
+int vcpureq__err(int err, const char *msg);
+/* Record a formatted message; not async-signal-safe (setup paths only). */
+int vcpureq__errf(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* ---- validation (request.c) ---- */
+int vcpureq__check_req(unsigned int req, bool allow_no_action);
+int vcpureq__check_vcpu(const struct vcpureq_vcpu *vcpu);
+int vcpureq__check_self(const struct vcpureq_vcpu *vcpu);
+/* After setting a request bit: note a waking request for block. */
+void vcpureq__set_wake_hint(struct vcpureq_vcpu *vcpu, unsigned int req);
+
+/* ---- kick (kick.c) ---- */
+/* Leave IN_GUEST/EXITING/READING: release-store OUTSIDE, bump the exit
+ * epoch, wake WAIT requesters.  vCPU thread. */
+void vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu);
+/* Full fence, then the per-target kick (the mailbox, after setting ON). */
+int vcpureq__kick_fenced(struct vcpureq_vcpu *vcpu);
+
+/* ---- signal (signal.c) ---- */
+int vcpureq__signal_acquire(int sig);
+void vcpureq__signal_release(int sig);
+/* Take a pending kick signal of this thread (it is blocked there): one, or
+ * all with @all.  Returns how many. */
+int vcpureq__signal_drain(int sig, bool all);
+
+/* ---- block (block.c) ---- */
+/* Wake the vCPU if it sleeps.  The caller has issued the full fence that
+ * orders its write (request bit, hint, ON, runnable state) before this. */
+bool vcpureq__wake_if_sleeping(struct vcpureq_vcpu *vcpu);
+
+/* ---- mailbox (mailbox.c) ---- */
+/* vCPU thread, after publishing IN_GUEST_MODE and its fence. */
+void vcpureq__mailbox_sync(struct vcpureq_vcpu *vcpu);
+bool vcpureq__irr_pending(const struct vcpureq_vcpu *vcpu);
+int vcpureq__irr_take_highest(struct vcpureq_vcpu *vcpu);
+
+/* ---- backends ---- */
+int vcpureq__kvm_vm_init(struct vcpureq_vm *vm);
+void vcpureq__kvm_vm_fini(struct vcpureq_vm *vm);
+int vcpureq__kvm_bind(struct vcpureq_vcpu *vcpu, const sigset_t *guest_mask);
+/* One KVM_RUN.  Returns 0 for an exit to hand to the VMM, 1 to loop (kick,
+ * interrupt window), -errno on error. */
+int vcpureq__kvm_enter(struct vcpureq_vcpu *vcpu);
+/* Complete a pending I/O or MMIO exit without running the guest. */
+int vcpureq__kvm_complete_io(struct vcpureq_vcpu *vcpu);
+void vcpureq__kvm_self_kick(struct vcpureq_vcpu *vcpu);
+void vcpureq__kvm_clear_immediate_exit(struct vcpureq_vcpu *vcpu);
+int vcpureq__thread_enter(struct vcpureq_vcpu *vcpu);
+
+#define VCPUREQ__STAT_INC(vcpu, grp, field) \
+	atomic_fetch_add_explicit(&(vcpu)->grp.field, 1, memory_order_relaxed)
+
+/* The kernel's smp_mb(): a full fence.  Every use names its pair. */
+#define vcpureq__smp_mb() atomic_thread_fence(memory_order_seq_cst)
+
+static inline void vcpureq__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+#endif /* VCPUREQ_INTERNAL_H */

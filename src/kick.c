@@ -1,0 +1,340 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Kicks, broadcasts and acknowledgements (kernel: kvm_vcpu_kick(),
+ * kvm_make_vcpus_request_mask(), kvm_make_all_cpus_request(),
+ * kvm_vcpu_exiting_guest_mode() and the IPI wait of smp_call_function_many()).
+ *
+ * The requester's half of the Dekker pattern of vcpu-requests.rst:
+ *
+ *   requester                          vCPU thread (run.c)
+ *   set request bit (release)          mode = IN_GUEST_MODE
+ *   smp_mb()              [R]          smp_mb()               [V]
+ *   read mode / CAS IN -> EXITING      read requests: abort entry if any
+ *
+ * Fences R and V forbid the store-buffering outcome in which the vCPU reads
+ * "no request" AND the requester reads "not in guest mode": one of the two
+ * always sees the other, so a request is never stranded in guest mode.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "futex.h"
+#include "internal.h"
+
+#define MASK_WORDS (VCPUREQ_MAX_VCPUS / 64)
+
+void vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu)
+{
+	/* The only thread that leaves IN_GUEST/EXITING/READING is this one,
+	 * so a store suffices (no CAS): requesters only ever move IN_GUEST
+	 * to EXITING, never out of EXITING. */
+	atomic_store_explicit(&vcpu->mode, VCPUREQ_OUTSIDE_GUEST_MODE,
+			      memory_order_release);
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_EPOCH);
+	/*
+	 * The acknowledgement.  Release pairs with the acquire load of the
+	 * epoch in wait_ack(): everything this thread did in the instance
+	 * (guest run, lockless reads of a structure) happens before the
+	 * WAIT requester returns and, say, frees that structure.
+	 */
+	atomic_fetch_add_explicit(&vcpu->exit_epoch, 1, memory_order_release);
+	/*
+	 * [E] pairs with [W] in wait_ack(): either the waiter sees the new
+	 * epoch, or we see its registration and wake it.  Without it the
+	 * waiter could sleep on an epoch that already moved: a hang.
+	 */
+	vcpureq__smp_mb();
+	if (atomic_load_explicit(&vcpu->ack_waiters, memory_order_relaxed))
+		vcpureq__futex_wake(&vcpu->exit_epoch, INT_MAX);
+}
+
+static void wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap)
+{
+	/* Acquire: pairs with the release bump in vcpureq__exit_guest_mode(). */
+	if (atomic_load_explicit(&vcpu->exit_epoch, memory_order_acquire) != snap)
+		return;
+	atomic_fetch_add_explicit(&vcpu->ack_waiters, 1, memory_order_relaxed);
+	vcpureq__smp_mb(); /* [W] pairs with [E] in vcpureq__exit_guest_mode() */
+	while (atomic_load_explicit(&vcpu->exit_epoch, memory_order_acquire) ==
+	       snap)
+		vcpureq__futex_wait(&vcpu->exit_epoch, snap);
+	atomic_fetch_sub_explicit(&vcpu->ack_waiters, 1, memory_order_relaxed);
+}
+
+static void send_kick_signal(struct vcpureq_vcpu *vcpu)
+{
+	pid_t tid = atomic_load_explicit(&vcpu->tid, memory_order_relaxed);
+
+	/* The vCPU was IN_GUEST_MODE, so it is bound and tid is set; our
+	 * kick_inflight count keeps unbind (and so thread exit) waiting until
+	 * this returns, so the tid cannot have been reused. */
+	if (tid > 0) {
+		syscall(SYS_tgkill, vcpu->vm->pid, tid, vcpu->vm->kick_signal);
+		VCPUREQ__STAT_INC(vcpu, rstats, signals_sent);
+	}
+}
+
+/*
+ * The per-target half of a kick, after the caller's fence [R].  Returns 1 if
+ * a signal was sent.  Sets *wait (and *snap) when a WAIT request must wait
+ * for this target's acknowledgement.
+ */
+static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int flags,
+			    bool *wait, uint32_t *snap)
+{
+	bool self = vcpureq__self == vcpu;
+	int sent = 0;
+	int old;
+
+	*wait = false;
+	VCPUREQ__STAT_INC(vcpu, rstats, kicks);
+	/* kvm_vcpu_wake_up(): a sleeper is woken, not signalled or waited
+	 * for (it is outside guest mode). */
+	if (!(flags & VCPUREQ_REQUEST_NO_WAKEUP) &&
+	    vcpureq__wake_if_sleeping(vcpu))
+		return 0;
+	/*
+	 * Snapshot the exit epoch after [R] and before reading the mode.
+	 * Any instance that ends after the snapshot bumps it; an instance
+	 * that began after the snapshot began after [R] too (else the
+	 * snapshot would have seen the bump that preceded it), so its final
+	 * check sees our bit.  A snapshot taken after the CAS could miss the
+	 * bump of the very instance we waited for: a hang.
+	 */
+	*snap = atomic_load_explicit(&vcpu->exit_epoch, memory_order_relaxed);
+	old = atomic_load_explicit(&vcpu->mode, memory_order_relaxed);
+	if (old == VCPUREQ_IN_GUEST_MODE) {
+		/* Counted before the CAS, so that unbind, which runs after the
+		 * vCPU left the mode we CAS, waits for our signal to go out. */
+		atomic_fetch_add_explicit(&vcpu->kick_inflight, 1,
+					  memory_order_seq_cst);
+		VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_CAS);
+		/* kvm_vcpu_exiting_guest_mode(): IN -> EXITING; only the
+		 * winner signals (IPI reduction).  On failure old is updated
+		 * to the mode that beat us. */
+		if (atomic_compare_exchange_strong_explicit(
+			    &vcpu->mode, &old, VCPUREQ_EXITING_GUEST_MODE,
+			    memory_order_seq_cst, memory_order_relaxed)) {
+			VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_SIGNAL);
+			if (self) {
+				/* A request from the vCPU thread while it is
+				 * in guest mode (a signal handler, or the
+				 * thread backend's guest callback): no signal
+				 * to ourselves, just make the entry exit. */
+				if (vcpu->run)
+					vcpureq__kvm_self_kick(vcpu);
+				atomic_store_explicit(&vcpu->kicked, 1,
+						      memory_order_relaxed);
+			} else {
+				send_kick_signal(vcpu);
+				sent = 1;
+			}
+			old = VCPUREQ_IN_GUEST_MODE;
+		}
+		atomic_fetch_sub_explicit(&vcpu->kick_inflight, 1,
+					  memory_order_release);
+	}
+	if (old == VCPUREQ_EXITING_GUEST_MODE)
+		VCPUREQ__STAT_INC(vcpu, rstats, signals_coalesced);
+	if ((flags & VCPUREQ_REQUEST_WAIT) &&
+	    old != VCPUREQ_OUTSIDE_GUEST_MODE && !self) {
+		*wait = true;
+		VCPUREQ__STAT_INC(vcpu, rstats, acks_waited);
+	}
+	return sent;
+}
+
+int vcpureq_vcpu_kick(struct vcpureq_vcpu *vcpu)
+{
+	uint32_t snap;
+	bool wait;
+	int r = vcpureq__check_vcpu(vcpu);
+
+	if (r)
+		return r;
+	vcpureq__smp_mb(); /* [R]: orders the caller's request before the
+			      reads of sleep state and mode */
+	return kick_after_fence(vcpu, 0, &wait, &snap);
+}
+
+/* Used by the mailbox: ON was set by the caller. */
+int vcpureq__kick_fenced(struct vcpureq_vcpu *vcpu)
+{
+	uint32_t snap;
+	bool wait;
+
+	vcpureq__smp_mb(); /* [R], with ON in place of the request bit */
+	return kick_after_fence(vcpu, 0, &wait, &snap);
+}
+
+/*
+ * make + kick of every vCPU in @mask (validated by the caller): set every
+ * bit, one fence [R] for all, kick each (signals go out as we go), then
+ * wait for every acknowledgement.  No lock is held at any point.
+ */
+static int request_mask(struct vcpureq_vm *vm, unsigned int req,
+			const uint64_t *mask)
+{
+	uint32_t snaps[VCPUREQ_MAX_VCPUS];
+	uint64_t waits[MASK_WORDS];
+	unsigned int flags = req & ~VCPUREQ_REQUEST_MASK;
+	uint64_t bit = UINT64_C(1) << (req & VCPUREQ_REQUEST_MASK);
+	unsigned int w, i, n = vm->nr_vcpus;
+	bool any_wait = false;
+	int sent = 0;
+
+	if ((flags & VCPUREQ_REQUEST_WAIT) && vcpureq__self &&
+	    vcpureq__self->vm == vm && vcpureq__self->in_walk)
+		return vcpureq__err(-EDEADLK,
+				    "a WAIT request from inside a lockless walk could wait forever on another walker");
+	if (!(flags & VCPUREQ_REQUEST_NO_ACTION) &&
+	    (req & VCPUREQ_REQUEST_MASK) ==
+		    (VCPUREQ_REQ_VM_DEAD & VCPUREQ_REQUEST_MASK))
+		atomic_store_explicit(&vm->dead, 1, memory_order_relaxed);
+	for (w = 0; w * 64 < n; w++) {
+		uint64_t m = mask[w];
+
+		while (m && !(flags & VCPUREQ_REQUEST_NO_ACTION)) {
+			struct vcpureq_vcpu *v = &vm->vcpus[w * 64 +
+							    __builtin_ctzll(m)];
+
+			m &= m - 1;
+			/* Release: payload (and vm->dead) before the bit;
+			 * pairs with the acquire in check_request. */
+			atomic_fetch_or_explicit(&v->requests, bit,
+						 memory_order_release);
+			vcpureq__set_wake_hint(v, req);
+			VCPUREQ__STAT_INC(v, rstats, requests_made);
+		}
+	}
+	vcpureq__smp_mb(); /* [R] for every target at once */
+	memset(waits, 0, sizeof(waits));
+	for (w = 0; w * 64 < n; w++) {
+		uint64_t m = mask[w];
+
+		while (m) {
+			i = w * 64 + (unsigned int)__builtin_ctzll(m);
+			bool wait;
+
+			m &= m - 1;
+			sent |= kick_after_fence(&vm->vcpus[i], flags, &wait,
+						 &snaps[i]);
+			if (wait) {
+				waits[w] |= UINT64_C(1) << (i % 64);
+				any_wait = true;
+			}
+		}
+	}
+	if (!any_wait)
+		return sent;
+	for (w = 0; w * 64 < n; w++) {
+		uint64_t m = waits[w];
+
+		while (m) {
+			i = w * 64 + (unsigned int)__builtin_ctzll(m);
+			m &= m - 1;
+			wait_ack(&vm->vcpus[i], snaps[i]);
+		}
+	}
+	return sent;
+}
+
+static int check_vm(const struct vcpureq_vm *vm)
+{
+	if (!vm)
+		return vcpureq__err(-EINVAL, "vm is NULL");
+	if (atomic_load_explicit(&vm->state, memory_order_relaxed) !=
+	    VCPUREQ__VM_LIVE)
+		return vcpureq__err(-ESHUTDOWN, "the VM has been destroyed");
+	return 0;
+}
+
+int vcpureq_make_all_cpus_request(struct vcpureq_vm *vm, unsigned int req)
+{
+	uint64_t mask[MASK_WORDS] = { 0 };
+	unsigned int i;
+	int r = check_vm(vm);
+
+	if (!r)
+		r = vcpureq__check_req(req, true);
+	if (r)
+		return r;
+	for (i = 0; i < vm->nr_vcpus; i++)
+		mask[i / 64] |= UINT64_C(1) << (i % 64);
+	return request_mask(vm, req, mask);
+}
+
+int vcpureq_make_vcpus_request_mask(struct vcpureq_vm *vm, unsigned int req,
+				    const uint64_t *mask, size_t mask_bits)
+{
+	uint64_t m[MASK_WORDS] = { 0 };
+	size_t i;
+	int r = check_vm(vm);
+
+	if (!r)
+		r = vcpureq__check_req(req, true);
+	if (r)
+		return r;
+	if (!mask && mask_bits)
+		return vcpureq__err(-EINVAL, "mask is NULL");
+	for (i = 0; i < mask_bits; i++) {
+		if (!(mask[i / 64] & (UINT64_C(1) << (i % 64))))
+			continue;
+		if (i >= vm->nr_vcpus)
+			return vcpureq__err(-EINVAL,
+					    "mask names a vCPU id >= nr_vcpus");
+		m[i / 64] |= UINT64_C(1) << (i % 64);
+	}
+	return request_mask(vm, req, m);
+}
+
+int vcpureq_make_vcpus_request(struct vcpureq_vm *vm, unsigned int req,
+			       const unsigned int *ids, size_t nr_ids)
+{
+	uint64_t m[MASK_WORDS] = { 0 };
+	size_t i;
+	int r = check_vm(vm);
+
+	if (!r)
+		r = vcpureq__check_req(req, true);
+	if (r)
+		return r;
+	if (!ids && nr_ids)
+		return vcpureq__err(-EINVAL, "ids is NULL");
+	for (i = 0; i < nr_ids; i++) {
+		unsigned int id = ids[i];
+
+		if (id >= vm->nr_vcpus)
+			return vcpureq__err(-EINVAL, "vCPU id out of range");
+		if (m[id / 64] & (UINT64_C(1) << (id % 64)))
+			return vcpureq__err(-EINVAL, "vCPU id named twice");
+		m[id / 64] |= UINT64_C(1) << (id % 64);
+	}
+	return request_mask(vm, req, m);
+}
+
+int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu)
+{
+	uint64_t m[MASK_WORDS] = { 0 };
+	int r = vcpureq__check_vcpu(vcpu);
+
+	if (!r)
+		r = vcpureq__check_req(req, true);
+	if (r)
+		return r;
+	m[vcpu->id / 64] = UINT64_C(1) << (vcpu->id % 64);
+	return request_mask(vcpu->vm, req, m);
+}
+
+int vcpureq_vm_dead(struct vcpureq_vm *vm)
+{
+	return vcpureq_make_all_cpus_request(vm, VCPUREQ_REQ_VM_DEAD);
+}
+
+bool vcpureq_vm_is_dead(const struct vcpureq_vm *vm)
+{
+	return atomic_load_explicit(&vm->dead, memory_order_acquire) != 0;
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Race-window injection for the torture tier.  In a normal build every hook
+ * is empty.  Built with -DVCPUREQ_TORTURE, each hook calls
+ * vcpureq__race_window(), which the torture program defines to insert short
+ * random delays, so that the interleavings the protocol guards against
+ * happen on every run instead of once a month.
+ */
+#ifndef VCPUREQ_RACE_H
+#define VCPUREQ_RACE_H
+
+enum vcpureq__window {
+	/* vCPU: between publishing IN_GUEST_MODE and the final check. */
+	VCPUREQ__WIN_AFTER_PUBLISH,
+	/* vCPU: between the final request check and KVM_RUN / callback. */
+	VCPUREQ__WIN_BEFORE_ENTER,
+	/* requester: between setting the request bit and the mode CAS. */
+	VCPUREQ__WIN_BEFORE_CAS,
+	/* requester: between winning the CAS and sending the signal. */
+	VCPUREQ__WIN_BEFORE_SIGNAL,
+	/* sleeper: between registering and checking the wake conditions. */
+	VCPUREQ__WIN_SLEEP_REGISTER,
+	/* vCPU: between leaving guest mode and bumping the exit epoch. */
+	VCPUREQ__WIN_BEFORE_EPOCH,
+	VCPUREQ__WIN_NR
+};
+
+#ifdef VCPUREQ_TORTURE
+void vcpureq__race_window(enum vcpureq__window w);
+#define VCPUREQ_RACE_WINDOW(w) vcpureq__race_window(w)
+#else
+#define VCPUREQ_RACE_WINDOW(w) ((void)0)
+#endif
+
+#endif /* VCPUREQ_RACE_H */

@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The request bitmap: make, test, clear, check (kernel: kvm_make_request()
+ * and friends in include/linux/kvm_host.h).
+ */
+#include <errno.h>
+
+#include "internal.h"
+
+VCPUREQ__TLS struct vcpureq_vcpu *vcpureq__self;
+
+#define VALID_FLAGS (VCPUREQ_REQUEST_MASK | VCPUREQ_REQUEST_NO_WAKEUP | \
+		     VCPUREQ_REQUEST_WAIT | VCPUREQ_REQUEST_NO_ACTION)
+
+int vcpureq__check_req(unsigned int req, bool allow_no_action)
+{
+	if (req & ~VALID_FLAGS)
+		return vcpureq__err(-EINVAL,
+				    "request has unknown flag bits (above bit 10)");
+	if (req & VCPUREQ_REQUEST_NO_ACTION) {
+		if (!allow_no_action)
+			return vcpureq__err(-EINVAL,
+					    "NO_ACTION sets no bit: use vcpureq_request() or a broadcast to kick/wait");
+		return 0;
+	}
+	if ((req & VCPUREQ_REQUEST_MASK) > VCPUREQ_REQUEST_NR_MAX)
+		return vcpureq__err(-EINVAL,
+				    "request number above 63 (the bitmap has 64 bits)");
+	return 0;
+}
+
+int vcpureq__check_vcpu(const struct vcpureq_vcpu *vcpu)
+{
+	if (!vcpu)
+		return vcpureq__err(-EINVAL, "vcpu is NULL");
+	if (atomic_load_explicit(&vcpu->vm->state, memory_order_relaxed) !=
+	    VCPUREQ__VM_LIVE)
+		return vcpureq__err(-ESHUTDOWN, "the VM has been destroyed");
+	return 0;
+}
+
+int vcpureq__check_self(const struct vcpureq_vcpu *vcpu)
+{
+	int r = vcpureq__check_vcpu(vcpu);
+
+	if (r)
+		return r;
+	if (vcpureq__self != vcpu)
+		return vcpureq__err(-EPERM,
+				    "only the vCPU's own bound thread may call this");
+	return 0;
+}
+
+static inline uint64_t req_bit(unsigned int req)
+{
+	return UINT64_C(1) << (req & VCPUREQ_REQUEST_MASK);
+}
+
+int vcpureq_make_request(unsigned int req, struct vcpureq_vcpu *vcpu)
+{
+	int r = vcpureq__check_vcpu(vcpu);
+
+	if (!r)
+		r = vcpureq__check_req(req, false);
+	if (r)
+		return r;
+	if ((req & VCPUREQ_REQUEST_MASK) ==
+	    (VCPUREQ_REQ_VM_DEAD & VCPUREQ_REQUEST_MASK))
+		/* Sticky, VM-wide; published before the bit (release below). */
+		atomic_store_explicit(&vcpu->vm->dead, 1, memory_order_relaxed);
+	/*
+	 * kernel: smp_wmb(); set_bit().  Release orders the caller's payload
+	 * (and the dead flag) before the bit; pairs with the acquire in
+	 * vcpureq_test_request()/vcpureq_check_request().  Without it the vCPU
+	 * could see the bit and read a stale payload.
+	 */
+	atomic_fetch_or_explicit(&vcpu->requests, req_bit(req),
+				 memory_order_release);
+	vcpureq__set_wake_hint(vcpu, req);
+	VCPUREQ__STAT_INC(vcpu, rstats, requests_made);
+	return 0;
+}
+
+void vcpureq__set_wake_hint(struct vcpureq_vcpu *vcpu, unsigned int req)
+{
+	/*
+	 * A request without NO_WAKEUP makes vcpureq_vcpu_block() return.
+	 * Stored after the bit with release (pairs with the acquire exchange
+	 * in block.c/run.c), so whoever consumes the hint sees the bit.
+	 * Unconditional: skipping the store because the hint looked set
+	 * could race with the vCPU consuming it, and lose a wake-up.
+	 */
+	if (!(req & VCPUREQ_REQUEST_NO_WAKEUP))
+		atomic_store_explicit(&vcpu->wake_hint, 1, memory_order_release);
+}
+
+int vcpureq_request_pending(const struct vcpureq_vcpu *vcpu)
+{
+	int r = vcpureq__check_self(vcpu);
+
+	if (r)
+		return r;
+	return atomic_load_explicit(&vcpu->requests, memory_order_relaxed) != 0;
+}
+
+int vcpureq_test_request(unsigned int req, const struct vcpureq_vcpu *vcpu)
+{
+	int r = vcpureq__check_self(vcpu);
+
+	if (!r)
+		r = vcpureq__check_req(req, false);
+	if (r)
+		return r;
+	/* Acquire: pairs with the release in vcpureq_make_request(). */
+	return (atomic_load_explicit(&vcpu->requests, memory_order_acquire) &
+		req_bit(req)) != 0;
+}
+
+int vcpureq_clear_request(unsigned int req, struct vcpureq_vcpu *vcpu)
+{
+	int r = vcpureq__check_self(vcpu);
+
+	if (!r)
+		r = vcpureq__check_req(req, false);
+	if (r)
+		return r;
+	atomic_fetch_and_explicit(&vcpu->requests, ~req_bit(req),
+				  memory_order_relaxed);
+	return 0;
+}
+
+int vcpureq_check_request(unsigned int req, struct vcpureq_vcpu *vcpu)
+{
+	uint64_t bit;
+	int r = vcpureq__check_self(vcpu);
+
+	if (!r)
+		r = vcpureq__check_req(req, false);
+	if (r)
+		return r;
+	bit = req_bit(req);
+	if (!(atomic_load_explicit(&vcpu->requests, memory_order_relaxed) & bit))
+		return 0;
+	/*
+	 * kernel: clear_bit(); smp_mb__after_atomic().  A seq_cst RMW: its
+	 * acquire half pairs with the release of every make that set the bit
+	 * (release sequence on the bitmap), so all their payloads are
+	 * visible even when requests coalesced; its full-fence half orders
+	 * the clear before the handler's reads of the payload, so a request
+	 * made again after those reads is not lost to this clear.
+	 */
+	atomic_fetch_and_explicit(&vcpu->requests, ~bit, memory_order_seq_cst);
+	VCPUREQ__STAT_INC(vcpu, vstats, requests_handled);
+	return 1;
+}

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The kick signal (kernel analog: the reschedule IPI).
+ *
+ * The signal's disposition is process-wide, so this file keeps the one piece
+ * of process-global state of the library: how many VMs use which signal, so
+ * that the handler is installed by the first and removed by the last.  It is
+ * touched only by vcpureq_vm_create()/destroy(), under a mutex.
+ *
+ * The handler is trivial by design (no locks, no library calls): it sets the
+ * bound vCPU's "kicked" flag, which the thread backend's guest callback polls
+ * and which is cleared before IN_GUEST_MODE is published.  On the KVM
+ * backend the signal is blocked in the vCPU thread except inside KVM_RUN
+ * (KVM_SET_SIGNAL_MASK), so the kernel turns a pending kick into an
+ * immediate -EINTR from KVM_RUN and the handler never runs there.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
+static int sig_users[_NSIG];
+
+static void kick_handler(int sig)
+{
+	struct vcpureq_vcpu *self = vcpureq__self;
+
+	(void)sig;
+	if (self)
+		/* Relaxed: read by the same thread (program order) or by the
+		 * guest callback it interrupted. */
+		atomic_store_explicit(&self->kicked, 1, memory_order_relaxed);
+}
+
+int vcpureq__signal_acquire(int sig)
+{
+	struct sigaction old, sa;
+	int r = 0;
+
+	if (sig <= 0 || sig >= _NSIG || sig == SIGKILL || sig == SIGSTOP)
+		return vcpureq__errf(-EINVAL, "kick signal %d is not a usable signal",
+				     sig);
+	pthread_mutex_lock(&sig_lock);
+	if (sig_users[sig] > 0) {
+		sig_users[sig]++;
+		goto out;
+	}
+	if (sigaction(sig, NULL, &old) < 0) {
+		r = vcpureq__errf(-errno, "sigaction(%d): %s", sig, strerror(errno));
+		goto out;
+	}
+	if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler != SIG_DFL) {
+		r = vcpureq__errf(-EBUSY,
+				  "kick signal %d already has a handler (or is ignored) in this application; choose another with opts.kick_signal",
+				  sig);
+		goto out;
+	}
+	if ((old.sa_flags & SA_SIGINFO) && old.sa_sigaction) {
+		r = vcpureq__errf(-EBUSY,
+				  "kick signal %d already has a handler in this application; choose another with opts.kick_signal",
+				  sig);
+		goto out;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = kick_handler;
+	sigfillset(&sa.sa_mask);
+	/* No SA_RESTART: a kick interrupts the guest callback's blocking
+	 * system calls (thread backend). */
+	sa.sa_flags = 0;
+	if (sigaction(sig, &sa, NULL) < 0) {
+		r = vcpureq__errf(-errno, "sigaction(%d): %s", sig, strerror(errno));
+		goto out;
+	}
+	sig_users[sig] = 1;
+out:
+	pthread_mutex_unlock(&sig_lock);
+	return r;
+}
+
+void vcpureq__signal_release(int sig)
+{
+	struct sigaction sa;
+
+	pthread_mutex_lock(&sig_lock);
+	if (sig_users[sig] > 0 && --sig_users[sig] == 0) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = SIG_DFL;
+		sigaction(sig, &sa, NULL);
+	}
+	pthread_mutex_unlock(&sig_lock);
+}
+
+int vcpureq__signal_drain(int sig, bool all)
+{
+	static const struct timespec zero = { 0, 0 };
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	/*
+	 * One sigtimedwait() after a kicked exit: at most one signal is sent
+	 * per guest-mode instance (the CAS winner's), so one is normally all
+	 * there is, and a queued extra (a real-time signal from an older
+	 * instance) costs at most one spurious -EINTR later.  unbind drains
+	 * them all.  Returns how many were taken.
+	 */
+	int n = 0;
+
+	while (sigtimedwait(&set, NULL, &zero) == sig) {
+		n++;
+		if (!all)
+			break;
+	}
+	return n;
+}
