@@ -164,3 +164,9 @@ int vcpureq_vcpu_block(struct vcpureq_vcpu *vcpu)
 		adjust_poll(vcpu, now_ns() - start);
 	return why;
 }
+
+bool vcpureq_vcpu_is_blocking(const struct vcpureq_vcpu *vcpu)
+{
+	return atomic_load_explicit(&vcpu->sleep_state, memory_order_relaxed) !=
+	       VCPUREQ__AWAKE;
+}

@@ -347,6 +347,10 @@ int vcpureq_vcpu_wake_up(struct vcpureq_vcpu *vcpu);
 int vcpureq_walk_lockless_begin(struct vcpureq_vcpu *vcpu);
 int vcpureq_walk_lockless_end(struct vcpureq_vcpu *vcpu);
 
+/* kvm_vcpu_is_blocking(): the vCPU is registered as a sleeper in
+ * vcpureq_vcpu_block() (relaxed load); any thread; for tests and monitoring. */
+bool vcpureq_vcpu_is_blocking(const struct vcpureq_vcpu *vcpu);
+
 /* The current mode (relaxed load); any thread; for tests and monitoring. */
 enum vcpureq_mode vcpureq_vcpu_mode(const struct vcpureq_vcpu *vcpu);
 

@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: MIT */
+#include "harness.h"
+
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+extern const uint8_t vg_code_start[], vg_code_end[];
+extern const uint8_t vg_spin[], vg_out[], vg_halt[], vg_irq[],
+	vg_irq_handler[], vg_in[];
+
+#define MEM_SIZE 0x100000u
+#define CODE_GPA 0x1000u
+#define DATA_GPA(id) (0x80000u + (id) * 64u)
+#define STACK_GPA(id) (0x20000u + (id) * 256u)
+
+uint64_t h_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void h_sleep_us(unsigned int us)
+{
+	struct timespec ts = { us / 1000000, (long)(us % 1000000) * 1000 };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static uint32_t prog_gpa(enum h_prog p)
+{
+	const uint8_t *at = p == H_SPIN ? vg_spin : p == H_OUT ? vg_out :
+			    p == H_HALT ? vg_halt : p == H_IRQ ? vg_irq : vg_in;
+
+	return CODE_GPA + (uint32_t)(at - vg_code_start);
+}
+
+static void set_seg(struct kvm_segment *s, uint32_t base)
+{
+	s->base = base;
+	s->selector = (uint16_t)(base >> 4);
+	s->limit = 0xffff;
+}
+
+int h_set_prog(struct h_vm *h, unsigned int id, enum h_prog prog)
+{
+	struct h_vcpu *hv = &h->vcpus[id];
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	int fd;
+
+	atomic_store(&hv->prog, prog);
+	if (h->backend != VCPUREQ_BACKEND_KVM)
+		return 0;
+	fd = vcpureq_vcpu_kvm_fd(vcpureq_vm_vcpu(h->vm, id));
+	if (ioctl(fd, KVM_GET_SREGS, &sregs) < 0)
+		return -errno;
+	set_seg(&sregs.cs, 0);
+	set_seg(&sregs.ds, DATA_GPA(id));
+	set_seg(&sregs.es, DATA_GPA(id));
+	set_seg(&sregs.ss, STACK_GPA(id));
+	if (ioctl(fd, KVM_SET_SREGS, &sregs) < 0)
+		return -errno;
+	memset(&regs, 0, sizeof(regs));
+	regs.rip = prog_gpa(prog);
+	regs.rsp = 0xfe;
+	regs.rflags = 0x2;
+	if (ioctl(fd, KVM_SET_REGS, &regs) < 0)
+		return -errno;
+	return 0;
+}
+
+uint64_t h_guest_iters(struct h_vm *h, unsigned int id)
+{
+	if (h->backend != VCPUREQ_BACKEND_KVM)
+		return atomic_load(&h->vcpus[id].tb_iters);
+	return __atomic_load_n((uint32_t *)(h->mem + DATA_GPA(id)),
+			       __ATOMIC_RELAXED);
+}
+
+uint64_t h_guest_irqs(struct h_vm *h, unsigned int id)
+{
+	if (h->backend != VCPUREQ_BACKEND_KVM)
+		return atomic_load(&h->vcpus[id].tb_irqs);
+	return __atomic_load_n((uint32_t *)(h->mem + DATA_GPA(id) + 4),
+			       __ATOMIC_RELAXED);
+}
+
+uint8_t h_guest_in_byte(struct h_vm *h, unsigned int id)
+{
+	if (h->backend != VCPUREQ_BACKEND_KVM)
+		return (uint8_t)atomic_load(&h->vcpus[id].in_value);
+	return __atomic_load_n(h->mem + DATA_GPA(id) + 8, __ATOMIC_RELAXED);
+}
+
+/* Thread backend: the same programs as callbacks.  Exit "reasons" reuse
+ * the KVM numbers so that hooks are backend-agnostic. */
+static int tb_guest(struct vcpureq_vcpu *vcpu, void *opaque)
+{
+	struct h_vm *h = opaque;
+	struct h_vcpu *hv = &h->vcpus[vcpureq_vcpu_id(vcpu)];
+	int v;
+
+	switch (atomic_load(&hv->prog)) {
+	case H_SPIN:
+		for (;;) {
+			atomic_fetch_add_explicit(&hv->tb_iters, 1,
+						  memory_order_relaxed);
+			if (vcpureq_guest_kicked(vcpu))
+				return VCPUREQ_GUEST_KICKED;
+		}
+	case H_OUT:
+		atomic_fetch_add(&hv->tb_iters, 1);
+		return KVM_EXIT_IO;
+	case H_IRQ:
+		while ((v = vcpureq_vcpu_take_interrupt(vcpu)) >= 0)
+			atomic_fetch_add(&hv->tb_irqs, 1);
+		atomic_fetch_add(&hv->tb_iters, 1);
+		return KVM_EXIT_HLT;
+	case H_IN:
+		return KVM_EXIT_HLT;
+	case H_HALT:
+	default:
+		atomic_fetch_add(&hv->tb_iters, 1);
+		return KVM_EXIT_HLT;
+	}
+}
+
+static bool kvm_really_absent(void)
+{
+	struct stat st;
+
+	if (stat("/dev/kvm", &st) < 0)
+		return true;
+	return access("/dev/kvm", R_OK | W_OK) < 0;
+}
+
+int h_vm_create(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
+		enum h_prog prog, const struct vcpureq_vm_opts *opts)
+{
+	struct vcpureq_vm_opts o;
+	unsigned int i;
+	int r;
+
+	memset(h, 0, sizeof(*h));
+	if (opts)
+		o = *opts;
+	else
+		memset(&o, 0, sizeof(o));
+	o.backend = be;
+	o.nr_vcpus = nr;
+	if (be == VCPUREQ_BACKEND_THREAD) {
+		o.guest = tb_guest;
+		if (!o.opaque)
+			o.opaque = h;
+	}
+	if (be == VCPUREQ_BACKEND_KVM && kvm_really_absent()) {
+		printf("SKIP: /dev/kvm is absent or not accessible (%s); KVM tests need it\n",
+		       strerror(errno));
+		return H_SKIP;
+	}
+	r = vcpureq_vm_create(&o, &h->vm);
+	if (r)
+		return r;
+	h->backend = be;
+	h->nr = nr;
+	h->vcpus = calloc(nr, sizeof(*h->vcpus));
+	if (!h->vcpus)
+		return -ENOMEM;
+	for (i = 0; i < nr; i++) {
+		h->vcpus[i].h = h;
+		h->vcpus[i].id = i;
+	}
+	if (be == VCPUREQ_BACKEND_KVM) {
+		struct kvm_userspace_memory_region reg;
+		uint16_t *ivt;
+
+		h->mem_size = MEM_SIZE;
+		h->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE,
+			      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (h->mem == MAP_FAILED)
+			return -errno;
+		memcpy(h->mem + CODE_GPA, vg_code_start,
+		       (size_t)(vg_code_end - vg_code_start));
+		ivt = (uint16_t *)(h->mem + H_IRQ_VECTOR * 4);
+		ivt[0] = (uint16_t)(CODE_GPA + (vg_irq_handler - vg_code_start));
+		ivt[1] = 0;
+		memset(&reg, 0, sizeof(reg));
+		reg.slot = 0;
+		reg.guest_phys_addr = 0;
+		reg.memory_size = MEM_SIZE;
+		reg.userspace_addr = (uintptr_t)h->mem;
+		if (ioctl(vcpureq_vm_kvm_fd(h->vm), KVM_SET_USER_MEMORY_REGION,
+			  &reg) < 0)
+			return -errno;
+	}
+	for (i = 0; i < nr; i++) {
+		r = h_set_prog(h, i, prog);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+void h_vm_destroy(struct h_vm *h)
+{
+	if (h->vm)
+		vcpureq_vm_free(h->vm);
+	if (h->mem && h->mem != MAP_FAILED)
+		munmap(h->mem, h->mem_size);
+	free(h->vcpus);
+	memset(h, 0, sizeof(*h));
+}
+
+static int exit_reason(struct h_vm *h, struct vcpureq_vcpu *v)
+{
+	if (h->backend == VCPUREQ_BACKEND_KVM)
+		return (int)vcpureq_vcpu_kvm_run(v)->exit_reason;
+	return vcpureq_vcpu_guest_ret(v);
+}
+
+static void *vcpu_main(void *arg)
+{
+	struct h_vcpu *hv = arg;
+	struct h_vm *h = hv->h;
+	struct vcpureq_vcpu *v = vcpureq_vm_vcpu(h->vm, hv->id);
+	int r;
+
+	r = vcpureq_vcpu_bind(v);
+	if (r) {
+		atomic_store(&hv->run_ret, r);
+		atomic_store(&hv->finished, 1);
+		return NULL;
+	}
+	atomic_store(&hv->started, 1);
+	for (;;) {
+		r = vcpureq_vcpu_run(v);
+		if (r == -EIO)
+			break; /* VM dead */
+		if (r < 0) {
+			atomic_store(&hv->run_ret, r);
+			fprintf(stderr, "vcpu %u: run: %d (%s)\n", hv->id, r,
+				vcpureq_errmsg());
+			break;
+		}
+		if (r == VCPUREQ_RUN_REQUEST) {
+			if (vcpureq_check_request(H_REQ_STOP, v) > 0)
+				break;
+			if (h->hooks.on_request && !h->hooks.on_request(h, hv->id))
+				break;
+			continue;
+		}
+		r = exit_reason(h, v);
+		atomic_fetch_add(&hv->vmm_exits, 1);
+		if (h->hooks.on_exit && !h->hooks.on_exit(h, hv->id, r))
+			break;
+		if (r == KVM_EXIT_IO && h->backend == VCPUREQ_BACKEND_KVM) {
+			struct kvm_run *run = vcpureq_vcpu_kvm_run(v);
+
+			if (run->io.direction == KVM_EXIT_IO_IN)
+				*((uint8_t *)run + run->io.data_offset) =
+					(uint8_t)atomic_load(&hv->in_value);
+		} else if (r == KVM_EXIT_HLT) {
+			int why = vcpureq_vcpu_block(v);
+
+			if (why < 0) {
+				atomic_store(&hv->run_ret, why);
+				break;
+			}
+			if (h->hooks.on_wake && !h->hooks.on_wake(h, hv->id, why))
+				break;
+		}
+	}
+	vcpureq_vcpu_unbind(v);
+	atomic_store(&hv->finished, 1);
+	return NULL;
+}
+
+int h_start_one(struct h_vm *h, unsigned int id)
+{
+	int r = pthread_create(&h->vcpus[id].thread, NULL, vcpu_main,
+			       &h->vcpus[id]);
+
+	if (r)
+		return -r;
+	while (!atomic_load(&h->vcpus[id].started) &&
+	       !atomic_load(&h->vcpus[id].finished))
+		h_sleep_us(100);
+	return atomic_load(&h->vcpus[id].run_ret);
+}
+
+int h_start(struct h_vm *h)
+{
+	unsigned int i;
+	int r;
+
+	for (i = 0; i < h->nr; i++) {
+		r = h_start_one(h, i);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+void h_join_all(struct h_vm *h)
+{
+	unsigned int i;
+
+	for (i = 0; i < h->nr; i++)
+		if (h->vcpus[i].thread) {
+			pthread_join(h->vcpus[i].thread, NULL);
+			h->vcpus[i].thread = 0;
+		}
+}
+
+int h_stop_all(struct h_vm *h)
+{
+	int r = vcpureq_make_all_cpus_request(h->vm, H_REQ_STOP);
+
+	h_join_all(h);
+	return r < 0 ? r : 0;
+}
+
+bool h_wait_until(bool (*pred)(struct h_vm *, unsigned int), struct h_vm *h,
+		  unsigned int id, unsigned int timeout_ms)
+{
+	uint64_t end = h_now_ns() + (uint64_t)timeout_ms * 1000000u;
+
+	while (!pred(h, id)) {
+		if (h_now_ns() > end)
+			return false;
+		h_sleep_us(200);
+	}
+	return true;
+}
+
+bool h_in_guest(struct h_vm *h, unsigned int id)
+{
+	return vcpureq_vcpu_mode(vcpureq_vm_vcpu(h->vm, id)) ==
+	       VCPUREQ_IN_GUEST_MODE;
+}
+
+bool h_sleeping(struct h_vm *h, unsigned int id)
+{
+	return vcpureq_vcpu_is_blocking(vcpureq_vm_vcpu(h->vm, id));
+}
+
+/* ---- runner ---- */
+#define MAX_CASES 128
+static struct h_case cases[MAX_CASES];
+static int nr_cases;
+
+void h_register(const char *name, h_case_fn fn, int both)
+{
+	if (nr_cases < MAX_CASES)
+		cases[nr_cases++] = (struct h_case){ name, fn, both };
+}
+
+int main(int argc, char **argv)
+{
+	const char *want = argc > 1 ? argv[1] : NULL;
+	int i, failed = 0, ran = 0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (want && !strcmp(want, "--list")) {
+		for (i = 0; i < nr_cases; i++)
+			if (cases[i].both)
+				printf("%s.kvm\n%s.thread\n", cases[i].name,
+				       cases[i].name);
+			else
+				printf("%s\n", cases[i].name);
+		return 0;
+	}
+	for (i = 0; i < nr_cases; i++) {
+		const struct h_case *c = &cases[i];
+		size_t n = strlen(c->name);
+		enum vcpureq_backend be = VCPUREQ_BACKEND_KVM;
+		int r;
+
+		if (want) {
+			if (strncmp(want, c->name, n))
+				continue;
+			if (want[n] == '\0' && !c->both)
+				be = VCPUREQ_BACKEND_KVM;
+			else if (c->both && !strcmp(want + n, ".kvm"))
+				be = VCPUREQ_BACKEND_KVM;
+			else if (c->both && !strcmp(want + n, ".thread"))
+				be = VCPUREQ_BACKEND_THREAD;
+			else
+				continue;
+		}
+		r = c->fn(be);
+		ran++;
+		printf("%s %s%s\n", r == 0 ? "PASS" : r == H_SKIP ? "SKIP" : "FAIL",
+		       c->name, c->both ? (be == VCPUREQ_BACKEND_KVM ? ".kvm" : ".thread") : "");
+		if (want)
+			return r;
+		if (r && r != H_SKIP)
+			failed++;
+	}
+	if (!ran) {
+		fprintf(stderr, "no such case: %s\n", want ? want : "(none)");
+		return 2;
+	}
+	return failed ? 1 : 0;
+}

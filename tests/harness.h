@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test, demo and benchmark support: a VM with real guest code (KVM backend)
+ * or the equivalent callbacks (thread backend), vCPU threads that run a
+ * simple VMM loop, and a tiny test runner (one case per process).
+ */
+#ifndef VCPUREQ_HARNESS_H
+#define VCPUREQ_HARNESS_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vcpureq/vcpureq.h"
+
+enum h_prog {
+	H_SPIN, /* spins in guest mode until kicked */
+	H_OUT,  /* exits to the VMM (I/O) every iteration */
+	H_HALT, /* halts every iteration: the VMM blocks */
+	H_IRQ,  /* sti; hlt: takes posted interrupts (vector 0x20) */
+	H_IN,   /* in al,0x12; store; out 0x13; hlt */
+};
+
+#define H_IRQ_VECTOR 0x20
+#define H_PORT_OUT 0x10
+#define H_PORT_IRQ 0x11
+#define H_PORT_IN 0x12
+#define H_PORT_IN_REPORT 0x13
+
+struct h_vm;
+
+/* What the VMM loop of a vCPU thread does on its events; all optional. */
+struct h_hooks {
+	/* After each guest exit handed to the VMM (KVM: exit reason; thread:
+	 * the program).  Return false to stop the loop. */
+	bool (*on_exit)(struct h_vm *h, unsigned int id, int reason);
+	/* Run returned VCPUREQ_RUN_REQUEST: handle them.  false: stop. */
+	bool (*on_request)(struct h_vm *h, unsigned int id);
+	/* Block returned (reasons). false: stop. */
+	bool (*on_wake)(struct h_vm *h, unsigned int id, int why);
+};
+
+struct h_vcpu {
+	struct h_vm *h;
+	unsigned int id;
+	pthread_t thread;
+	_Atomic int prog;           /* enum h_prog, may change at run time */
+	_Atomic int started;
+	_Atomic int stop;           /* ask the loop to leave (with a request) */
+	_Atomic int run_ret;        /* last vcpureq_vcpu_run() error */
+	_Atomic uint64_t vmm_exits; /* exits seen by the VMM loop */
+	_Atomic uint64_t tb_iters;  /* thread backend: guest iterations */
+	_Atomic uint64_t tb_irqs;   /* thread backend: interrupts taken */
+	_Atomic uint32_t in_value;  /* H_IN: value the VMM supplies */
+	_Atomic int finished;
+};
+
+struct h_vm {
+	struct vcpureq_vm *vm;
+	enum vcpureq_backend backend;
+	uint8_t *mem;
+	size_t mem_size;
+	unsigned int nr;
+	struct h_vcpu *vcpus;
+	struct h_hooks hooks;
+	void *user;
+};
+
+/* Request used by h_stop_all(): makes the VMM loop return. */
+#define H_REQ_STOP VCPUREQ_ARCH_REQ(55)
+
+/*
+ * Create a VM of @nr vCPUs all running @prog.  @opts may be NULL; its
+ * nr_vcpus/backend/guest are filled in.  Returns 0, 77 if the KVM backend
+ * was asked for and /dev/kvm is really absent (after printing SKIP and the
+ * reason), or -errno.
+ */
+int h_vm_create(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
+		enum h_prog prog, const struct vcpureq_vm_opts *opts);
+void h_vm_destroy(struct h_vm *h);
+/* Point vCPU @id at @prog (vCPU not running: before start or from its own
+ * thread). */
+int h_set_prog(struct h_vm *h, unsigned int id, enum h_prog prog);
+/* Guest-visible counters of a vCPU: iterations and interrupts taken. */
+uint64_t h_guest_iters(struct h_vm *h, unsigned int id);
+uint64_t h_guest_irqs(struct h_vm *h, unsigned int id);
+/* Byte the H_IN program stored. */
+uint8_t h_guest_in_byte(struct h_vm *h, unsigned int id);
+
+/* Start the VMM loop thread of every vCPU (or one).  The loop: bind; run;
+ * on exit: I/O continues, HLT blocks; hooks; until stopped or -EIO. */
+int h_start(struct h_vm *h);
+int h_start_one(struct h_vm *h, unsigned int id);
+/* Stop every loop (request H_REQ_STOP with WAIT... then UNBLOCK) and join. */
+int h_stop_all(struct h_vm *h);
+/* Join loops that end by themselves (e.g. after VM_DEAD). */
+void h_join_all(struct h_vm *h);
+
+/* Wait until @pred(h, id) or timeout (ms): returns true if it held. */
+bool h_wait_until(bool (*pred)(struct h_vm *, unsigned int), struct h_vm *h,
+		  unsigned int id, unsigned int timeout_ms);
+bool h_in_guest(struct h_vm *h, unsigned int id);   /* mode IN and progressing */
+bool h_sleeping(struct h_vm *h, unsigned int id);   /* asleep in block */
+
+uint64_t h_now_ns(void);
+void h_sleep_us(unsigned int us);
+
+/* ---- the test runner ---- */
+typedef int (*h_case_fn)(enum vcpureq_backend be);
+struct h_case {
+	const char *name;
+	h_case_fn fn;
+	int both; /* runs on both backends */
+};
+void h_register(const char *name, h_case_fn fn, int both);
+
+/* A case that needs KVM or runs on one backend: TEST(name);
+ * a backend-independent case: TEST_BOTH(name) -> name.kvm and name.thread. */
+#define TEST(name)                                                        \
+	static int name(enum vcpureq_backend be);                         \
+	__attribute__((constructor)) static void reg_##name(void)        \
+	{                                                                 \
+		h_register(#name, name, 0);                               \
+	}                                                                 \
+	static int name(enum vcpureq_backend be)
+#define TEST_BOTH(name)                                                   \
+	static int name(enum vcpureq_backend be);                         \
+	__attribute__((constructor)) static void reg_##name(void)        \
+	{                                                                 \
+		h_register(#name, name, 1);                               \
+	}                                                                 \
+	static int name(enum vcpureq_backend be)
+
+#define H_SKIP 77
+
+#define CHECK(cond)                                                         \
+	do {                                                                \
+		if (!(cond)) {                                              \
+			fprintf(stderr, "%s:%d: CHECK failed: %s (errmsg: %s)\n", \
+				__FILE__, __LINE__, #cond, vcpureq_errmsg()); \
+			return 1;                                           \
+		}                                                           \
+	} while (0)
+#define CHECK_EQ(a, b)                                                      \
+	do {                                                                \
+		long long a_ = (long long)(a), b_ = (long long)(b);         \
+		if (a_ != b_) {                                             \
+			fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %lld, %s == %lld (errmsg: %s)\n", \
+				__FILE__, __LINE__, #a, a_, #b, b_,         \
+				vcpureq_errmsg());                          \
+			return 1;                                           \
+		}                                                           \
+	} while (0)
+
+/* Create the VM or propagate SKIP/failure from a case. */
+#define H_VM(h, be, nr, prog, opts)                                         \
+	do {                                                                \
+		int r_ = h_vm_create((h), (be), (nr), (prog), (opts));      \
+		if (r_ == H_SKIP)                                           \
+			return H_SKIP;                                      \
+		if (r_) {                                                   \
+			fprintf(stderr, "h_vm_create: %d (%s)\n", r_,       \
+				vcpureq_errmsg());                          \
+			return 1;                                           \
+		}                                                           \
+	} while (0)
+
+#endif /* VCPUREQ_HARNESS_H */
