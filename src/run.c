@@ -156,3 +156,8 @@ enum vcpureq_mode vcpureq_vcpu_mode(const struct vcpureq_vcpu *vcpu)
 	return (enum vcpureq_mode)atomic_load_explicit(&vcpu->mode,
 						       memory_order_relaxed);
 }
+
+uint32_t vcpureq_vcpu_exit_epoch(const struct vcpureq_vcpu *vcpu)
+{
+	return atomic_load_explicit(&vcpu->exit_epoch, memory_order_acquire);
+}

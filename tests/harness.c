@@ -34,7 +34,7 @@ void h_sleep_us(unsigned int us)
 		;
 }
 
-static uint32_t prog_gpa(enum h_prog p)
+uint32_t h_prog_gpa(enum h_prog p)
 {
 	const uint8_t *at = p == H_SPIN ? vg_spin : p == H_OUT ? vg_out :
 			    p == H_HALT ? vg_halt : p == H_IRQ ? vg_irq : vg_in;
@@ -69,7 +69,7 @@ int h_set_prog(struct h_vm *h, unsigned int id, enum h_prog prog)
 	if (ioctl(fd, KVM_SET_SREGS, &sregs) < 0)
 		return -errno;
 	memset(&regs, 0, sizeof(regs));
-	regs.rip = prog_gpa(prog);
+	regs.rip = h_prog_gpa(prog);
 	regs.rsp = 0xfe;
 	regs.rflags = 0x2;
 	if (ioctl(fd, KVM_SET_REGS, &regs) < 0)
@@ -157,7 +157,8 @@ int h_vm_create(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
 	o.backend = be;
 	o.nr_vcpus = nr;
 	if (be == VCPUREQ_BACKEND_THREAD) {
-		o.guest = tb_guest;
+		if (!o.guest)
+			o.guest = tb_guest;
 		if (!o.opaque)
 			o.opaque = h;
 	}

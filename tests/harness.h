@@ -86,6 +86,8 @@ void h_vm_destroy(struct h_vm *h);
 /* Point vCPU @id at @prog (vCPU not running: before start or from its own
  * thread). */
 int h_set_prog(struct h_vm *h, unsigned int id, enum h_prog prog);
+/* Guest physical address of a program's first instruction. */
+uint32_t h_prog_gpa(enum h_prog prog);
 /* Guest-visible counters of a vCPU: iterations and interrupts taken. */
 uint64_t h_guest_iters(struct h_vm *h, unsigned int id);
 uint64_t h_guest_irqs(struct h_vm *h, unsigned int id);

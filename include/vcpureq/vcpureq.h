@@ -351,6 +351,10 @@ int vcpureq_walk_lockless_end(struct vcpureq_vcpu *vcpu);
  * vcpureq_vcpu_block() (relaxed load); any thread; for tests and monitoring. */
 bool vcpureq_vcpu_is_blocking(const struct vcpureq_vcpu *vcpu);
 
+/* The exit epoch: bumped (release) each time the vCPU leaves IN_GUEST,
+ * EXITING or READING; what WAIT requesters wait on.  Any thread; acquire. */
+uint32_t vcpureq_vcpu_exit_epoch(const struct vcpureq_vcpu *vcpu);
+
 /* The current mode (relaxed load); any thread; for tests and monitoring. */
 enum vcpureq_mode vcpureq_vcpu_mode(const struct vcpureq_vcpu *vcpu);
 
