@@ -1,0 +1,32 @@
+# Thin driver over CMake/CTest for the README's commands.
+BUILD ?= build
+JOBS ?= 2
+CMAKE_FLAGS ?=
+
+.PHONY: all demo test test-asan test-tsan bench clean
+
+all:
+	cmake -S . -B $(BUILD) -DVCPUREQ_WERROR=ON $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
+
+# The main job: a 4-vCPU VM on /dev/kvm (ARGS="-n 8" for more vCPUs).
+demo: all
+	$(BUILD)/demo/vcpureq-demo $(ARGS)
+
+# The whole suite: unit/protocol tests on both backends, the demo's checks,
+# the example, the model (if spin is installed) and the quick benchmark.
+test: all
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+# Sanitizer builds (CI runs both).
+test-asan:
+	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DVCPUREQ_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug"
+test-tsan:
+	$(MAKE) all BUILD=build-tsan CMAKE_FLAGS="-DVCPUREQ_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug"
+	cd build-tsan && ctest --output-on-failure -j$(JOBS) -L unit -R 'thread|example'
+
+bench: all
+	$(BUILD)/bench/vcpureq-bench --out $(BUILD)/bench-out
+
+clean:
+	rm -rf build build-asan build-tsan
