@@ -392,7 +392,9 @@ struct vcpureq_stats {
 	uint64_t entry_aborts;      /* entries aborted by the final check */
 	uint64_t exits;             /* guest-mode instances ended */
 	uint64_t kicked_exits;      /* exits with -EINTR / KICKED */
-	uint64_t spurious_exits;    /* kicked exits with nothing pending */
+	uint64_t spurious_exits;    /* kicked exits with nothing pending: a
+				       stale signal, or a NO_ACTION kick
+				       (OUTSIDE_GUEST_MODE) */
 	uint64_t blocks;            /* vcpureq_vcpu_block() calls */
 	uint64_t halt_poll_hits;    /* blocks that ended while polling */
 	uint64_t interrupts_posted;
