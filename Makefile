@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all demo test test-asan test-tsan bench clean
+.PHONY: all demo test unit torture torture-long test-asan test-tsan bench clean
 
 all:
 	cmake -S . -B $(BUILD) -DVCPUREQ_WERROR=ON $(CMAKE_FLAGS) >/dev/null
@@ -18,9 +18,21 @@ demo: all
 test: all
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
+# Fast tier only: unit and protocol tests, demo, example.
+unit: all
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -L unit
+
+# Torture tier: short run + mutation self-check (under 3 minutes).
+torture: all
+	cd $(BUILD) && ctest --output-on-failure -L torture
+
+# As long as asked: make torture-long TORTURE_SECONDS=3600 [LOOP=1]
+torture-long: all
+	tests/torture/long.sh $(BUILD)/tests/torture/torture
+
 # Sanitizer builds (CI runs both).
 test-asan:
-	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DVCPUREQ_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug"
+	$(MAKE) unit BUILD=build-asan CMAKE_FLAGS="-DVCPUREQ_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug"
 test-tsan:
 	$(MAKE) all BUILD=build-tsan CMAKE_FLAGS="-DVCPUREQ_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug"
 	cd build-tsan && ctest --output-on-failure -j$(JOBS) -L unit -R 'thread|example'

@@ -150,7 +150,7 @@ int vcpureq_vcpu_block(struct vcpureq_vcpu *vcpu)
 		atomic_store_explicit(&vcpu->sleep_state, VCPUREQ__SLEEPING,
 				      memory_order_relaxed);
 		VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_SLEEP_REGISTER);
-		vcpureq__smp_mb(); /* [S] pairs with the waker's [R] */
+		VCPUREQ__MB_S(); /* [S] pairs with the waker's [R] */
 		why = check_block(vcpu);
 		if (why)
 			break;

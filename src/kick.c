@@ -104,8 +104,13 @@ static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int flags,
 	 * check sees our bit.  A snapshot taken after the CAS could miss the
 	 * bump of the very instance we waited for: a hang.
 	 */
+#ifndef VCPUREQ_MUTANT_SNAPSHOT_AFTER_CAS
 	*snap = atomic_load_explicit(&vcpu->exit_epoch, memory_order_relaxed);
-	old = atomic_load_explicit(&vcpu->mode, memory_order_relaxed);
+#endif
+	/* Acquire: a target seen OUTSIDE (the release store of
+	 * vcpureq__exit_guest_mode()) is not waited for, so what it did in
+	 * its instance (a walk's reads) must happen before our return. */
+	old = atomic_load_explicit(&vcpu->mode, memory_order_acquire);
 	if (old == VCPUREQ_IN_GUEST_MODE) {
 		/* Counted before the CAS, so that unbind, which runs after the
 		 * vCPU left the mode we CAS, waits for our signal to go out. */
@@ -117,7 +122,7 @@ static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int flags,
 		 * to the mode that beat us. */
 		if (atomic_compare_exchange_strong_explicit(
 			    &vcpu->mode, &old, VCPUREQ_EXITING_GUEST_MODE,
-			    memory_order_seq_cst, memory_order_relaxed)) {
+			    memory_order_seq_cst, memory_order_acquire)) {
 			VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_SIGNAL);
 			if (self) {
 				/* A request from the vCPU thread while it is
@@ -131,17 +136,25 @@ static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int flags,
 			} else {
 				send_kick_signal(vcpu);
 				sent = 1;
+				VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_SIGNAL);
 			}
 			old = VCPUREQ_IN_GUEST_MODE;
 		}
 		atomic_fetch_sub_explicit(&vcpu->kick_inflight, 1,
 					  memory_order_release);
 	}
+#ifdef VCPUREQ_MUTANT_SNAPSHOT_AFTER_CAS
+	/* Mutant: the snapshot may see the bump of the instance we kicked,
+	 * and then we wait for the next one. */
+	*snap = atomic_load_explicit(&vcpu->exit_epoch, memory_order_relaxed);
+#endif
 	if (old == VCPUREQ_EXITING_GUEST_MODE)
 		VCPUREQ__STAT_INC(vcpu, rstats, signals_coalesced);
 	if ((flags & VCPUREQ_REQUEST_WAIT) &&
 	    old != VCPUREQ_OUTSIDE_GUEST_MODE && !self) {
+#ifndef VCPUREQ_MUTANT_WAIT_NO_WAIT
 		*wait = true;
+#endif
 		VCPUREQ__STAT_INC(vcpu, rstats, acks_waited);
 	}
 	return sent;
@@ -155,8 +168,8 @@ int vcpureq_vcpu_kick(struct vcpureq_vcpu *vcpu)
 
 	if (r)
 		return r;
-	vcpureq__smp_mb(); /* [R]: orders the caller's request before the
-			      reads of sleep state and mode */
+	VCPUREQ__MB_R(); /* [R]: orders the caller's request before the
+			    reads of sleep state and mode */
 	return kick_after_fence(vcpu, 0, &wait, &snap);
 }
 
@@ -166,8 +179,64 @@ int vcpureq__kick_fenced(struct vcpureq_vcpu *vcpu)
 	uint32_t snap;
 	bool wait;
 
-	vcpureq__smp_mb(); /* [R], with ON in place of the request bit */
+	VCPUREQ__MB_R(); /* [R], with ON in place of the request bit */
 	return kick_after_fence(vcpu, 0, &wait, &snap);
+}
+
+/* Set the request bit of every vCPU in @mask. */
+static void set_bits(struct vcpureq_vm *vm, unsigned int req,
+		     const uint64_t *mask)
+{
+	uint64_t bit = UINT64_C(1) << (req & VCPUREQ_REQUEST_MASK);
+	unsigned int w;
+
+	if (req & VCPUREQ_REQUEST_NO_ACTION)
+		return;
+	if ((req & VCPUREQ_REQUEST_MASK) ==
+	    (VCPUREQ_REQ_VM_DEAD & VCPUREQ_REQUEST_MASK))
+		/* Sticky, VM-wide; published before the bits (release). */
+		atomic_store_explicit(&vm->dead, 1, memory_order_relaxed);
+	for (w = 0; w * 64 < vm->nr_vcpus; w++) {
+		uint64_t m = mask[w];
+
+		while (m) {
+			struct vcpureq_vcpu *v =
+				&vm->vcpus[w * 64 + (unsigned int)__builtin_ctzll(m)];
+
+			m &= m - 1;
+			/* Release: payload (and vm->dead) before the bit;
+			 * pairs with the acquire in check_request. */
+			atomic_fetch_or_explicit(&v->requests, bit,
+						 memory_order_release);
+			vcpureq__set_wake_hint(v, req);
+			VCPUREQ__STAT_INC(v, rstats, requests_made);
+		}
+	}
+}
+
+/* Kick every vCPU in @mask (after [R]); note in @waits those to wait for. */
+static int kick_all(struct vcpureq_vm *vm, unsigned int flags,
+		    const uint64_t *mask, uint64_t *waits, uint32_t *snaps)
+{
+	unsigned int w;
+	int sent = 0;
+
+	for (w = 0; w * 64 < vm->nr_vcpus; w++) {
+		uint64_t m = mask[w];
+
+		waits[w] = 0;
+		while (m) {
+			unsigned int i = w * 64 + (unsigned int)__builtin_ctzll(m);
+			bool wait;
+
+			m &= m - 1;
+			sent |= kick_after_fence(&vm->vcpus[i], flags, &wait,
+						 &snaps[i]);
+			if (wait)
+				waits[w] |= UINT64_C(1) << (i % 64);
+		}
+	}
+	return sent;
 }
 
 /*
@@ -181,60 +250,30 @@ static int request_mask(struct vcpureq_vm *vm, unsigned int req,
 	uint32_t snaps[VCPUREQ_MAX_VCPUS];
 	uint64_t waits[MASK_WORDS];
 	unsigned int flags = req & ~VCPUREQ_REQUEST_MASK;
-	uint64_t bit = UINT64_C(1) << (req & VCPUREQ_REQUEST_MASK);
-	unsigned int w, i, n = vm->nr_vcpus;
-	bool any_wait = false;
-	int sent = 0;
+	unsigned int w;
+	int sent;
 
 	if ((flags & VCPUREQ_REQUEST_WAIT) && vcpureq__self &&
 	    vcpureq__self->vm == vm && vcpureq__self->in_walk)
 		return vcpureq__err(-EDEADLK,
 				    "a WAIT request from inside a lockless walk could wait forever on another walker");
-	if (!(flags & VCPUREQ_REQUEST_NO_ACTION) &&
-	    (req & VCPUREQ_REQUEST_MASK) ==
-		    (VCPUREQ_REQ_VM_DEAD & VCPUREQ_REQUEST_MASK))
-		atomic_store_explicit(&vm->dead, 1, memory_order_relaxed);
-	for (w = 0; w * 64 < n; w++) {
-		uint64_t m = mask[w];
-
-		while (m && !(flags & VCPUREQ_REQUEST_NO_ACTION)) {
-			struct vcpureq_vcpu *v = &vm->vcpus[w * 64 +
-							    __builtin_ctzll(m)];
-
-			m &= m - 1;
-			/* Release: payload (and vm->dead) before the bit;
-			 * pairs with the acquire in check_request. */
-			atomic_fetch_or_explicit(&v->requests, bit,
-						 memory_order_release);
-			vcpureq__set_wake_hint(v, req);
-			VCPUREQ__STAT_INC(v, rstats, requests_made);
-		}
-	}
-	vcpureq__smp_mb(); /* [R] for every target at once */
-	memset(waits, 0, sizeof(waits));
-	for (w = 0; w * 64 < n; w++) {
-		uint64_t m = mask[w];
-
-		while (m) {
-			i = w * 64 + (unsigned int)__builtin_ctzll(m);
-			bool wait;
-
-			m &= m - 1;
-			sent |= kick_after_fence(&vm->vcpus[i], flags, &wait,
-						 &snaps[i]);
-			if (wait) {
-				waits[w] |= UINT64_C(1) << (i % 64);
-				any_wait = true;
-			}
-		}
-	}
-	if (!any_wait)
-		return sent;
-	for (w = 0; w * 64 < n; w++) {
+#ifndef VCPUREQ_MUTANT_REQUESTLESS_KICK
+	set_bits(vm, req, mask);
+	VCPUREQ__MB_R(); /* [R] for every target at once */
+	sent = kick_all(vm, flags, mask, waits, snaps);
+#else
+	/* Mutant: a request-less kick, then a flag that the Dekker pattern
+	 * does not cover (what kvmtool and cloud-hypervisor do). */
+	VCPUREQ__MB_R();
+	sent = kick_all(vm, flags, mask, waits, snaps);
+	set_bits(vm, req, mask);
+#endif
+	for (w = 0; w * 64 < vm->nr_vcpus; w++) {
 		uint64_t m = waits[w];
 
 		while (m) {
-			i = w * 64 + (unsigned int)__builtin_ctzll(m);
+			unsigned int i = w * 64 + (unsigned int)__builtin_ctzll(m);
+
 			m &= m - 1;
 			wait_ack(&vm->vcpus[i], snaps[i]);
 		}

@@ -22,6 +22,8 @@ enum vcpureq__window {
 	VCPUREQ__WIN_SLEEP_REGISTER,
 	/* vCPU: between leaving guest mode and bumping the exit epoch. */
 	VCPUREQ__WIN_BEFORE_EPOCH,
+	/* requester: after sending the signal (before waiting). */
+	VCPUREQ__WIN_AFTER_SIGNAL,
 	VCPUREQ__WIN_NR
 };
 
@@ -30,6 +32,28 @@ void vcpureq__race_window(enum vcpureq__window w);
 #define VCPUREQ_RACE_WINDOW(w) vcpureq__race_window(w)
 #else
 #define VCPUREQ_RACE_WINDOW(w) ((void)0)
+#endif
+
+/*
+ * Mutants, for the mutation self-check (tests/torture/mutants.sh): each
+ * VCPUREQ_MUTANT_* breaks the protocol in one known way, and the torture
+ * test or the Spin model must catch every one.  Never defined in a normal
+ * build.
+ */
+#if defined(VCPUREQ_MUTANT_NO_REQ_FENCE)
+#define VCPUREQ__MB_R() ((void)0)
+#else
+#define VCPUREQ__MB_R() vcpureq__smp_mb()
+#endif
+#if defined(VCPUREQ_MUTANT_NO_VCPU_FENCE)
+#define VCPUREQ__MB_V() ((void)0)
+#else
+#define VCPUREQ__MB_V() vcpureq__smp_mb()
+#endif
+#if defined(VCPUREQ_MUTANT_NO_SLEEPER_FENCE)
+#define VCPUREQ__MB_S() ((void)0)
+#else
+#define VCPUREQ__MB_S() vcpureq__smp_mb()
 #endif
 
 #endif /* VCPUREQ_RACE_H */

@@ -69,11 +69,13 @@ static bool enter_guest_mode(struct vcpureq_vcpu *vcpu)
 	 * sit in the store buffer while we read "no request", and the
 	 * requester read "outside": a request stranded in guest mode.
 	 */
-	vcpureq__smp_mb();
+	VCPUREQ__MB_V();
 	vcpureq__mailbox_sync(vcpu);
 	if (atomic_load_explicit(&vcpu->mode, memory_order_relaxed) !=
 		    VCPUREQ_IN_GUEST_MODE ||
+#ifndef VCPUREQ_MUTANT_NO_FINAL_CHECK
 	    atomic_load_explicit(&vcpu->requests, memory_order_relaxed) ||
+#endif
 	    dead(vcpu)) {
 		VCPUREQ__STAT_INC(vcpu, vstats, entry_aborts);
 		vcpureq__exit_guest_mode(vcpu);

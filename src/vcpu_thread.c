@@ -33,6 +33,14 @@ int vcpureq_vcpu_bind(struct vcpureq_vcpu *vcpu)
 	sigemptyset(&kick);
 	sigaddset(&kick, vcpu->vm->kick_signal);
 	pthread_sigmask(SIG_BLOCK, &kick, &vcpu->saved_mask);
+#ifdef VCPUREQ_MUTANT_SIGNAL_DELIVERABLE
+	/* Mutant: a no-op handler with the signal deliverable outside
+	 * KVM_RUN and no immediate_exit: a kick between the final check and
+	 * KVM_RUN is swallowed. */
+	if (vcpu->run)
+		pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+	else
+#endif
 	if (vcpu->run) {
 		/* KVM_RUN runs with the thread's own mask minus the kick. */
 		guest = vcpu->saved_mask;

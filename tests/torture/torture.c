@@ -1,0 +1,506 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The torture test: M vCPUs on /dev/kvm running real guest code (spinning,
+ * doing I/O exits, halting), R requester threads making random requests,
+ * for a time budget, with random delays injected at every race window of
+ * the protocol (src/race.h).  It counts, prints, and fails on any non-zero:
+ *
+ *   stranded        a waking request not handled within BOUND_MS while its
+ *                   vCPU is not asleep (it keeps entering the guest or spins)
+ *   lost_wakeups    the same while the vCPU sleeps in block
+ *   payload_regress a handler saw a payload older than one it saw before
+ *   wait_early      a WAIT request returned while a target it saw in guest
+ *                   mode (or in a walk) before the call had not left that
+ *                   instance (exit epoch unchanged)
+ *   wait_hang       a WAIT request took longer than BOUND_MS
+ *   poisoned_reads  a lockless walk read a structure that a WAIT requester
+ *                   had replaced and poisoned
+ *   alive_after_dead  a vCPU in guest mode (or making guest progress) after
+ *                   VM_DEAD returned
+ *
+ * Two vCPUs get a dedicated, sequential workload so that a protocol hole
+ * cannot be papered over by unrelated kicks (as cloud-hypervisor's 10 ms
+ * re-signal would): vCPU 0 (spinning) only receives one request at a time,
+ * each awaited; vCPU 1 (spinning) only receives WAIT requests, one at a
+ * time.  The others get random traffic.
+ *
+ * Usage: torture [-m vcpus] [-r requesters] [-t seconds] [-s seed] [-q]
+ */
+#include <getopt.h>
+#include <linux/kvm.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "race.h" /* the window names (src/race.h) */
+
+#define MAX_V 32
+#define MAX_R 8
+#define BOUND_MS 3000u
+#define POISON 0xdeaddeaddeaddeadull
+#define REQ_DATA(r) VCPUREQ_ARCH_REQ(1 + (r))      /* waking, per requester */
+#define REQ_LAZY VCPUREQ_ARCH_REQ_FLAGS(20, VCPUREQ_REQUEST_NO_WAKEUP)
+#define REQ_WALK VCPUREQ_ARCH_REQ(21)
+
+static unsigned int M = 6, R = 3, seconds = 10;
+static uint32_t seed0 = 1;
+static struct h_vm H;
+static _Atomic int stop;
+
+/* ---- race-window injection (called by the library, src/race.h) ---- */
+
+static __thread uint32_t rw_state;
+static _Atomic uint64_t windows_hit[VCPUREQ__WIN_NR];
+
+static uint32_t xs(uint32_t *s)
+{
+	if (!*s)
+		*s = (uint32_t)(uintptr_t)&rw_state ^ 0x9e3779b9u ^ seed0;
+	*s ^= *s << 13;
+	*s ^= *s >> 17;
+	*s ^= *s << 5;
+	return *s;
+}
+
+static void spin_ns(uint64_t ns)
+{
+	uint64_t end = h_now_ns() + ns;
+
+	while (h_now_ns() < end)
+		;
+}
+
+void vcpureq__race_window(enum vcpureq__window w)
+{
+	uint32_t x = xs(&rw_state);
+
+	/* One window in four gets 0-40 us of busy delay, one in 64 a yield:
+	 * long enough to span a signal delivery or a VM exit here. */
+	if ((x & 3) == 0) {
+		atomic_fetch_add_explicit(&windows_hit[w], 1, memory_order_relaxed);
+		spin_ns((x >> 8) % 40000);
+	} else if ((x & 63) == 1) {
+		sched_yield();
+	}
+}
+
+/* ---- shared structure for lockless walks ---- */
+
+struct table {
+	_Atomic uint64_t value;
+	struct table *next_free;
+};
+static struct table *_Atomic cur_table;
+static _Atomic uint64_t poisoned_reads, walks;
+
+static void walk(struct vcpureq_vcpu *v)
+{
+	struct table *t;
+	int i;
+
+	if (vcpureq_walk_lockless_begin(v))
+		return;
+	t = atomic_load_explicit(&cur_table, memory_order_acquire);
+	for (i = 0; i < 4; i++) {
+		if (atomic_load_explicit(&t->value, memory_order_relaxed) == POISON)
+			atomic_fetch_add(&poisoned_reads, 1);
+		if ((xs(&rw_state) & 7) == 0)
+			spin_ns(2000);
+	}
+	vcpureq_walk_lockless_end(v);
+	atomic_fetch_add_explicit(&walks, 1, memory_order_relaxed);
+}
+
+/* ---- payloads and the stranded-request monitor ---- */
+
+static _Atomic uint64_t payload[MAX_R][MAX_V]; /* written by requester r */
+static _Atomic uint64_t seen[MAX_R][MAX_V];    /* written by vCPU v */
+static _Atomic uint64_t payload_regress, stranded, lost_wakeups, wait_early,
+	wait_hang, alive_after_dead, handled_total, made_total, waits_total;
+
+static int handler(struct vcpureq_vcpu *v, void *opaque)
+{
+	unsigned int id = vcpureq_vcpu_id(v), r;
+
+	(void)opaque;
+	for (r = 0; r < R; r++) {
+		if (vcpureq_check_request(REQ_DATA(r), v) > 0) {
+			uint64_t p = atomic_load_explicit(&payload[r][id],
+							  memory_order_relaxed);
+
+			if (p < atomic_load_explicit(&seen[r][id],
+						     memory_order_relaxed))
+				atomic_fetch_add(&payload_regress, 1);
+			atomic_store_explicit(&seen[r][id], p,
+					      memory_order_relaxed);
+			atomic_fetch_add_explicit(&handled_total, 1,
+						  memory_order_relaxed);
+		}
+	}
+	vcpureq_check_request(REQ_LAZY, v);
+	vcpureq_check_request(VCPUREQ_REQ_TLB_FLUSH, v);
+	if (vcpureq_check_request(REQ_WALK, v) > 0)
+		walk(v);
+	return 0;
+}
+
+static bool on_exit_hook(struct h_vm *h, unsigned int id, int reason)
+{
+	(void)reason;
+	if ((xs(&rw_state) & 3) == 0)
+		walk(vcpureq_vm_vcpu(h->vm, id));
+	return true;
+}
+
+/* Make a data request with payload; returns the request's return. */
+static int make_data(unsigned int r, unsigned int v, unsigned int extra)
+{
+	uint64_t p = atomic_load_explicit(&payload[r][v], memory_order_relaxed) + 1;
+
+	atomic_store_explicit(&payload[r][v], p, memory_order_relaxed);
+	atomic_fetch_add_explicit(&made_total, 1, memory_order_relaxed);
+	return vcpureq_request(REQ_DATA(r) | extra, vcpureq_vm_vcpu(H.vm, v));
+}
+
+/* Before a WAIT call: which targets are in an instance it must wait for. */
+static void snap(const uint64_t *mask, uint32_t *ep, uint8_t *busy)
+{
+	unsigned int i;
+
+	for (i = 0; i < M; i++) {
+		struct vcpureq_vcpu *v = vcpureq_vm_vcpu(H.vm, i);
+		int mode;
+
+		busy[i] = 0;
+		if (!(mask[0] & (UINT64_C(1) << i)))
+			continue;
+		ep[i] = vcpureq_vcpu_exit_epoch(v);
+		mode = vcpureq_vcpu_mode(v);
+		/* The mode read after the epoch: if it is not OUTSIDE, the
+		 * instance it belongs to ends with a bump past ep[i]. */
+		busy[i] = mode != VCPUREQ_OUTSIDE_GUEST_MODE;
+	}
+}
+
+static void check_acked(const uint32_t *ep, const uint8_t *busy,
+			uint64_t t0)
+{
+	unsigned int i;
+
+	if (h_now_ns() - t0 > (uint64_t)BOUND_MS * 1000000u)
+		atomic_fetch_add(&wait_hang, 1);
+	/* Same epoch and not OUTSIDE: still in the instance seen before the
+	 * call (a new instance starts only after the bump).  Same epoch and
+	 * OUTSIDE is the vCPU between leaving the mode and bumping: done. */
+	for (i = 0; i < M; i++) {
+		struct vcpureq_vcpu *v = vcpureq_vm_vcpu(H.vm, i);
+
+		if (busy[i] && vcpureq_vcpu_exit_epoch(v) == ep[i] &&
+		    vcpureq_vcpu_mode(v) != VCPUREQ_OUTSIDE_GUEST_MODE &&
+		    vcpureq_vcpu_exit_epoch(v) == ep[i]) {
+			fprintf(stderr, "torture: WAIT returned while vCPU %u is still in mode %d (epoch %u)\n",
+				i, vcpureq_vcpu_mode(v), ep[i]);
+			atomic_fetch_add(&wait_early, 1);
+		}
+	}
+	atomic_fetch_add_explicit(&waits_total, 1, memory_order_relaxed);
+}
+
+/* Each thread's WAIT call in progress (start time, 0 if none), for the
+ * watchdog: a WAIT that never returns cannot report itself. */
+#define MAX_WAITERS (MAX_R + 1)
+static _Atomic uint64_t wait_since[MAX_WAITERS];
+static __thread int wait_slot = -1;
+static _Atomic int wait_slots;
+
+static void wait_begin(uint64_t t0)
+{
+	if (wait_slot < 0)
+		wait_slot = atomic_fetch_add(&wait_slots, 1);
+	atomic_store(&wait_since[wait_slot], t0);
+}
+
+static void wait_end(void)
+{
+	atomic_store(&wait_since[wait_slot], 0);
+}
+
+/* Replace the walked structure, wait for the walkers, poison the old one. */
+static void replace_table(void)
+{
+	struct table *n = calloc(1, sizeof(*n)), *old;
+	/* vCPUs 0 and 1 never walk, and must get no help from others. */
+	uint64_t all = ((UINT64_C(1) << M) - 1) & ~UINT64_C(3);
+	uint32_t ep[MAX_V];
+	uint8_t busy[MAX_V];
+	uint64_t t0 = h_now_ns();
+
+	atomic_store_explicit(&n->value, t0, memory_order_relaxed);
+	old = atomic_exchange_explicit(&cur_table, n, memory_order_seq_cst);
+	snap(&all, ep, busy);
+	wait_begin(t0);
+	vcpureq_make_vcpus_request_mask(H.vm, VCPUREQ_REQ_TLB_FLUSH, &all, M);
+	wait_end();
+	check_acked(ep, busy, t0);
+	atomic_store_explicit(&old->value, POISON, memory_order_relaxed);
+	/* Never freed during the run: poison, not a crash, is the signal. */
+}
+
+static void *requester(void *arg)
+{
+	unsigned int r = (unsigned int)(uintptr_t)arg;
+	uint32_t s = seed0 * 2654435761u + r + 1;
+
+	while (!atomic_load(&stop)) {
+		uint32_t x = xs(&s);
+		unsigned int v = 2 + (x >> 8) % (M - 2), op = x % 16;
+
+		if (op < 8) {
+			make_data(r, v, 0);
+		} else if (op < 10) {
+			uint64_t m = UINT64_C(1) << v, t0 = h_now_ns();
+			uint32_t ep[MAX_V];
+			uint8_t busy[MAX_V];
+
+			snap(&m, ep, busy);
+			wait_begin(t0);
+			make_data(r, v, VCPUREQ_REQUEST_WAIT);
+			wait_end();
+			check_acked(ep, busy, t0);
+		} else if (op == 10) {
+			uint64_t all = ((UINT64_C(1) << M) - 1) & ~UINT64_C(3);
+			uint32_t ep[MAX_V];
+			uint8_t busy[MAX_V];
+			uint64_t t0 = h_now_ns();
+
+			snap(&all, ep, busy);
+			wait_begin(t0);
+			vcpureq_make_vcpus_request_mask(H.vm,
+							VCPUREQ_REQ_OUTSIDE_GUEST_MODE,
+							&all, M);
+			wait_end();
+			check_acked(ep, busy, t0);
+		} else if (op == 11) {
+			vcpureq_request(VCPUREQ_REQ_UNBLOCK,
+					vcpureq_vm_vcpu(H.vm, v));
+		} else if (op == 12) {
+			vcpureq_request(REQ_LAZY, vcpureq_vm_vcpu(H.vm, v));
+		} else if (op == 13) {
+			vcpureq_request(REQ_WALK, vcpureq_vm_vcpu(H.vm, v));
+		} else if (op == 14 && r == 0) {
+			replace_table();
+		} else {
+			spin_ns(x % 20000);
+		}
+	}
+	return NULL;
+}
+
+/* vCPU 0: one request at a time, each awaited (no help from others). */
+static void *pinger(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&stop)) {
+		uint64_t t0 = h_now_ns(), want;
+
+		make_data(0, 0, 0);
+		want = atomic_load(&payload[0][0]);
+		while (atomic_load(&seen[0][0]) != want) {
+			if (h_now_ns() - t0 > (uint64_t)BOUND_MS * 1000000u) {
+				atomic_fetch_add(&stranded, 1);
+				fprintf(stderr, "torture: request to vCPU 0 stranded (mode %d)\n",
+					vcpureq_vcpu_mode(vcpureq_vm_vcpu(H.vm, 0)));
+				return NULL;
+			}
+		}
+	}
+	return NULL;
+}
+
+/* vCPU 1: one WAIT request at a time. */
+static void *waiter(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&stop)) {
+		uint64_t m = 2, t0 = h_now_ns();
+		uint32_t ep[MAX_V];
+		uint8_t busy[MAX_V];
+
+		snap(&m, ep, busy);
+		wait_begin(t0);
+		make_data(1, 1, VCPUREQ_REQUEST_WAIT);
+		wait_end();
+		check_acked(ep, busy, t0);
+		spin_ns(xs(&rw_state) % 50000);
+	}
+	return NULL;
+}
+
+/* Requests still pending after BOUND_MS: stranded, or a lost wake-up. */
+static void *monitor(void *arg)
+{
+	uint64_t since[MAX_R][MAX_V] = { { 0 } }, pend[MAX_R][MAX_V] = { { 0 } };
+	unsigned int r, v;
+
+	(void)arg;
+	while (!atomic_load(&stop)) {
+		uint64_t now = h_now_ns();
+
+		for (r = 0; r < R; r++)
+			for (v = 2; v < M; v++) {
+				uint64_t p = atomic_load(&payload[r][v]);
+				uint64_t sn = atomic_load(&seen[r][v]);
+
+				if (sn >= pend[r][v]) {
+					pend[r][v] = p;
+					since[r][v] = now;
+				} else if (now - since[r][v] >
+					   (uint64_t)BOUND_MS * 1000000u) {
+					bool sleeping = h_sleeping(&H, v);
+
+					fprintf(stderr, "torture: request %u->%u pending %llu ms (%s, mode %d)\n",
+						r, v, (unsigned long long)((now - since[r][v]) / 1000000),
+						sleeping ? "asleep" : "awake",
+						vcpureq_vcpu_mode(vcpureq_vm_vcpu(H.vm, v)));
+					atomic_fetch_add(sleeping ? &lost_wakeups : &stranded, 1);
+					pend[r][v] = p;
+					since[r][v] = now;
+				}
+			}
+		h_sleep_us(50000);
+	}
+	return NULL;
+}
+
+/* A WAIT that never returns cannot report itself: the watchdog does. */
+static void *watchdog(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&stop) < 2) {
+		uint64_t now = h_now_ns();
+		int i, n = atomic_load(&wait_slots);
+
+		for (i = 0; i < n && i < MAX_WAITERS; i++) {
+			uint64_t t = atomic_load(&wait_since[i]);
+
+			if (t && now > t && now - t > 2ull * BOUND_MS * 1000000u) {
+				fprintf(stderr, "torture: a WAIT request has not returned for %u ms: hang\n",
+					2 * BOUND_MS);
+				printf("torture: wait_hang 1\ntorture: FAIL\n");
+				fflush(stdout);
+				_exit(1);
+			}
+		}
+		h_sleep_us(100000);
+	}
+	return NULL;
+}
+
+static bool finished(struct h_vm *h, unsigned int id)
+{
+	return atomic_load(&h->vcpus[id].finished);
+}
+
+int main(int argc, char **argv)
+{
+	struct vcpureq_vm_opts o = { .handle_requests = handler };
+	pthread_t req[MAX_R], ping, wt, mon, wd;
+	uint64_t it[MAX_V], fails;
+	unsigned int i;
+	int c, r, w;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	while ((c = getopt(argc, argv, "m:r:t:s:")) != -1) {
+		switch (c) {
+		case 'm': M = (unsigned int)atoi(optarg); break;
+		case 'r': R = (unsigned int)atoi(optarg); break;
+		case 't': seconds = (unsigned int)atoi(optarg); break;
+		case 's': seed0 = (uint32_t)strtoul(optarg, NULL, 0); break;
+		default:
+			fprintf(stderr, "usage: %s [-m vcpus 3..%d] [-r requesters 1..%d] [-t seconds] [-s seed]\n",
+				argv[0], MAX_V, MAX_R);
+			return 2;
+		}
+	}
+	if (M < 3 || M > MAX_V || R < 2 || R > MAX_R) {
+		fprintf(stderr, "torture: need 3 <= m <= %d, 2 <= r <= %d\n", MAX_V, MAX_R);
+		return 2;
+	}
+	cur_table = calloc(1, sizeof(struct table));
+	r = h_vm_create(&H, VCPUREQ_BACKEND_KVM, M, H_SPIN, &o);
+	if (r == H_SKIP)
+		return 77;
+	if (r) {
+		fprintf(stderr, "torture: %s (%d)\n", vcpureq_errmsg(), r);
+		return 1;
+	}
+	for (i = 2; i < M; i++)
+		h_set_prog(&H, i, (enum h_prog)(i % 3 == 0 ? H_HALT :
+						 i % 3 == 1 ? H_OUT : H_SPIN));
+	H.hooks.on_exit = on_exit_hook;
+	if (h_start(&H)) {
+		fprintf(stderr, "torture: start: %s\n", vcpureq_errmsg());
+		return 1;
+	}
+	printf("torture: %u vCPUs, %u requesters, %u s, seed %u\n", M, R, seconds, seed0);
+	pthread_create(&ping, NULL, pinger, NULL);
+	pthread_create(&wt, NULL, waiter, NULL);
+	pthread_create(&mon, NULL, monitor, NULL);
+	pthread_create(&wd, NULL, watchdog, NULL);
+	for (i = 0; i < R; i++)
+		pthread_create(&req[i], NULL, requester, (void *)(uintptr_t)i);
+	for (i = 0; i < seconds * 10 && !atomic_load(&stranded); i++)
+		h_sleep_us(100000);
+	atomic_store(&stop, 1);
+	for (i = 0; i < R; i++)
+		pthread_join(req[i], NULL);
+	pthread_join(ping, NULL);
+	pthread_join(wt, NULL);
+	pthread_join(mon, NULL);
+
+	/* VM_DEAD: once it returns no vCPU runs guest code again.  (A vCPU
+	 * may still publish IN_GUEST_MODE for an instant before its final
+	 * check aborts the entry, so progress, not the mode, is checked.) */
+	vcpureq_vm_dead(H.vm);
+	for (i = 0; i < M; i++)
+		it[i] = h_guest_iters(&H, i);
+	h_sleep_us(20000);
+	for (i = 0; i < M; i++)
+		if (h_guest_iters(&H, i) != it[i])
+			atomic_fetch_add(&alive_after_dead, 1);
+	for (i = 0; i < M; i++)
+		vcpureq_request(VCPUREQ_REQ_UNBLOCK, vcpureq_vm_vcpu(H.vm, i));
+	for (i = 0; i < M; i++)
+		if (!h_wait_until(finished, &H, i, BOUND_MS)) {
+			fprintf(stderr, "torture: vCPU %u did not stop after VM_DEAD\n", i);
+			atomic_fetch_add(&alive_after_dead, 1);
+		}
+	for (i = 0; i < M; i++)
+		it[i] = h_guest_iters(&H, i);
+	h_sleep_us(20000);
+	for (i = 0; i < M; i++)
+		if (h_guest_iters(&H, i) != it[i])
+			atomic_fetch_add(&alive_after_dead, 1);
+	atomic_store(&stop, 2);
+	pthread_join(wd, NULL);
+
+	printf("torture: made %llu, handled %llu (coalesced %llu), WAIT calls %llu, walks %llu\n",
+	       (unsigned long long)made_total, (unsigned long long)handled_total,
+	       (unsigned long long)(made_total - handled_total),
+	       (unsigned long long)waits_total, (unsigned long long)walks);
+	printf("torture: race windows hit:");
+	for (w = 0; w < VCPUREQ__WIN_NR; w++)
+		printf(" %llu", (unsigned long long)windows_hit[w]);
+	printf("\n");
+	fails = stranded + lost_wakeups + payload_regress + wait_early + wait_hang +
+		poisoned_reads + alive_after_dead;
+	printf("torture: stranded %llu lost_wakeups %llu payload_regress %llu wait_early %llu wait_hang %llu poisoned_reads %llu alive_after_dead %llu\n",
+	       (unsigned long long)stranded, (unsigned long long)lost_wakeups,
+	       (unsigned long long)payload_regress, (unsigned long long)wait_early,
+	       (unsigned long long)wait_hang, (unsigned long long)poisoned_reads,
+	       (unsigned long long)alive_after_dead);
+	printf("torture: %s\n", fails ? "FAIL" : "PASS");
+	h_join_all(&H);
+	h_vm_destroy(&H);
+	return fails ? 1 : 0;
+}
