@@ -2,6 +2,7 @@
 BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
+SAN = -DCMAKE_BUILD_TYPE=Debug -DVCPUREQ_SANITIZE
 
 .PHONY: all demo test unit torture torture-long test-asan test-tsan bench clean
 
@@ -13,10 +14,12 @@ all:
 demo: all
 	$(BUILD)/demo/vcpureq-demo $(ARGS)
 
-# The whole suite: unit/protocol tests on both backends, the demo's checks,
-# the example, the model (if spin is installed) and the quick benchmark.
+# The whole suite: unit and protocol tests on both backends, the demo's
+# checks, the example, the Spin model, the short torture run with the
+# mutation self-check, and the quick benchmark.
 test: all
-	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE 'torture|bench'
+	cd $(BUILD) && ctest --output-on-failure -L 'torture|bench'
 
 # Fast tier only: unit and protocol tests, demo, example.
 unit: all
@@ -30,12 +33,15 @@ torture: all
 torture-long: all
 	tests/torture/long.sh $(BUILD)/tests/torture/torture
 
-# Sanitizer builds (CI runs both).
+# Sanitizer builds (CI runs both): ASan+UBSan on the unit tier and the short
+# torture run, TSan on the unit tier (both backends).
 test-asan:
-	$(MAKE) unit BUILD=build-asan CMAKE_FLAGS="-DVCPUREQ_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug"
+	$(MAKE) all BUILD=build-asan CMAKE_FLAGS="$(SAN)=address,undefined"
+	cd build-asan && ctest --output-on-failure -j$(JOBS) -L unit
+	cd build-asan && ctest --output-on-failure -R '^torture[.]short'
 test-tsan:
-	$(MAKE) all BUILD=build-tsan CMAKE_FLAGS="-DVCPUREQ_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug"
-	cd build-tsan && ctest --output-on-failure -j$(JOBS) -L unit -R 'thread|example'
+	$(MAKE) all BUILD=build-tsan CMAKE_FLAGS="$(SAN)=thread"
+	cd build-tsan && ctest --output-on-failure -j$(JOBS) -L unit
 
 bench: all
 	$(BUILD)/bench/vcpureq-bench --out $(BUILD)/bench-out
