@@ -59,6 +59,8 @@ static int process_requests(struct vcpureq_vcpu *vcpu)
 /* Publish IN_GUEST_MODE and run the final check.  true: go on. */
 static bool enter_guest_mode(struct vcpureq_vcpu *vcpu)
 {
+	int mode;
+
 	atomic_store_explicit(&vcpu->mode, VCPUREQ_IN_GUEST_MODE,
 			      memory_order_relaxed);
 	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_PUBLISH);
@@ -71,14 +73,27 @@ static bool enter_guest_mode(struct vcpureq_vcpu *vcpu)
 	 */
 	VCPUREQ__MB_V();
 	vcpureq__mailbox_sync(vcpu);
-	if (atomic_load_explicit(&vcpu->mode, memory_order_relaxed) !=
-		    VCPUREQ_IN_GUEST_MODE ||
+	mode = atomic_load_explicit(&vcpu->mode, memory_order_relaxed);
+	if (mode != VCPUREQ_IN_GUEST_MODE ||
 #ifndef VCPUREQ_MUTANT_NO_FINAL_CHECK
 	    atomic_load_explicit(&vcpu->requests, memory_order_relaxed) ||
 #endif
 	    dead(vcpu)) {
 		VCPUREQ__STAT_INC(vcpu, vstats, entry_aborts);
 		vcpureq__exit_guest_mode(vcpu);
+		/*
+		 * A kicker won IN -> EXITING: its signal is for this aborted
+		 * instance.  If it has been sent (kick_inflight back to 0;
+		 * acquire pairs with the kicker's release decrement after
+		 * tgkill), take it now, or the next KVM_RUN would return
+		 * -EINTR at once for nothing (the kernel absorbs that IPI when
+		 * it re-enables interrupts).  If it is still on its way, leave
+		 * it: one spurious exit, no waiting here.
+		 */
+		if (mode == VCPUREQ_EXITING_GUEST_MODE && vcpu->run &&
+		    !atomic_load_explicit(&vcpu->kick_inflight,
+					  memory_order_acquire))
+			vcpureq__signal_drain(vcpu->vm->kick_signal, false);
 		return false;
 	}
 	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_ENTER);
