@@ -281,24 +281,22 @@ static int request_mask(struct vcpureq_vm *vm, unsigned int req,
 	return sent;
 }
 
-static int check_vm(const struct vcpureq_vm *vm)
+static int check_vm_req(const struct vcpureq_vm *vm, unsigned int req)
 {
 	if (!vm)
 		return vcpureq__err(-EINVAL, "vm is NULL");
 	if (atomic_load_explicit(&vm->state, memory_order_relaxed) !=
 	    VCPUREQ__VM_LIVE)
 		return vcpureq__err(-ESHUTDOWN, "the VM has been destroyed");
-	return 0;
+	return vcpureq__check_req(req, true);
 }
 
 int vcpureq_make_all_cpus_request(struct vcpureq_vm *vm, unsigned int req)
 {
 	uint64_t mask[MASK_WORDS] = { 0 };
 	unsigned int i;
-	int r = check_vm(vm);
+	int r = check_vm_req(vm, req);
 
-	if (!r)
-		r = vcpureq__check_req(req, true);
 	if (r)
 		return r;
 	for (i = 0; i < vm->nr_vcpus; i++)
@@ -310,22 +308,26 @@ int vcpureq_make_vcpus_request_mask(struct vcpureq_vm *vm, unsigned int req,
 				    const uint64_t *mask, size_t mask_bits)
 {
 	uint64_t m[MASK_WORDS] = { 0 };
-	size_t i;
-	int r = check_vm(vm);
+	size_t w, words = (mask_bits + 63) / 64;
+	int r = check_vm_req(vm, req);
 
-	if (!r)
-		r = vcpureq__check_req(req, true);
 	if (r)
 		return r;
 	if (!mask && mask_bits)
 		return vcpureq__err(-EINVAL, "mask is NULL");
-	for (i = 0; i < mask_bits; i++) {
-		if (!(mask[i / 64] & (UINT64_C(1) << (i % 64))))
-			continue;
-		if (i >= vm->nr_vcpus)
+	for (w = 0; w < words; w++) {
+		uint64_t bits = mask[w];
+		unsigned int valid = 0;
+
+		if (w == words - 1 && mask_bits % 64)
+			bits &= (UINT64_C(1) << (mask_bits % 64)) - 1;
+		if (w * 64 < vm->nr_vcpus)
+			valid = vm->nr_vcpus - (unsigned int)w * 64;
+		if (valid < 64 && (bits >> valid))
 			return vcpureq__err(-EINVAL,
 					    "mask names a vCPU id >= nr_vcpus");
-		m[i / 64] |= UINT64_C(1) << (i % 64);
+		if (w < MASK_WORDS) /* beyond: all clear, checked above */
+			m[w] = bits;
 	}
 	return request_mask(vm, req, m);
 }
@@ -335,10 +337,8 @@ int vcpureq_make_vcpus_request(struct vcpureq_vm *vm, unsigned int req,
 {
 	uint64_t m[MASK_WORDS] = { 0 };
 	size_t i;
-	int r = check_vm(vm);
+	int r = check_vm_req(vm, req);
 
-	if (!r)
-		r = vcpureq__check_req(req, true);
 	if (r)
 		return r;
 	if (!ids && nr_ids)
