@@ -826,3 +826,29 @@ TEST(null_objects)
 	CHECK_EQ(vcpureq_vm_nr_vcpus(NULL), 0);
 	return 0;
 }
+
+/* A mask longer than VCPUREQ_MAX_VCPUS bits: only its set bits matter, and
+ * a set bit beyond the VM is refused (the mask is read word by word, never
+ * copied past the library's own bitmap). */
+TEST_BOTH(mask_longer_than_max)
+{
+	static uint64_t m[64]; /* 4096 bits */
+	struct vcpureq_stats st;
+	struct h_vm h;
+
+	H_VM(&h, be, 2, H_SPIN, NULL);
+	memset(m, 0, sizeof(m));
+	m[0] = 2; /* vCPU 1 */
+	CHECK_EQ(vcpureq_make_vcpus_request_mask(h.vm, REQ_OK, m, 4096), 0);
+	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h.vm, 1), &st);
+	CHECK_EQ(st.requests_made, 1);
+	m[40] = 1; /* bit 2560 */
+	CHECK_EQ(vcpureq_make_vcpus_request_mask(h.vm, REQ_OK, m, 4096), -EINVAL);
+	CHECK(vcpureq_errmsg()[0] != '\0');
+	/* A length that cuts the stray bit off is fine. */
+	CHECK_EQ(vcpureq_make_vcpus_request_mask(h.vm, REQ_OK, m, 2560), 0);
+	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h.vm, 1), &st);
+	CHECK_EQ(st.requests_made, 2);
+	h_vm_destroy(&h);
+	return 0;
+}
