@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/* vcpureq_vcpu_block(): the runnable hook with vcpureq_vcpu_wake_up(), and
+ * adaptive halt polling. */
+#include "harness.h"
+
+#define REQ_A VCPUREQ_ARCH_REQ(1)
+#define HANG_MS 10000
+
+static _Atomic int handled, runnable_flag, why_seen;
+
+static int handler(struct vcpureq_vcpu *v, void *opaque)
+{
+	(void)opaque;
+	if (vcpureq_check_request(REQ_A, v) > 0)
+		atomic_fetch_add(&handled, 1);
+	return 0;
+}
+
+static bool runnable(struct vcpureq_vcpu *v, void *opaque)
+{
+	(void)v;
+	(void)opaque;
+	/* Consumed, like an event the VMM turns into guest state. */
+	return atomic_exchange(&runnable_flag, 0) != 0;
+}
+
+static bool on_wake(struct h_vm *h, unsigned int id, int why)
+{
+	(void)h;
+	(void)id;
+	atomic_fetch_or(&why_seen, why);
+	return true;
+}
+
+static bool asleep(struct h_vm *h, unsigned int id)
+{
+	return h_sleeping(h, id);
+}
+
+/* The runnable hook plus vcpureq_vcpu_wake_up(): a request-less wake-up
+ * whose condition is the VMM's own state (kernel: kvm_arch_vcpu_runnable()
+ * + kvm_vcpu_wake_up()).  No request bit, no signal. */
+TEST_BOTH(runnable_hook_wakes)
+{
+	struct vcpureq_vm_opts o = { .handle_requests = handler,
+				     .runnable = runnable };
+	struct vcpureq_stats s;
+	struct h_vm h;
+	int i;
+
+	H_VM(&h, be, 1, H_HALT, &o);
+	h.hooks.on_wake = on_wake;
+	CHECK_EQ(h_start(&h), 0);
+	for (i = 0; i < 100; i++) {
+		uint64_t end = h_now_ns() + (uint64_t)HANG_MS * 1000000u;
+		uint64_t it;
+
+		CHECK(h_wait_until(asleep, &h, 0, HANG_MS));
+		it = h_guest_iters(&h, 0);
+		atomic_store(&why_seen, 0);
+		atomic_store(&runnable_flag, 1);
+		CHECK(vcpureq_vcpu_wake_up(vcpureq_vm_vcpu(h.vm, 0)) >= 0);
+		while (!(atomic_load(&why_seen) & VCPUREQ_WAKE_RUNNABLE) &&
+		       h_now_ns() < end)
+			;
+		CHECK(atomic_load(&why_seen) & VCPUREQ_WAKE_RUNNABLE);
+		/* It ran the guest again (halted once more). */
+		while (h_guest_iters(&h, 0) == it && h_now_ns() < end)
+			;
+		CHECK(h_guest_iters(&h, 0) > it);
+	}
+	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h.vm, 0), &s);
+	CHECK_EQ(s.requests_made, 0);
+	CHECK_EQ(s.signals_sent, 0);
+	CHECK(s.wakeups >= 1);
+	CHECK_EQ(atomic_load(&handled), 0);
+	CHECK_EQ(h_stop_all(&h), 0);
+	h_vm_destroy(&h);
+	return 0;
+}
+
+/* Halt polling: requests that come soon after the halt are caught while
+ * polling (no futex sleep, no wake-up system call), and none is lost. */
+TEST_BOTH(halt_poll_catches_quick_wakes)
+{
+	struct vcpureq_vm_opts o = { .handle_requests = handler,
+				     .halt_poll_ns = 2000000 };
+	struct vcpureq_stats s;
+	struct h_vm h;
+	int i;
+
+	H_VM(&h, be, 1, H_HALT, &o);
+	CHECK_EQ(h_start(&h), 0);
+	for (i = 1; i <= 300; i++) {
+		uint64_t end = h_now_ns() + (uint64_t)HANG_MS * 1000000u;
+
+		/* Let it halt again and enter block (polling or asleep): it
+		 * blocks once per round. */
+		do
+			vcpureq_vcpu_stats(vcpureq_vm_vcpu(h.vm, 0), &s);
+		while (s.blocks < (uint64_t)i && h_now_ns() < end);
+		CHECK(s.blocks >= (uint64_t)i);
+		h_sleep_us(20);
+		CHECK_EQ(vcpureq_request(REQ_A, vcpureq_vm_vcpu(h.vm, 0)), 0);
+		while (atomic_load(&handled) < i && h_now_ns() < end)
+			;
+		CHECK_EQ(atomic_load(&handled), i);
+	}
+	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h.vm, 0), &s);
+	printf("blocks %llu, caught while polling %llu, futex wake-ups %llu\n",
+	       (unsigned long long)s.blocks, (unsigned long long)s.halt_poll_hits,
+	       (unsigned long long)s.wakeups);
+	CHECK(s.halt_poll_hits > 0);
+	CHECK(s.halt_poll_hits + s.wakeups <= s.blocks);
+	CHECK_EQ(s.signals_sent, 0);
+	CHECK_EQ(h_stop_all(&h), 0);
+	h_vm_destroy(&h);
+	return 0;
+}
