@@ -29,6 +29,7 @@ static bool dead(const struct vcpureq_vcpu *vcpu)
 static int process_requests(struct vcpureq_vcpu *vcpu)
 {
 	const struct vcpureq_vm_opts *o = &vcpu->vm->opts;
+	uint64_t before;
 	int r;
 
 	/* Requests are about to be processed, so the waking hint is spent.
@@ -43,15 +44,20 @@ static int process_requests(struct vcpureq_vcpu *vcpu)
 		return vcpureq__err(-EIO, "the VM is dead (VM_DEAD)");
 	/* UNBLOCK is for block only: it never carries work into entry. */
 	vcpureq_clear_request(VCPUREQ_REQ_UNBLOCK, vcpu);
-	if (!atomic_load_explicit(&vcpu->requests, memory_order_relaxed))
+	before = atomic_load_explicit(&vcpu->requests, memory_order_relaxed);
+	if (!before)
 		return 0;
 	if (!o->handle_requests)
 		return VCPUREQ_RUN_REQUEST;
 	r = o->handle_requests(vcpu, o->opaque);
 	if (r < 0)
 		return r;
+	/* Bits the handler saw and left are the caller's.  Bits made while
+	 * it ran are not: the final check sees them, aborts the entry and
+	 * brings us back here. */
 	if (r > 0 ||
-	    atomic_load_explicit(&vcpu->requests, memory_order_relaxed))
+	    (atomic_load_explicit(&vcpu->requests, memory_order_relaxed) &
+	     before))
 		return VCPUREQ_RUN_REQUEST;
 	return 0;
 }

@@ -119,8 +119,10 @@ struct vcpureq_vm_opts {
 	 * the guest, > 0 to make vcpureq_vcpu_run() return VCPUREQ_RUN_REQUEST,
 	 * < 0 to make it return that error.  If NULL, vcpureq_vcpu_run()
 	 * returns VCPUREQ_RUN_REQUEST whenever a request is pending.  Requests
-	 * the handler leaves pending also make vcpureq_vcpu_run() return
-	 * VCPUREQ_RUN_REQUEST, so an unknown request cannot livelock entry.
+	 * that were pending when the handler was called and that it leaves
+	 * pending also make vcpureq_vcpu_run() return VCPUREQ_RUN_REQUEST, so
+	 * an unknown request cannot livelock entry; requests made while it
+	 * ran are caught by the final check and handed to it again.
 	 */
 	int (*handle_requests)(struct vcpureq_vcpu *vcpu, void *opaque);
 	/* Block hook (kernel: kvm_arch_vcpu_runnable()), called on the vCPU
