@@ -105,7 +105,9 @@ static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int flags,
 	 * bump of the very instance we waited for: a hang.
 	 */
 #ifndef VCPUREQ_MUTANT_SNAPSHOT_AFTER_CAS
-	*snap = atomic_load_explicit(&vcpu->exit_epoch, memory_order_relaxed);
+	/* Acquire keeps the mode read below after it: two relaxed loads
+	 * may be performed out of order (C11, ARM64, POWER; not x86). */
+	*snap = atomic_load_explicit(&vcpu->exit_epoch, memory_order_acquire);
 #endif
 	/* Acquire: a target seen OUTSIDE (the release store of
 	 * vcpureq__exit_guest_mode()) is not waited for, so what it did in
