@@ -181,7 +181,7 @@ int vcpureq__kvm_complete_io(struct vcpureq_vcpu *vcpu)
 		return vcpureq__errf(-errno, "KVM_RUN (completing I/O): %s",
 				     strerror(errno));
 	/* A kick may have been pending too; it has done its job. */
-	vcpureq__signal_drain(vcpu->vm->kick_signal, false);
+	vcpu->drain_pending = true;
 	return 0;
 }
 
@@ -217,7 +217,11 @@ int vcpureq__kvm_enter(struct vcpureq_vcpu *vcpu)
 	vcpu->io_pending = false;
 	if (r < 0) {
 		if (errno == EINTR) {
-			vcpureq__signal_drain(vcpu->vm->kick_signal, false);
+			/* The kick signal is pending (blocked here); it is
+			 * taken just before the next IN_GUEST_MODE publish,
+			 * after the requests are handled, so the drain is
+			 * off the kick-to-handler path. */
+			vcpu->drain_pending = true;
 			return 1;
 		}
 		if (errno == EAGAIN)

@@ -96,6 +96,8 @@ struct vcpureq_vcpu {
 	_Atomic int kicked;
 	bool in_walk;
 	bool io_pending;   /* last KVM exit needs a KVM_RUN to complete */
+	bool drain_pending; /* a kick signal may be pending: take it before
+			       the next IN_GUEST_MODE publish */
 	int guest_ret;
 	uint64_t poll_ns;  /* adaptive halt-poll window */
 	sigset_t saved_mask; /* thread's mask before bind */

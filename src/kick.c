@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "futex.h"
@@ -51,11 +52,32 @@ void vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu)
 		vcpureq__futex_wake(&vcpu->exit_epoch, INT_MAX);
 }
 
+/* How long a WAIT requester spins on the epoch before it sleeps: about one
+ * signal-to-exit round trip, as the kernel spins for IPI acks (a sleeping
+ * requester adds a futex wake-up to every WAIT). */
+#define ACK_SPIN_NS 30000u
+
 static void wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap)
 {
-	/* Acquire: pairs with the release bump in vcpureq__exit_guest_mode(). */
-	if (atomic_load_explicit(&vcpu->exit_epoch, memory_order_acquire) != snap)
-		return;
+	struct timespec t0, t;
+	unsigned int i;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0;; i++) {
+		/* Acquire: pairs with the release bump in
+		 * vcpureq__exit_guest_mode(). */
+		if (atomic_load_explicit(&vcpu->exit_epoch,
+					 memory_order_acquire) != snap)
+			return;
+		if ((i & 63) == 63) {
+			clock_gettime(CLOCK_MONOTONIC, &t);
+			if ((uint64_t)(t.tv_sec - t0.tv_sec) * 1000000000u +
+				    (uint64_t)t.tv_nsec - (uint64_t)t0.tv_nsec >
+			    ACK_SPIN_NS)
+				break;
+		}
+		vcpureq__cpu_relax();
+	}
 	atomic_fetch_add_explicit(&vcpu->ack_waiters, 1, memory_order_relaxed);
 	vcpureq__smp_mb(); /* [W] pairs with [E] in vcpureq__exit_guest_mode() */
 	while (atomic_load_explicit(&vcpu->exit_epoch, memory_order_acquire) ==
@@ -185,35 +207,53 @@ int vcpureq__kick_fenced(struct vcpureq_vcpu *vcpu)
 	return kick_after_fence(vcpu, 0, &wait, &snap);
 }
 
-/* Set the request bit of every vCPU in @mask. */
-static void set_bits(struct vcpureq_vm *vm, unsigned int req,
-		     const uint64_t *mask)
+static void set_bit_one(struct vcpureq_vcpu *v, unsigned int req)
 {
-	uint64_t bit = UINT64_C(1) << (req & VCPUREQ_REQUEST_MASK);
-	unsigned int w;
+	/* Release: payload (and vm->dead) before the bit; pairs with the
+	 * acquire in check_request. */
+	atomic_fetch_or_explicit(&v->requests,
+				 UINT64_C(1) << (req & VCPUREQ_REQUEST_MASK),
+				 memory_order_release);
+	vcpureq__set_wake_hint(v, req);
+	VCPUREQ__STAT_INC(v, rstats, requests_made);
+}
 
-	if (req & VCPUREQ_REQUEST_NO_ACTION)
-		return;
+static void mark_dead(struct vcpureq_vm *vm, unsigned int req)
+{
 	if ((req & VCPUREQ_REQUEST_MASK) ==
 	    (VCPUREQ_REQ_VM_DEAD & VCPUREQ_REQUEST_MASK))
 		/* Sticky, VM-wide; published before the bits (release). */
 		atomic_store_explicit(&vm->dead, 1, memory_order_relaxed);
+}
+
+/* Set the request bit of every vCPU in @mask. */
+static void set_bits(struct vcpureq_vm *vm, unsigned int req,
+		     const uint64_t *mask)
+{
+	unsigned int w;
+
+	if (req & VCPUREQ_REQUEST_NO_ACTION)
+		return;
+	mark_dead(vm, req);
 	for (w = 0; w * 64 < vm->nr_vcpus; w++) {
 		uint64_t m = mask[w];
 
 		while (m) {
-			struct vcpureq_vcpu *v =
-				&vm->vcpus[w * 64 + (unsigned int)__builtin_ctzll(m)];
-
+			set_bit_one(&vm->vcpus[w * 64 +
+					       (unsigned int)__builtin_ctzll(m)],
+				    req);
 			m &= m - 1;
-			/* Release: payload (and vm->dead) before the bit;
-			 * pairs with the acquire in check_request. */
-			atomic_fetch_or_explicit(&v->requests, bit,
-						 memory_order_release);
-			vcpureq__set_wake_hint(v, req);
-			VCPUREQ__STAT_INC(v, rstats, requests_made);
 		}
 	}
+}
+
+static int check_wait_deadlock(const struct vcpureq_vm *vm, unsigned int req)
+{
+	if ((req & VCPUREQ_REQUEST_WAIT) && vcpureq__self &&
+	    vcpureq__self->vm == vm && vcpureq__self->in_walk)
+		return vcpureq__err(-EDEADLK,
+				    "a WAIT request from inside a lockless walk could wait forever on another walker");
+	return 0;
 }
 
 /* Kick every vCPU in @mask (after [R]); note in @waits those to wait for. */
@@ -253,12 +293,10 @@ static int request_mask(struct vcpureq_vm *vm, unsigned int req,
 	uint64_t waits[MASK_WORDS];
 	unsigned int flags = req & ~VCPUREQ_REQUEST_MASK;
 	unsigned int w;
-	int sent;
+	int sent, r = check_wait_deadlock(vm, req);
 
-	if ((flags & VCPUREQ_REQUEST_WAIT) && vcpureq__self &&
-	    vcpureq__self->vm == vm && vcpureq__self->in_walk)
-		return vcpureq__err(-EDEADLK,
-				    "a WAIT request from inside a lockless walk could wait forever on another walker");
+	if (r)
+		return r;
 #ifndef VCPUREQ_MUTANT_REQUESTLESS_KICK
 	set_bits(vm, req, mask);
 	VCPUREQ__MB_R(); /* [R] for every target at once */
@@ -359,15 +397,36 @@ int vcpureq_make_vcpus_request(struct vcpureq_vm *vm, unsigned int req,
 
 int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 {
-	uint64_t m[MASK_WORDS] = { 0 };
+	bool act = !(req & VCPUREQ_REQUEST_NO_ACTION);
+	uint32_t snap;
+	bool wait;
 	int r = vcpureq__check_vcpu(vcpu);
 
 	if (!r)
 		r = vcpureq__check_req(req, true);
+	if (!r)
+		r = check_wait_deadlock(vcpu->vm, req);
 	if (r)
 		return r;
-	m[vcpu->id / 64] = UINT64_C(1) << (vcpu->id % 64);
-	return request_mask(vcpu->vm, req, m);
+	/* request_mask() for one target, without walking masks. */
+#ifndef VCPUREQ_MUTANT_REQUESTLESS_KICK
+	if (act) {
+		mark_dead(vcpu->vm, req);
+		set_bit_one(vcpu, req);
+	}
+	VCPUREQ__MB_R(); /* [R] */
+	r = kick_after_fence(vcpu, req & ~VCPUREQ_REQUEST_MASK, &wait, &snap);
+#else
+	VCPUREQ__MB_R();
+	r = kick_after_fence(vcpu, req & ~VCPUREQ_REQUEST_MASK, &wait, &snap);
+	if (act) {
+		mark_dead(vcpu->vm, req);
+		set_bit_one(vcpu, req);
+	}
+#endif
+	if (wait)
+		wait_ack(vcpu, snap);
+	return r;
 }
 
 int vcpureq_vm_dead(struct vcpureq_vm *vm)

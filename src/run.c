@@ -91,15 +91,15 @@ static bool enter_guest_mode(struct vcpureq_vcpu *vcpu)
 		 * A kicker won IN -> EXITING: its signal is for this aborted
 		 * instance.  If it has been sent (kick_inflight back to 0;
 		 * acquire pairs with the kicker's release decrement after
-		 * tgkill), take it now, or the next KVM_RUN would return
-		 * -EINTR at once for nothing (the kernel absorbs that IPI when
-		 * it re-enables interrupts).  If it is still on its way, leave
-		 * it: one spurious exit, no waiting here.
+		 * tgkill), take it before the next publish, or the next KVM_RUN
+		 * would return -EINTR at once for nothing (the kernel absorbs
+		 * that IPI when it re-enables interrupts).  If it is still on
+		 * its way, leave it: one spurious exit, no waiting here.
 		 */
 		if (mode == VCPUREQ_EXITING_GUEST_MODE && vcpu->run &&
 		    !atomic_load_explicit(&vcpu->kick_inflight,
 					  memory_order_acquire))
-			vcpureq__signal_drain(vcpu->vm->kick_signal, false);
+			vcpu->drain_pending = true;
 		return false;
 	}
 	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_ENTER);
@@ -132,11 +132,20 @@ int vcpureq_vcpu_run(struct vcpureq_vcpu *vcpu)
 			}
 			return r;
 		}
-		/* Step 2: immediate_exit / kicked from an older instance
-		 * must not end this one; cleared before the publish. */
+		/* Step 2: immediate_exit / kicked / a pending signal from an
+		 * older instance must not end this one; all are cleared
+		 * before the publish.  (Not after: once IN_GUEST_MODE is
+		 * published a new kick may be on its way, and draining it
+		 * would lose it.) */
 		atomic_store_explicit(&vcpu->kicked, 0, memory_order_relaxed);
-		if (vcpu->run)
+		if (vcpu->run) {
 			vcpureq__kvm_clear_immediate_exit(vcpu);
+			if (vcpu->drain_pending) {
+				vcpu->drain_pending = false;
+				vcpureq__signal_drain(vcpu->vm->kick_signal,
+						      false);
+			}
+		}
 		if (!enter_guest_mode(vcpu))
 			continue;
 		VCPUREQ__STAT_INC(vcpu, vstats, entries);

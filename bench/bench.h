@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vcpureq-bench: shared declarations.
+ *
+ * The benchmark measures, in one run and on the same machine, the floors
+ * that bound each figure (raw signal -> KVM_RUN -EINTR, raw I/O-exit round
+ * trip, raw futex wake, cache-line round trip), the library's figures, and
+ * the broadcast-and-wait algorithms of three peer VMMs re-implemented in
+ * bench/peers/.  Everything runs real guest code on /dev/kvm (tests/guest.S
+ * through the harness).  Times are in nanoseconds internally.
+ */
+#ifndef VCPUREQ_BENCH_H
+#define VCPUREQ_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "harness.h"
+
+#define B_MAX_REP 9
+
+/* ---- options (main.c) ---- */
+struct bopts {
+	bool quick;
+	const char *out;        /* output directory or NULL */
+	int reps;               /* repeat runs */
+	unsigned int max_n;     /* largest broadcast N */
+	unsigned int only;      /* bit set of B_PART_*; 0 = all */
+	unsigned long outside_requests; /* requests per outside-mode run */
+	double scale;           /* sample-count multiplier */
+};
+extern struct bopts g_opt;
+
+enum {
+	B_PART_FLOORS = 1u << 0,
+	B_PART_KICK = 1u << 1,
+	B_PART_OUTSIDE = 1u << 2,
+	B_PART_ENTRY = 1u << 3,
+	B_PART_WAKE = 1u << 4,
+	B_PART_REQUESTERS = 1u << 5,
+	B_PART_BROADCAST = 1u << 6,
+};
+bool b_part(unsigned int part);
+
+/* ---- samples and figures (stats.c) ---- */
+struct samples {
+	double *v;
+	size_t n, cap;
+};
+void samples_add(struct samples *s, double x);
+void samples_clear(struct samples *s);
+void samples_free(struct samples *s);
+/* Percentile p in [0, 100] (sorts in place); NAN if empty. */
+double samples_pct(struct samples *s, double p);
+double samples_mean(const struct samples *s);
+
+/* One reported quantity: all samples of all repeats, and each repeat's p50. */
+struct figure {
+	const char *key;   /* file name stem */
+	const char *title;
+	struct samples all;
+	double rep_p50[B_MAX_REP];
+	int nrep;
+};
+/* Append one repeat's samples (consumed: cleared afterwards). */
+void figure_add_rep(struct figure *f, struct samples *rep);
+double figure_pct(struct figure *f, double p);
+/* Spread of the per-repeat p50s: min and max. */
+void figure_spread(const struct figure *f, double *lo, double *hi);
+/* Write the samples, one a line, to DIR/samples-KEY.txt. */
+void figure_dump(struct figure *f, const char *dir);
+
+/* ---- utilities (util.c) ---- */
+uint64_t b_now(void);
+void b_spin_ns(uint64_t ns);
+void b_sleep_us(unsigned int us);
+pid_t b_gettid(void);
+/* Pin the calling thread to one CPU (best effort); -1: every CPU. */
+void b_pin(int cpu);
+/* The scheduler state letter of thread @tid of this process ('S', 'R'...). */
+char b_thread_state(pid_t tid);
+/* Wait (spinning) until thread @tid sleeps in the kernel; false on timeout. */
+bool b_wait_sleeping(pid_t tid, uint64_t timeout_ns);
+/* Create a thread with a small stack. */
+int b_thread(pthread_t *t, void *(*fn)(void *), void *arg);
+/* Requester-side CPU time of the calling thread (getrusage RUSAGE_THREAD). */
+uint64_t b_thread_cpu_ns(void);
+void b_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn void b_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Name the phase for the watchdog. */
+void b_phase(const char *what);
+void b_watchdog_start(unsigned int seconds);
+/* CPU time the rest of the machine used during the run: start, then end
+ * (seconds of CPU used by other processes, and the machine's capacity in
+ * CPU-seconds over the same wall time). */
+void b_load_start(void);
+void b_load_end(double *foreign_cpu_s, double *capacity_s);
+/* Cheap deterministic pseudo-random numbers (per thread state). */
+uint32_t b_rand(uint32_t *state);
+int b_futex_wait(_Atomic uint32_t *w, uint32_t val);
+/* The start gate: vCPU threads, once set up, wait here until every one of
+ * them is ready, so that creating N threads does not compete with N - 1
+ * vCPUs already spinning in the guest.  b_gate_arrive() counts the
+ * arrival and waits; b_gate_open() waits for @n arrivals and opens. */
+void b_gate_close(void);
+void b_gate_arrive(void);
+void b_gate_open(unsigned int n);
+int b_futex_wake(_Atomic uint32_t *w, int n);
+/* Create the harness VM or die; returns 77 (SKIP) when /dev/kvm is absent. */
+int b_vm(struct h_vm *h, unsigned int nr, enum h_prog prog,
+	 const struct vcpureq_vm_opts *opts);
+
+/* ---- the library's vCPU threads (vr.c) ---- */
+#define B_REQ_PING VCPUREQ_ARCH_REQ(1)
+#define B_REQ_PAUSE VCPUREQ_ARCH_REQ_FLAGS(2, VCPUREQ_REQUEST_WAIT)
+#define B_REQ_STOP VCPUREQ_ARCH_REQ(54)
+
+/* Per-vCPU record of the handler, written by the vCPU thread. */
+struct vr_rec {
+	_Atomic uint64_t ping_seen;  /* pings handled */
+	_Atomic uint64_t ping_t;     /* b_now() when the last was seen */
+	_Atomic uint64_t wake_seen;  /* blocks that returned */
+	_Atomic uint64_t wake_t;     /* b_now() right after block returned */
+	_Atomic uint64_t pause_t;    /* b_now() when the handler saw PAUSE */
+	_Atomic pid_t tid;
+	_Atomic int started, finished, err;
+	pthread_t thread;
+	struct h_vm *h;
+	unsigned int id;
+	int pin;  /* 0: not pinned; k: pinned to CPU k - 1 */
+	char pad[64];
+};
+/* The request handler every benchmark VM uses (opts.handle_requests). */
+int vr_handler(struct vcpureq_vcpu *v, void *opaque);
+/* Opts for a benchmark VM: handler installed with @recs (one per vCPU of
+ * the VM) as its opaque, halt polling off. */
+struct vcpureq_vm_opts vr_opts(struct vr_rec *recs);
+/* Start the library's VMM loop on vCPUs [0, n) (records in recs[]). */
+int vr_start(struct h_vm *h, struct vr_rec *recs, unsigned int first,
+	     unsigned int n);
+/* Stop them (STOP request, then join); @paused: they are parked by a
+ * PAUSE request, release them too. */
+void vr_stop(struct h_vm *h, struct vr_rec *recs, unsigned int first,
+	     unsigned int n, bool paused);
+/* The pause flag the PAUSE request parks on, and resume. */
+void vr_pause_arm(void);
+void vr_resume_all(void);
+/* Wait until guest counters of vCPUs [first, first+n) advanced past snap;
+ * snap is updated.  false on timeout. */
+bool b_wait_progress(struct h_vm *h, unsigned int first, unsigned int n,
+		     uint32_t *snap, uint64_t timeout_ns);
+void b_snap_counters(struct h_vm *h, unsigned int first, unsigned int n,
+		     uint32_t *snap);
+/* Wait until vCPU @id runs guest code (@flag, if any, set and its guest
+ * counter moving), then a short random delay. */
+void wait_in_guest(struct h_vm *h, unsigned int id, _Atomic int *flag,
+		   uint32_t *rnd);
+
+/* ---- the parts ---- */
+/* Figures filled by the parts, reported by report.c. */
+enum {
+	FIG_SIG,        /* floor: signal -> KVM_RUN -EINTR */
+	FIG_SIG_DRAIN,  /* info: ... + sigtimedwait drain */
+	FIG_IO,         /* floor: raw I/O-exit round trip */
+	FIG_FUTEX,      /* floor: futex wake -> woken thread running */
+	FIG_CACHE,      /* floor: cache-line round trip */
+	FIG_KICK,       /* request + kick -> handler running */
+	FIG_OUT_BUSY,   /* request to an awake vCPU outside guest mode, vCPU polling */
+	FIG_OUT_IDLE,   /* same, vCPU busy elsewhere */
+	FIG_OUT_REQ1,   /* same with the one-call vcpureq_request() */
+	FIG_ENTRY,      /* I/O-exit loop through vcpureq_vcpu_run */
+	FIG_ENTRY_RATIO,/* per batch pair: vcpureq / raw */
+	FIG_WAKE,       /* request -> block returns */
+	FIG_NR
+};
+extern struct figure g_fig[FIG_NR];
+
+/* Zero-syscall evidence of the outside-guest-mode run (last repeat). */
+struct outside_evidence {
+	unsigned long requests;
+	uint64_t signals_sent, wakeups, kicks, requests_made;
+	double stime_ms;          /* requester system time during the loop */
+	long vcsw, ivcsw;         /* requester context switches */
+	long long syscalls;       /* perf tracepoint count, -1 if unavailable */
+	const char *syscall_method;
+};
+extern struct outside_evidence g_outside[2]; /* [0] polling, [1] idle */
+
+/* K requesters hitting one spinning vCPU. */
+#define B_NK 4
+extern const unsigned int g_k_values[B_NK];
+struct kreq_result {
+	unsigned int k, r;
+	uint64_t requests_made, kicks, signals_sent, signals_coalesced;
+	uint64_t handled, entries, kicked_exits, spurious_exits;
+	double ms;
+};
+extern struct kreq_result g_kreq[B_MAX_REP][B_NK];
+extern int g_kreq_reps;
+
+int part_floors(int rep);
+int part_kick(int rep);
+int part_outside(int rep);
+int part_entry(int rep);
+int part_wake(int rep);
+int part_requesters(int rep);
+int part_broadcast(int rep);
+
+/* ---- broadcast results (broadcast.c) ---- */
+#define B_NN 6
+#define B_NIMPL 4
+extern const unsigned int g_n_values[B_NN];
+struct bc_cell {
+	struct samples lat;     /* ns per pause */
+	struct samples sig;     /* signals per pause */
+	struct samples cpu;     /* requester CPU ns per pause */
+	double rep_p50[B_MAX_REP];
+	int nrep;
+	unsigned long iters;
+	bool ran;
+	int failures;           /* pauses that did not stop every vCPU */
+};
+extern struct bc_cell g_bc[B_NIMPL][B_NN];
+const char *bc_impl_name(int i);
+const char *bc_impl_source(int i);
+
+/* ---- report (report.c) ---- */
+void report_write(FILE *f, double seconds);
+int report_files(const char *dir, double seconds);
+
+#endif /* VCPUREQ_BENCH_H */

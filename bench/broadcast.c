@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Broadcast WAIT: make every one of N vCPUs spinning in the guest leave
+ * guest mode and acknowledge, for N = 1 ... 1024 (oversubscribed: two
+ * cores), with the library and with each peer's algorithm on the same VM,
+ * the same guest and the same vCPU fds.
+ *
+ * The job is the peers' "pause": the requester returns once every vCPU has
+ * left guest mode and acknowledged, and the vCPUs stay out.  The library
+ * does it with one WAIT request (B_REQ_PAUSE) made of every vCPU with
+ * vcpureq_make_all_cpus_request(); its handler parks the vCPU.  Each
+ * iteration (run_impl()): start the vCPU threads, wait until every one
+ * has run guest code (all spinning in the guest), time the pause, count
+ * the signals it sent and the requester's CPU time (getrusage
+ * RUSAGE_THREAD), check that no guest counter moves any more, stop.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "peers/peers.h"
+
+const unsigned int g_n_values[B_NN] = { 1, 4, 16, 64, 256, 1024 };
+struct bc_cell g_bc[B_NIMPL][B_NN];
+
+/* ---- the library ---- */
+static void vq_start(struct bc_ctx *c)
+{
+	vr_start(c->h, c->recs, 0, c->n);
+}
+
+static void vq_pause(struct bc_ctx *c)
+{
+	int r;
+
+	vr_pause_arm();
+	r = vcpureq_make_all_cpus_request(c->h->vm, B_REQ_PAUSE);
+	if (r < 0)
+		b_die("vcpureq_make_all_cpus_request: %d", r);
+}
+
+static void vq_stop(struct bc_ctx *c)
+{
+	vr_stop(c->h, c->recs, 0, c->n, true);
+}
+
+static uint64_t vq_signals(struct bc_ctx *c)
+{
+	uint64_t sum = 0;
+	unsigned int i;
+
+	for (i = 0; i < c->n; i++) {
+		struct vcpureq_stats st;
+
+		vcpureq_vcpu_stats(vcpureq_vm_vcpu(c->h->vm, i), &st);
+		sum += st.signals_sent;
+	}
+	return sum;
+}
+
+static const struct bc_impl bc_vcpureq = {
+	.name = "vcpureq",
+	.source = "vcpureq_make_all_cpus_request() of a WAIT request; the handler parks the vCPU",
+	.start = vq_start,
+	.pause = vq_pause,
+	.stop = vq_stop,
+	.signals = vq_signals,
+};
+
+static const struct bc_impl *const impls[B_NIMPL] = {
+	&bc_vcpureq, &bc_qemu, &bc_cloud_hypervisor, &bc_kvmtool,
+};
+
+const char *bc_impl_name(int i)
+{
+	return impls[i]->name;
+}
+
+const char *bc_impl_source(int i)
+{
+	return impls[i]->source;
+}
+
+/* ---- the driver ---- */
+static unsigned int max_iters(unsigned int n)
+{
+	static const unsigned int full[B_NN] = { 30, 20, 15, 10, 4, 2 };
+	static const unsigned int quick[B_NN] = { 5, 4, 3, 3, 2, 1 };
+	double it = 0;
+	int i;
+
+	for (i = 0; i < B_NN; i++)
+		if (g_n_values[i] == n)
+			it = (double)(g_opt.quick ? quick[i] : full[i]);
+	it *= g_opt.scale;
+	return it < 1 ? 1 : (unsigned int)it;
+}
+
+static uint64_t budget_ns(void)
+{
+	return g_opt.quick ? 1000000000ull : 6000000000ull;
+}
+
+/* true if no guest counter moves for a while: every vCPU is out. */
+static bool all_out(struct bc_ctx *c, uint32_t *snap, uint32_t *tmp)
+{
+	unsigned int i;
+
+	b_snap_counters(c->h, 0, c->n, snap);
+	if (c->n <= 2)
+		b_spin_ns(300000);
+	else
+		b_sleep_us(2000);
+	b_snap_counters(c->h, 0, c->n, tmp);
+	for (i = 0; i < c->n; i++)
+		if (tmp[i] != snap[i])
+			return false;
+	return true;
+}
+
+/*
+ * One (implementation, N) cell of one repeat.  Each iteration starts the
+ * N vCPU threads afresh, waits until every one has run guest code (all
+ * spinning in the guest), times one pause, checks that every vCPU is out
+ * and stays out, and stops the threads from the paused state.  Fresh
+ * threads instead of resume: under this much oversubscription the peers'
+ * resume paths (a BQL or pause_lock hand-off from vCPU to vCPU, each
+ * competing with the vCPUs already back in the guest) take tens of
+ * seconds at N = 256, and they are not what is measured.
+ */
+static void run_impl(int ii, int ni, struct bc_ctx *c, int rep)
+{
+	const struct bc_impl *im = impls[ii];
+	struct bc_cell *cell = &g_bc[ii][ni];
+	unsigned int iters = max_iters(c->n), it;
+	uint32_t *snap = calloc(c->n, sizeof(*snap));
+	uint32_t *tmp = calloc(c->n, sizeof(*tmp));
+	struct samples rep_lat = { 0 };
+	uint64_t t_begin = b_now();
+	char phase[128];
+
+	if (!snap || !tmp)
+		b_die("out of memory");
+	snprintf(phase, sizeof(phase), "broadcast: %s, N=%u", im->name, c->n);
+	for (it = 0; it < iters; it++) {
+		uint64_t s0, s1, c0, c1, t0, t1;
+
+		if (it >= 1 && b_now() - t_begin > budget_ns())
+			break;
+		b_phase(phase);
+		atomic_store(&c->signals, 0);
+		b_snap_counters(c->h, 0, c->n, snap);
+		im->start(c);
+		if (!b_wait_progress(c->h, 0, c->n, snap, 300000000000ull))
+			b_die("%s: vCPUs did not all run guest code within 300 s",
+			      phase);
+		s0 = im->signals(c);
+		c0 = b_thread_cpu_ns();
+		t0 = b_now();
+		im->pause(c);
+		t1 = b_now();
+		c1 = b_thread_cpu_ns();
+		s1 = im->signals(c);
+		if (!all_out(c, snap, tmp)) {
+			cell->failures++;
+			b_progress("  %s: a vCPU still runs guest code after pause returned\n",
+				   phase);
+		}
+		if (getenv("VCPUREQ_BENCH_TRACE") && ii == 0) {
+			/* Development aid: when did each vCPU's handler see
+			 * the request, relative to the call? */
+			struct samples h = { 0 };
+			unsigned int k;
+
+			for (k = 0; k < c->n; k++)
+				samples_add(&h, ((double)c->recs[k].pause_t -
+						 (double)t0) / 1e3);
+			fprintf(stderr, "  trace N=%u: returned at %+.0f us; handlers saw PAUSE at p10 %+.0f p50 %+.0f p90 %+.0f max %+.0f us\n",
+				c->n, (double)(t1 - t0) / 1e3, samples_pct(&h, 10),
+				samples_pct(&h, 50), samples_pct(&h, 90),
+				samples_pct(&h, 100));
+			samples_free(&h);
+		}
+		samples_add(&cell->lat, (double)(t1 - t0));
+		samples_add(&rep_lat, (double)(t1 - t0));
+		samples_add(&cell->sig, (double)(s1 - s0));
+		samples_add(&cell->cpu, (double)(c1 - c0));
+		cell->iters++;
+		b_phase("broadcast: stopping the vCPU threads");
+		im->stop(c);
+	}
+	cell->ran = true;
+	if (cell->nrep < B_MAX_REP && rep_lat.n)
+		cell->rep_p50[cell->nrep++] = samples_pct(&rep_lat, 50);
+	b_progress("  N=%-4u %-36s p50 %9.1f us  signals/pause %7.1f  (repeat %d: %u iterations, %.1f s)\n",
+		   c->n, im->name, samples_pct(&rep_lat, 50) / 1e3,
+		   samples_mean(&cell->sig), rep + 1, it,
+		   (double)(b_now() - t_begin) / 1e9);
+	samples_free(&rep_lat);
+	free(snap);
+	free(tmp);
+}
+
+int part_broadcast(int rep)
+{
+	int ni;
+
+	for (ni = 0; ni < B_NN; ni++) {
+		unsigned int n = g_n_values[ni], i;
+		struct vcpureq_vm_opts o;
+		struct vr_rec *recs;
+		struct bc_ctx c;
+		struct h_vm h;
+		int k;
+
+		if (n > g_opt.max_n)
+			break;
+		recs = calloc(n, sizeof(*recs));
+		if (!recs)
+			b_die("out of memory");
+		o = vr_opts(recs);
+		b_phase("broadcast: creating the VM");
+		if (b_vm(&h, n, H_SPIN, &o)) {
+			free(recs);
+			return H_SKIP;
+		}
+		memset(&c, 0, sizeof(c));
+		c.h = &h;
+		c.n = n;
+		c.recs = recs;
+		c.pv = calloc(n, sizeof(*c.pv));
+		if (!c.pv)
+			b_die("out of memory");
+		for (i = 0; i < n; i++) {
+			struct vcpureq_vcpu *v = vcpureq_vm_vcpu(h.vm, i);
+
+			c.pv[i].id = i;
+			c.pv[i].fd = vcpureq_vcpu_kvm_fd(v);
+			c.pv[i].run = vcpureq_vcpu_kvm_run(v);
+		}
+		/* Rotate the order from repeat to repeat. */
+		for (k = 0; k < B_NIMPL; k++)
+			run_impl((k + rep) % B_NIMPL, ni, &c, rep);
+		free(c.pv);
+		h_vm_destroy(&h);
+		free(recs);
+	}
+	return 0;
+}

@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vcpureq-bench: the benchmark suite of vcpureq.
+ *
+ *   vcpureq-bench [--quick] [--out DIR] [--reps N] [--max-n N]
+ *                 [--only PARTS] [--outside-requests N] [--scale X]
+ *
+ * Prints a Markdown report on stdout (progress on stderr); with --out, also
+ * writes DIR/report.md, the samples, CSV/data files and a gnuplot plot of
+ * the broadcast results.  Exit 0 on success, 77 (SKIP) only if /dev/kvm is
+ * absent, 1 on error (also if /dev/kvm exists but cannot be opened).
+ * Targets are reported, not asserted.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+struct bopts g_opt;
+
+bool b_part(unsigned int part)
+{
+	return !g_opt.only || (g_opt.only & part);
+}
+
+static const struct {
+	const char *name;
+	unsigned int bit;
+	int (*fn)(int rep);
+} parts[] = {
+	{ "floors", B_PART_FLOORS, part_floors },
+	{ "kick", B_PART_KICK, part_kick },
+	{ "outside", B_PART_OUTSIDE, part_outside },
+	{ "entry", B_PART_ENTRY, part_entry },
+	{ "wake", B_PART_WAKE, part_wake },
+	{ "requesters", B_PART_REQUESTERS, part_requesters },
+	{ "broadcast", B_PART_BROADCAST, part_broadcast },
+};
+#define NPARTS (sizeof(parts) / sizeof(parts[0]))
+
+static void usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f,
+		"usage: vcpureq-bench [--quick] [--out DIR] [--reps N] [--max-n N]\n"
+		"                     [--only PART[,PART...]] [--outside-requests N] [--scale X]\n"
+		"  --quick    a run of a few seconds (CI): 1 repeat, broadcast up to N = 64\n"
+		"  --out DIR  also write report.md, data files and the plot into DIR\n"
+		"  --reps N   repeat runs (default 3; 1 with --quick)\n"
+		"  --max-n N  largest broadcast N (default 1024; 64 with --quick)\n"
+		"  --scale X  multiply the sample counts by X\n"
+		"  --only     parts:");
+	for (i = 0; i < NPARTS; i++)
+		fprintf(f, " %s", parts[i].name);
+	fprintf(f, "\n");
+}
+
+static unsigned int parse_only(const char *s)
+{
+	unsigned int bits = 0;
+	char *dup = strdup(s), *tok, *save = NULL;
+
+	if (!dup)
+		b_die("out of memory");
+	for (tok = strtok_r(dup, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		size_t i;
+
+		for (i = 0; i < NPARTS; i++)
+			if (!strcmp(tok, parts[i].name))
+				break;
+		if (i == NPARTS) {
+			fprintf(stderr, "vcpureq-bench: unknown part '%s'\n", tok);
+			usage(stderr);
+			exit(2);
+		}
+		bits |= parts[i].bit;
+	}
+	free(dup);
+	return bits;
+}
+
+/* 77 (SKIP) if /dev/kvm is really absent, 1 if present but unusable,
+ * 0 if usable. */
+static int kvm_check(void)
+{
+	struct stat st;
+
+	if (stat("/dev/kvm", &st) < 0) {
+		printf("SKIP: /dev/kvm is absent (%s); vcpureq-bench needs it\n",
+		       strerror(errno));
+		return H_SKIP;
+	}
+	if (access("/dev/kvm", R_OK | W_OK) < 0) {
+		fprintf(stderr,
+			"vcpureq-bench: /dev/kvm exists but cannot be opened (%s); add this user to the 'kvm' group or fix its permissions\n",
+			strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int reps = -1, i, rep;
+	long max_n = -1;
+	long outside = -1;
+	uint64_t t0;
+	double secs;
+
+	g_opt.scale = 1.0;
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!strcmp(a, "--quick")) {
+			g_opt.quick = true;
+		} else if (!strcmp(a, "--out") && v) {
+			g_opt.out = v;
+			i++;
+		} else if (!strcmp(a, "--reps") && v) {
+			reps = atoi(v);
+			i++;
+		} else if (!strcmp(a, "--max-n") && v) {
+			max_n = atol(v);
+			i++;
+		} else if (!strcmp(a, "--only") && v) {
+			g_opt.only = parse_only(v);
+			i++;
+		} else if (!strcmp(a, "--outside-requests") && v) {
+			outside = atol(v);
+			i++;
+		} else if (!strcmp(a, "--scale") && v) {
+			g_opt.scale = atof(v);
+			i++;
+		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			usage(stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "vcpureq-bench: bad argument '%s'\n", a);
+			usage(stderr);
+			return 2;
+		}
+	}
+	g_opt.reps = reps > 0 ? reps : g_opt.quick ? 1 : 3;
+	if (g_opt.reps > B_MAX_REP)
+		g_opt.reps = B_MAX_REP;
+	g_opt.max_n = max_n > 0 ? (unsigned int)max_n : g_opt.quick ? 64 : 1024;
+	g_opt.outside_requests = outside >= 0 ? (unsigned long)outside :
+				 g_opt.quick ? 100000ul : 1000000ul;
+	if (g_opt.scale <= 0)
+		g_opt.scale = 1.0;
+
+	i = kvm_check();
+	if (i)
+		return i;
+	if (!getenv("VCPUREQ_BENCH_NO_WATCHDOG"))
+		b_watchdog_start(g_opt.quick ? 280 : 1800);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	t0 = b_now();
+	b_load_start();
+	for (rep = 0; rep < g_opt.reps; rep++) {
+		size_t p;
+
+		b_progress("vcpureq-bench: repeat %d of %d\n", rep + 1, g_opt.reps);
+		for (p = 0; p < NPARTS; p++) {
+			uint64_t ts = b_now();
+
+			if (!b_part(parts[p].bit))
+				continue;
+			/* One-vCPU parts: the requester on CPU 0, the vCPU
+			 * thread (or the other party) on CPU 1. */
+			b_pin(parts[p].bit & (B_PART_REQUESTERS | B_PART_BROADCAST) ?
+				      -1 : 0);
+			if (parts[p].fn(rep) == H_SKIP) {
+				printf("SKIP: /dev/kvm could not be used\n");
+				return H_SKIP;
+			}
+			b_progress("  %-11s %.1f s\n", parts[p].name,
+				   (double)(b_now() - ts) / 1e9);
+		}
+	}
+	secs = (double)(b_now() - t0) / 1e9;
+	b_phase("report");
+	if (g_opt.out && report_files(g_opt.out, secs) < 0)
+		b_die("cannot write the report files into %s", g_opt.out);
+	report_write(stdout, secs);
+	return 0;
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/* Helpers shared by the peer re-implementations. */
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "peers.h"
+
+void peer_vcpu_init(struct peer_vcpu *pv)
+{
+	/* No peer uses KVM_SET_SIGNAL_MASK in the configuration followed;
+	 * NULL removes the mask vcpureq_vcpu_bind() may have left. */
+	if (ioctl(pv->fd, KVM_SET_SIGNAL_MASK, NULL) < 0)
+		b_die("KVM_SET_SIGNAL_MASK(NULL) on vCPU %u", pv->id);
+	__atomic_store_n(&pv->run->immediate_exit, 0, __ATOMIC_RELAXED);
+}
+
+void peer_sigaction(int sig, void (*fn)(int), int flags)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	/* SA_SIGINFO (vmm_sys_util's register_signal_handler()) only changes
+	 * the handler's arguments, which ours ignore: use the plain form. */
+	sa.sa_handler = fn;
+	sa.sa_flags = flags & ~SA_SIGINFO;
+	if (sigaction(sig, &sa, NULL) < 0)
+		b_die("sigaction(%d)", sig);
+}
+
+void peer_kill(struct bc_ctx *c, pthread_t t, int sig)
+{
+	atomic_fetch_add_explicit(&c->signals, 1, memory_order_relaxed);
+	pthread_kill(t, sig);
+}

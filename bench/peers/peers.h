@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The broadcast-and-wait job, as each implementation does it: make every
+ * vCPU of the VM leave guest mode and acknowledge, and keep it out (the
+ * peers' "pause").  The vCPUs spin in real guest code (H_SPIN) on the benchmark VM's
+ * KVM vCPU fds; the peers drive them with their own raw KVM_RUN loops and
+ * threads, the library with vcpureq_vcpu_run().  Each peer file names the
+ * source file(s) of the VMM it follows.  The code is this project's own,
+ * written from reading those sources; none of it is copied.
+ */
+#ifndef VCPUREQ_BENCH_PEERS_H
+#define VCPUREQ_BENCH_PEERS_H
+
+#include <linux/kvm.h>
+
+#include "../bench.h"
+
+struct peer_vcpu {
+	unsigned int id;
+	int fd;
+	struct kvm_run *run;
+};
+
+struct bc_ctx {
+	struct h_vm *h;
+	unsigned int n;
+	struct peer_vcpu *pv;   /* n entries */
+	struct vr_rec *recs;    /* the library's vCPU threads */
+	_Atomic uint64_t signals; /* signals sent by the algorithm so far */
+	void *priv;
+};
+
+struct bc_impl {
+	const char *name;
+	const char *source;
+	/* Start n vCPU threads running the guest: each sets up, waits at the
+	 * start gate (b_gate_arrive()), then runs; start opens the gate once
+	 * all have arrived. */
+	void (*start)(struct bc_ctx *c);
+	/* The measured job: broadcast, then wait for every acknowledgement. */
+	void (*pause)(struct bc_ctx *c);
+	/* From the paused state: make the threads exit (without running the
+	 * guest again) and join them.  Not measured. */
+	void (*stop)(struct bc_ctx *c);
+	/* Signals sent so far. */
+	uint64_t (*signals)(struct bc_ctx *c);
+};
+
+extern const struct bc_impl bc_qemu, bc_cloud_hypervisor, bc_kvmtool;
+
+/* On the vCPU thread before its first KVM_RUN: no KVM signal mask (the
+ * library may have set one on this vCPU fd earlier), immediate_exit 0. */
+void peer_vcpu_init(struct peer_vcpu *pv);
+/* Install @fn as the handler of @sig (flags as given). */
+void peer_sigaction(int sig, void (*fn)(int), int flags);
+/* pthread_kill and count it in c->signals. */
+void peer_kill(struct bc_ctx *c, pthread_t t, int sig);
+
+#endif /* VCPUREQ_BENCH_PEERS_H */

@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: MIT */
+/* Samples, percentiles and figures. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+void samples_add(struct samples *s, double x)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 256;
+		double *v = realloc(s->v, cap * sizeof(*v));
+
+		if (!v)
+			b_die("out of memory");
+		s->v = v;
+		s->cap = cap;
+	}
+	s->v[s->n++] = x;
+}
+
+void samples_clear(struct samples *s)
+{
+	s->n = 0;
+}
+
+void samples_free(struct samples *s)
+{
+	free(s->v);
+	memset(s, 0, sizeof(*s));
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+double samples_pct(struct samples *s, double p)
+{
+	double pos, frac;
+	size_t i;
+
+	if (!s->n)
+		return NAN;
+	qsort(s->v, s->n, sizeof(double), cmp_double);
+	/* Linear interpolation between closest ranks. */
+	pos = p / 100.0 * (double)(s->n - 1);
+	i = (size_t)pos;
+	frac = pos - (double)i;
+	if (i + 1 >= s->n)
+		return s->v[s->n - 1];
+	return s->v[i] + frac * (s->v[i + 1] - s->v[i]);
+}
+
+double samples_mean(const struct samples *s)
+{
+	double sum = 0;
+	size_t i;
+
+	if (!s->n)
+		return NAN;
+	for (i = 0; i < s->n; i++)
+		sum += s->v[i];
+	return sum / (double)s->n;
+}
+
+void figure_add_rep(struct figure *f, struct samples *rep)
+{
+	size_t i;
+
+	if (!rep->n)
+		return;
+	if (f->nrep < B_MAX_REP)
+		f->rep_p50[f->nrep++] = samples_pct(rep, 50);
+	for (i = 0; i < rep->n; i++)
+		samples_add(&f->all, rep->v[i]);
+	samples_clear(rep);
+}
+
+double figure_pct(struct figure *f, double p)
+{
+	return samples_pct(&f->all, p);
+}
+
+void figure_spread(const struct figure *f, double *lo, double *hi)
+{
+	int i;
+
+	*lo = *hi = NAN;
+	for (i = 0; i < f->nrep; i++) {
+		if (i == 0 || f->rep_p50[i] < *lo)
+			*lo = f->rep_p50[i];
+		if (i == 0 || f->rep_p50[i] > *hi)
+			*hi = f->rep_p50[i];
+	}
+}
+
+void figure_dump(struct figure *f, const char *dir)
+{
+	char path[4096];
+	FILE *fp;
+	size_t i;
+
+	if (!f->all.n || !f->key)
+		return;
+	snprintf(path, sizeof(path), "%s/samples-%s.txt", dir, f->key);
+	fp = fopen(path, "w");
+	if (!fp)
+		return;
+	fprintf(fp, "# %s (ns), %zu samples over %d repeat(s)\n", f->title,
+		f->all.n, f->nrep);
+	for (i = 0; i < f->all.n; i++)
+		fprintf(fp, "%.1f\n", f->all.v[i]);
+	fclose(fp);
+}
