@@ -396,6 +396,12 @@ static void *watchdog(void *arg)
 	return NULL;
 }
 
+static uint64_t failures(void)
+{
+	return stranded + lost_wakeups + payload_regress + wait_early +
+	       wait_hang + poisoned_reads + alive_after_dead;
+}
+
 static bool finished(struct h_vm *h, unsigned int id)
 {
 	return atomic_load(&h->vcpus[id].finished);
@@ -449,7 +455,8 @@ int main(int argc, char **argv)
 	pthread_create(&wd, NULL, watchdog, NULL);
 	for (i = 0; i < R; i++)
 		pthread_create(&req[i], NULL, requester, (void *)(uintptr_t)i);
-	for (i = 0; i < seconds * 10 && !atomic_load(&stranded); i++)
+	/* Stop at the budget, or at the first failure (the mutants). */
+	for (i = 0; i < seconds * 10 && !failures(); i++)
 		h_sleep_us(100000);
 	atomic_store(&stop, 1);
 	for (i = 0; i < R; i++)
@@ -492,8 +499,7 @@ int main(int argc, char **argv)
 	for (w = 0; w < VCPUREQ__WIN_NR; w++)
 		printf(" %llu", (unsigned long long)windows_hit[w]);
 	printf("\n");
-	fails = stranded + lost_wakeups + payload_regress + wait_early + wait_hang +
-		poisoned_reads + alive_after_dead;
+	fails = failures();
 	printf("torture: stranded %llu lost_wakeups %llu payload_regress %llu wait_early %llu wait_hang %llu poisoned_reads %llu alive_after_dead %llu\n",
 	       (unsigned long long)stranded, (unsigned long long)lost_wakeups,
 	       (unsigned long long)payload_regress, (unsigned long long)wait_early,
