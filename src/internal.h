@@ -118,6 +118,7 @@ struct vcpureq_vm {
 	_Atomic int state;      /* enum vcpureq__vm_state */
 	_Atomic int dead;       /* VM_DEAD made: sticky */
 	pid_t pid;              /* tgkill's tgid, read once at create */
+	unsigned int nr_cpus;   /* online CPUs at create (WAIT spin policy) */
 	int kick_signal;
 	int kvm_fd, vm_fd;
 	unsigned int nr_vcpus;

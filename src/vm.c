@@ -46,6 +46,11 @@ int vcpureq_vm_create(const struct vcpureq_vm_opts *opts,
 	vm->nr_vcpus = opts->nr_vcpus;
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->pid = getpid();
+	{
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		vm->nr_cpus = n > 0 ? (unsigned int)n : 1;
+	}
 	vm->kick_signal = opts->kick_signal ? opts->kick_signal : SIGRTMIN + 5;
 	sz = sizeof(struct vcpureq_vcpu) * vm->nr_vcpus;
 	vm->vcpus = aligned_alloc(VCPUREQ__CACHELINE, sz);

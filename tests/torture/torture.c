@@ -91,6 +91,7 @@ struct table {
 	struct table *next_free;
 };
 static struct table *_Atomic cur_table;
+static struct table *retired;
 static _Atomic uint64_t poisoned_reads, walks;
 
 static void walk(struct vcpureq_vcpu *v)
@@ -243,7 +244,10 @@ static void replace_table(void)
 	wait_end();
 	check_acked(ep, busy, t0);
 	atomic_store_explicit(&old->value, POISON, memory_order_relaxed);
-	/* Never freed during the run: poison, not a crash, is the signal. */
+	/* Freed only at the end: poison, not a crash, is the signal.  Only
+	 * requester 0 replaces, so the list needs no lock. */
+	old->next_free = retired;
+	retired = old;
 }
 
 static void *requester(void *arg)
@@ -508,5 +512,12 @@ int main(int argc, char **argv)
 	printf("torture: %s\n", fails ? "FAIL" : "PASS");
 	h_join_all(&H);
 	h_vm_destroy(&H);
+	while (retired) {
+		struct table *t = retired;
+
+		retired = t->next_free;
+		free(t);
+	}
+	free(cur_table);
 	return fails ? 1 : 0;
 }
