@@ -258,12 +258,42 @@ static void set_bits(struct vcpureq_vm *vm, unsigned int req,
 	}
 }
 
-static int check_wait_deadlock(const struct vcpureq_vm *vm, unsigned int req)
+/*
+ * A WAIT request from a vCPU thread that is itself not OUTSIDE (inside a
+ * lockless walk, or in the thread backend's guest callback) could wait for
+ * a vCPU that waits for it: both would wait forever (the Spin model's
+ * GUEST_WAIT variant finds the cycle).  Refused, except that from guest
+ * mode a WAIT naming only the caller's own vCPU is fine: it never waits on
+ * itself.  @mask NULL: the single target @one.
+ */
+static int check_wait_deadlock(const struct vcpureq_vm *vm, unsigned int req,
+			       const uint64_t *mask,
+			       const struct vcpureq_vcpu *one)
 {
-	if ((req & VCPUREQ_REQUEST_WAIT) && vcpureq__self &&
-	    vcpureq__self->vm == vm && vcpureq__self->in_walk)
+	const struct vcpureq_vcpu *self = vcpureq__self;
+	unsigned int w;
+
+	if (!(req & VCPUREQ_REQUEST_WAIT) || !self || self->vm != vm)
+		return 0;
+	if (self->in_walk)
 		return vcpureq__err(-EDEADLK,
 				    "a WAIT request from inside a lockless walk could wait forever on another walker");
+	if (atomic_load_explicit(&self->mode, memory_order_relaxed) ==
+	    VCPUREQ_OUTSIDE_GUEST_MODE)
+		return 0;
+	if (!mask)
+		return one == self ? 0 :
+			vcpureq__err(-EDEADLK,
+				     "a WAIT request of another vCPU from guest mode could wait forever on a vCPU waiting for this one");
+	for (w = 0; w * 64 < vm->nr_vcpus; w++) {
+		uint64_t others = mask[w];
+
+		if (w == self->id / 64)
+			others &= ~(UINT64_C(1) << (self->id % 64));
+		if (others)
+			return vcpureq__err(-EDEADLK,
+					    "a WAIT request of another vCPU from guest mode could wait forever on a vCPU waiting for this one");
+	}
 	return 0;
 }
 
@@ -304,7 +334,7 @@ static int request_mask(struct vcpureq_vm *vm, unsigned int req,
 	uint64_t waits[MASK_WORDS];
 	unsigned int flags = req & ~VCPUREQ_REQUEST_MASK;
 	unsigned int w, nr_waits = 0;
-	int sent, r = check_wait_deadlock(vm, req);
+	int sent, r = check_wait_deadlock(vm, req, mask, NULL);
 
 	if (r)
 		return r;
@@ -419,7 +449,7 @@ int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 	if (!r)
 		r = vcpureq__check_req(req, true);
 	if (!r)
-		r = check_wait_deadlock(vcpu->vm, req);
+		r = check_wait_deadlock(vcpu->vm, req, NULL, vcpu);
 	if (r)
 		return r;
 	/* request_mask() for one target, without walking masks. */

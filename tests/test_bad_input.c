@@ -852,3 +852,52 @@ TEST_BOTH(mask_longer_than_max)
 	h_vm_destroy(&h);
 	return 0;
 }
+
+/* From guest mode (the thread backend's guest callback), a WAIT request of
+ * another vCPU is refused: two callbacks waiting for each other would never
+ * return (the model's GUEST_WAIT counterexample).  Of its own vCPU it is
+ * fine, and a request without WAIT is fine. */
+static _Atomic int gw_wait_other, gw_wait_self, gw_plain, gw_done;
+
+static int guest_waits(struct vcpureq_vcpu *v, void *opaque)
+{
+	struct h_vm *h = opaque;
+
+	if (vcpureq_vcpu_id(v) == 0 && !atomic_load(&gw_done)) {
+		struct vcpureq_vcpu *other = vcpureq_vm_vcpu(h->vm, 1);
+		unsigned int ids[2] = { 0, 1 };
+
+		atomic_store(&gw_wait_other,
+			     vcpureq_request(REQ_OK | VCPUREQ_REQUEST_WAIT, other));
+		if (vcpureq_make_vcpus_request(h->vm, VCPUREQ_REQ_TLB_FLUSH, ids, 2) != -EDEADLK)
+			atomic_store(&gw_wait_other, 1);
+		atomic_store(&gw_wait_self,
+			     vcpureq_request(REQ_OK | VCPUREQ_REQUEST_WAIT, v));
+		atomic_store(&gw_plain, vcpureq_request(REQ_OK, other));
+		atomic_store(&gw_done, 1);
+	}
+	while (!vcpureq_guest_kicked(v))
+		;
+	return VCPUREQ_GUEST_KICKED;
+}
+
+TEST(wait_from_guest_mode_refused)
+{
+	struct vcpureq_vm_opts o = { .guest = guest_waits };
+	struct h_vm h;
+	uint64_t end;
+
+	(void)be;
+	H_VM(&h, VCPUREQ_BACKEND_THREAD, 2, H_SPIN, &o);
+	CHECK_EQ(h_start(&h), 0);
+	end = h_now_ns() + 10000000000ull;
+	while (!atomic_load(&gw_done) && h_now_ns() < end)
+		;
+	CHECK_EQ(atomic_load(&gw_done), 1);
+	CHECK_EQ(atomic_load(&gw_wait_other), -EDEADLK);
+	CHECK_EQ(atomic_load(&gw_wait_self), 0);
+	CHECK(atomic_load(&gw_plain) >= 0);
+	CHECK_EQ(h_stop_all(&h), 0);
+	h_vm_destroy(&h);
+	return 0;
+}

@@ -225,8 +225,11 @@ int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu);
  * long, bits >= nr_vcpus must be clear) and kick them; with WAIT, all signals
  * are sent first, then every acknowledgement is awaited (never holding a
  * lock).  Returns 1 if at least one signal was sent (the kernel's bool), 0 if
- * none, -EINVAL for a bad request or mask.  Any thread; blocks only with
- * WAIT; a vCPU thread never waits on itself.  Any vCPU id may be named once.
+ * none, -EINVAL for a bad request or mask, -EDEADLK for a WAIT request made
+ * from inside a lockless walk, or of another vCPU from guest mode (the
+ * thread backend's guest callback): two such callers could wait for each
+ * other forever.  Any thread; blocks only with WAIT; a vCPU thread never
+ * waits on itself.  Any vCPU id may be named once.
  */
 int vcpureq_make_all_cpus_request(struct vcpureq_vm *vm, unsigned int req);
 int vcpureq_make_vcpus_request_mask(struct vcpureq_vm *vm, unsigned int req,

@@ -16,10 +16,10 @@ fi
 
 # Mutant -> the model check (model/run.sh) that shows the same hole.
 declare -A model_check=(
-	[no_req_fence]="tso_no_req_fence"
-	[no_vcpu_fence]="tso_no_vcpu_fence"
-	[no_sleeper_fence]="tso_no_sleeper_fence"
-	[snapshot_after_cas]="snapshot_after_cas"
+	[no_req_fence]="tso-no-req-fence-x86-wake"
+	[no_vcpu_fence]="tso-no-vcpu-fence"
+	[no_sleeper_fence]="tso-no-sleep-fence"
+	[snapshot_after_cas]="tso-snap-after-cas"
 )
 mutants="no_req_fence no_vcpu_fence no_final_check requestless_kick signal_deliverable snapshot_after_cas no_sleeper_fence wait_no_wait"
 
@@ -55,7 +55,7 @@ for m in $mutants; do
 		if printf '%s' "$line" | grep -q 'counterexample found as expected'; then
 			printf '| %s | model: %s (torture survived %s s: %s) | exhaustive |\n' \
 				"$m" "$check" "$budget" \
-				"$( [ "$m" = no_req_fence ] && echo 'the locked OR is a full barrier on x86' || echo 'store-buffer window too narrow to hit' )" >> mutants.md
+				"$( [ "$m" = no_req_fence ] && echo 'on x86 the locked OR orders the Dekker pair; the hint store before the sleep-state read is the hole' || echo 'store-buffer window too narrow to hit' )" >> mutants.md
 			continue
 		fi
 	fi
