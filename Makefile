@@ -18,8 +18,8 @@ demo: all
 # checks, the example, the Spin model, the short torture run with the
 # mutation self-check, and the quick benchmark.
 test: all
-	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE 'torture|bench'
-	cd $(BUILD) && ctest --output-on-failure -L 'torture|bench'
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE 'model|torture|bench'
+	cd $(BUILD) && ctest --output-on-failure -L 'model|torture|bench'
 
 # Fast tier only: unit and protocol tests, demo, example.
 unit: all

@@ -27,7 +27,7 @@ model_out=""
 run_model() {
 	if [ -z "$model_out" ]; then
 		if command -v spin >/dev/null 2>&1 && [ -x "$model/run.sh" ]; then
-			model_out=$("$model/run.sh" 2>&1)
+			model_out=$(ONLY='tso-' "$model/run.sh" 2>&1)
 		else
 			model_out="(spin or model/run.sh missing)"
 		fi
