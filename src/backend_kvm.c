@@ -10,7 +10,8 @@
  * KVM_RUN starts (immediate -EINTR) or interrupts the running guest: the
  * user-space equivalent of "enable interrupts atomically when entering the
  * guest".  No handler runs; the pending signal is taken with one
- * sigtimedwait() after a kicked exit.  Why not variant B (a handler that
+ * sigtimedwait() after a kicked exit, once the requests are handled and
+ * before the next IN_GUEST_MODE publish (run.c, drain_pending).  Why not variant B (a handler that
  * sets kvm_run->immediate_exit): it needs the signal unblocked in the vCPU
  * thread, so every late kick lands in the VMM's own code as a handler call
  * and an EINTR from whatever system call it was in, and it costs a signal

@@ -136,8 +136,10 @@ int vcpureq__errf(int err, const char *fmt, ...)
 int vcpureq__check_req(unsigned int req, bool allow_no_action);
 int vcpureq__check_vcpu(const struct vcpureq_vcpu *vcpu);
 int vcpureq__check_self(const struct vcpureq_vcpu *vcpu);
-/* After setting a request bit: note a waking request for block. */
-void vcpureq__set_wake_hint(struct vcpureq_vcpu *vcpu, unsigned int req);
+/* VM_DEAD: mark the VM dead (before its bits are set). */
+void vcpureq__mark_dead(struct vcpureq_vm *vm, unsigned int req);
+/* Set the request bit (release), the waking hint, the counter. */
+void vcpureq__set_request(struct vcpureq_vcpu *vcpu, unsigned int req);
 
 /* ---- kick (kick.c) ---- */
 /* Leave IN_GUEST/EXITING/READING: release-store OUTSIDE, bump the exit

@@ -218,25 +218,6 @@ int vcpureq__kick_fenced(struct vcpureq_vcpu *vcpu)
 	return kick_after_fence(vcpu, 0, &wait, &snap);
 }
 
-static void set_bit_one(struct vcpureq_vcpu *v, unsigned int req)
-{
-	/* Release: payload (and vm->dead) before the bit; pairs with the
-	 * acquire in check_request. */
-	atomic_fetch_or_explicit(&v->requests,
-				 UINT64_C(1) << (req & VCPUREQ_REQUEST_MASK),
-				 memory_order_release);
-	vcpureq__set_wake_hint(v, req);
-	VCPUREQ__STAT_INC(v, rstats, requests_made);
-}
-
-static void mark_dead(struct vcpureq_vm *vm, unsigned int req)
-{
-	if ((req & VCPUREQ_REQUEST_MASK) ==
-	    (VCPUREQ_REQ_VM_DEAD & VCPUREQ_REQUEST_MASK))
-		/* Sticky, VM-wide; published before the bits (release). */
-		atomic_store_explicit(&vm->dead, 1, memory_order_relaxed);
-}
-
 /* Set the request bit of every vCPU in @mask. */
 static void set_bits(struct vcpureq_vm *vm, unsigned int req,
 		     const uint64_t *mask)
@@ -245,12 +226,12 @@ static void set_bits(struct vcpureq_vm *vm, unsigned int req,
 
 	if (req & VCPUREQ_REQUEST_NO_ACTION)
 		return;
-	mark_dead(vm, req);
+	vcpureq__mark_dead(vm, req);
 	for (w = 0; w * 64 < vm->nr_vcpus; w++) {
 		uint64_t m = mask[w];
 
 		while (m) {
-			set_bit_one(&vm->vcpus[w * 64 +
+			vcpureq__set_request(&vm->vcpus[w * 64 +
 					       (unsigned int)__builtin_ctzll(m)],
 				    req);
 			m &= m - 1;
@@ -455,8 +436,8 @@ int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 	/* request_mask() for one target, without walking masks. */
 #ifndef VCPUREQ_MUTANT_REQUESTLESS_KICK
 	if (act) {
-		mark_dead(vcpu->vm, req);
-		set_bit_one(vcpu, req);
+		vcpureq__mark_dead(vcpu->vm, req);
+		vcpureq__set_request(vcpu, req);
 	}
 	VCPUREQ__MB_R(); /* [R] */
 	r = kick_after_fence(vcpu, req & ~VCPUREQ_REQUEST_MASK, &wait, &snap);
@@ -464,8 +445,8 @@ int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 	VCPUREQ__MB_R();
 	r = kick_after_fence(vcpu, req & ~VCPUREQ_REQUEST_MASK, &wait, &snap);
 	if (act) {
-		mark_dead(vcpu->vm, req);
-		set_bit_one(vcpu, req);
+		vcpureq__mark_dead(vcpu->vm, req);
+		vcpureq__set_request(vcpu, req);
 	}
 #endif
 	if (wait)

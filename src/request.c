@@ -64,10 +64,24 @@ int vcpureq_make_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 		r = vcpureq__check_req(req, false);
 	if (r)
 		return r;
+	vcpureq__mark_dead(vcpu->vm, req);
+	vcpureq__set_request(vcpu, req);
+	return 0;
+}
+
+void vcpureq__mark_dead(struct vcpureq_vm *vm, unsigned int req)
+{
 	if ((req & VCPUREQ_REQUEST_MASK) ==
 	    (VCPUREQ_REQ_VM_DEAD & VCPUREQ_REQUEST_MASK))
-		/* Sticky, VM-wide; published before the bit (release below). */
-		atomic_store_explicit(&vcpu->vm->dead, 1, memory_order_relaxed);
+		/* Sticky, VM-wide; published before the bits (the release
+		 * in vcpureq__set_request()). */
+		atomic_store_explicit(&vm->dead, 1, memory_order_relaxed);
+}
+
+static void set_wake_hint(struct vcpureq_vcpu *vcpu, unsigned int req);
+
+void vcpureq__set_request(struct vcpureq_vcpu *vcpu, unsigned int req)
+{
 	/*
 	 * kernel: smp_wmb(); set_bit().  Release orders the caller's payload
 	 * (and the dead flag) before the bit; pairs with the acquire in
@@ -76,12 +90,11 @@ int vcpureq_make_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 	 */
 	atomic_fetch_or_explicit(&vcpu->requests, req_bit(req),
 				 memory_order_release);
-	vcpureq__set_wake_hint(vcpu, req);
+	set_wake_hint(vcpu, req);
 	VCPUREQ__STAT_INC(vcpu, rstats, requests_made);
-	return 0;
 }
 
-void vcpureq__set_wake_hint(struct vcpureq_vcpu *vcpu, unsigned int req)
+static void set_wake_hint(struct vcpureq_vcpu *vcpu, unsigned int req)
 {
 	/*
 	 * A request without NO_WAKEUP makes vcpureq_vcpu_block() return.

@@ -227,8 +227,11 @@ static int holding_guest(struct vcpureq_vcpu *v, void *opaque)
 	return VCPUREQ_GUEST_KICKED;
 }
 
+/* A WAIT request made from its own thread: of one vCPU (v), or of all
+ * (vm, v NULL). */
 struct waiter {
 	struct vcpureq_vcpu *v;
+	struct vcpureq_vm *vm;
 	unsigned int req;
 	_Atomic int done;
 	int ret;
@@ -239,7 +242,8 @@ static void *waiter_main(void *arg)
 {
 	struct waiter *w = arg;
 
-	w->ret = vcpureq_request(w->req, w->v);
+	w->ret = w->v ? vcpureq_request(w->req, w->v) :
+			vcpureq_make_all_cpus_request(w->vm, w->req);
 	w->walk_ending_at_return = atomic_load(&walk_ending);
 	atomic_store(&w->done, 1);
 	return NULL;
@@ -449,31 +453,13 @@ TEST_BOTH(unblock_wakes_and_is_consumed)
 	return 0;
 }
 
-struct bcast {
-	struct vcpureq_vm *vm;
-	unsigned int req;
-	_Atomic int done;
-	int ret;
-	int walk_ending_at_return;
-};
-
-static void *bcast_main(void *arg)
-{
-	struct bcast *b = arg;
-
-	b->ret = vcpureq_make_all_cpus_request(b->vm, b->req);
-	b->walk_ending_at_return = atomic_load(&walk_ending);
-	atomic_store(&b->done, 1);
-	return NULL;
-}
-
 /* A broadcast WAIT request: every target that was IN_GUEST or READING has
  * left that instance when it returns; a sleeping target (NO_WAKEUP) is
  * neither woken nor waited for; all signals first, then the waits. */
 TEST_BOTH(broadcast_wait_acks)
 {
 	struct vcpureq_vm_opts o = { .handle_requests = count_handler };
-	struct bcast b = { 0 };
+	struct waiter b = { 0 };
 	uint32_t e0[4];
 	pthread_t t;
 	struct h_vm h;
@@ -498,7 +484,7 @@ TEST_BOTH(broadcast_wait_acks)
 		e0[i] = vcpureq_vcpu_exit_epoch(V(&h, i));
 	b.vm = h.vm;
 	b.req = VCPUREQ_REQ_TLB_FLUSH;
-	CHECK_EQ(pthread_create(&t, NULL, bcast_main, &b), 0);
+	CHECK_EQ(pthread_create(&t, NULL, waiter_main, &b), 0);
 	h_sleep_us(50000);
 	CHECK_EQ(atomic_load(&b.done), 0); /* held by the walk */
 	/* Signals went out before the wait: 0 and 1 already left the guest. */
