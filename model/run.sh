@@ -71,6 +71,8 @@ check sc-wait-literal    sc  "-DWAIT_LITERAL -DNV=1 -DNR=1 -DVB=3 -DRB=1" \
 check sc-guest-wait-one  sc  "-DGUEST_WAIT -DNV=2 -DNR=1 -DVB=2 -DRB=1" pass
 check sc-guest-wait      sc  "-DGUEST_WAIT -DNV=2 -DNR=2 -DVB=2 -DRB=1" \
 	"invalid end state" "deadlock: two guest callbacks WAIT for each other"
+check sc-no-final-check  sc  "-DNO_FINAL_CHECK -DNV=1 -DNR=1 -DVB=2 -DRB=1 -DNO_WALK -DNO_BLOCK" \
+	"assertion violated ok_a" "stranded: a request made before the publish, unseen, no kick"
 
 # x86-TSO model: the store-buffering pairs, the sleeper, the epoch snapshot.
 check tso-1v1r           tso "-DNR=1 -DRB=3 -DVB=4" pass

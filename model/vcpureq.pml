@@ -608,7 +608,12 @@ l_entry:
 	/* the final check (mode, requests, dead); then KVM_RUN starts */
 	d_step {
 		if
+#ifndef NO_FINAL_CHECK
 		:: mode[i] != IN || req[i] != 0 || dead -> why = 3   /* abort */
+#else
+		/* mutant: the requests are not read after [V] */
+		:: mode[i] != IN || dead -> why = 3
+#endif
 		:: else ->
 			/* (e) */
 			ok_e = !dead_seen && !dead_done;

@@ -10,6 +10,10 @@
 #define VCPUREQ_RACE_H
 
 enum vcpureq__window {
+	/* vCPU: requests processed (none left), before publishing
+	 * IN_GUEST_MODE: a request made here finds the vCPU outside guest
+	 * mode, is not kicked, and only the final check sees it. */
+	VCPUREQ__WIN_BEFORE_PUBLISH,
 	/* vCPU: between publishing IN_GUEST_MODE and the final check. */
 	VCPUREQ__WIN_AFTER_PUBLISH,
 	/* vCPU: between the final request check and KVM_RUN / callback. */

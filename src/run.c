@@ -67,6 +67,7 @@ static bool enter_guest_mode(struct vcpureq_vcpu *vcpu)
 {
 	int mode;
 
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_PUBLISH);
 	atomic_store_explicit(&vcpu->mode, VCPUREQ_IN_GUEST_MODE,
 			      memory_order_relaxed);
 	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_PUBLISH);
