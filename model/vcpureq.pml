@@ -55,6 +55,8 @@
  *                    not promise (README.md)
  *   GUEST_WAIT       guest code of the thread backend (the guest callback)
  *                    makes a WAIT request of the other vCPUs
+ *   NO_FINAL_CHECK   the requests are not read after [V] (the mutant
+ *                    VCPUREQ_MUTANT_NO_FINAL_CHECK of src/run.c)
  * Option that must still pass:
  *   THREAD_BACKEND   the pending kick is the handler's "kicked" flag,
  *                    cleared before IN_GUEST_MODE is published
