@@ -36,8 +36,9 @@ bool vcpureq__wake_if_sleeping(struct vcpureq_vcpu *vcpu)
 		    &vcpu->sleep_state, &s, VCPUREQ__WOKEN,
 		    memory_order_relaxed, memory_order_relaxed))
 		return s == VCPUREQ__WOKEN;
-	vcpureq__futex_wake(&vcpu->sleep_state, 1);
+	/* Counted before the wake, as signals_sent before the signal. */
 	VCPUREQ__STAT_INC(vcpu, rstats, wakeups);
+	vcpureq__futex_wake(&vcpu->sleep_state, 1);
 	return true;
 }
 

@@ -105,8 +105,13 @@ static void send_kick_signal(struct vcpureq_vcpu *vcpu)
 	 * kick_inflight count keeps unbind (and so thread exit) waiting until
 	 * this returns, so the tid cannot have been reused. */
 	if (tid > 0) {
-		syscall(SYS_tgkill, vcpu->vm->pid, tid, vcpu->vm->kick_signal);
+		/* Counted before it is sent: the vCPU thread that takes the
+		 * signal reads a signals_sent that includes it (the kernel's
+		 * signal delivery orders our earlier stores before the
+		 * target's wake-up).  Counted after, a handler could read the
+		 * counter before the sender's increment lands. */
 		VCPUREQ__STAT_INC(vcpu, rstats, signals_sent);
+		syscall(SYS_tgkill, vcpu->vm->pid, tid, vcpu->vm->kick_signal);
 	}
 }
 

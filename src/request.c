@@ -82,6 +82,10 @@ static void set_wake_hint(struct vcpureq_vcpu *vcpu, unsigned int req);
 
 void vcpureq__set_request(struct vcpureq_vcpu *vcpu, unsigned int req)
 {
+	/* Counted before the bit is set: the release below publishes the
+	 * count with the bit, so a handler that has checked the request
+	 * reads a requests_made that includes it. */
+	VCPUREQ__STAT_INC(vcpu, rstats, requests_made);
 	/*
 	 * kernel: smp_wmb(); set_bit().  Release orders the caller's payload
 	 * (and the dead flag) before the bit; pairs with the acquire in
@@ -91,7 +95,6 @@ void vcpureq__set_request(struct vcpureq_vcpu *vcpu, unsigned int req)
 	atomic_fetch_or_explicit(&vcpu->requests, req_bit(req),
 				 memory_order_release);
 	set_wake_hint(vcpu, req);
-	VCPUREQ__STAT_INC(vcpu, rstats, requests_made);
 }
 
 static void set_wake_hint(struct vcpureq_vcpu *vcpu, unsigned int req)

@@ -382,7 +382,14 @@ int vcpureq_post_interrupt(struct vcpureq_vcpu *vcpu, unsigned int vector);
 int vcpureq_vcpu_take_interrupt(struct vcpureq_vcpu *vcpu);
 
 /* ---------------------------------------------------------------------- */
-/* Counters (relaxed atomics; a snapshot, not an atomic view). */
+/*
+ * Counters (relaxed atomics; a snapshot, not an atomic view).  The
+ * requester-side counts are bumped before the action they count
+ * (requests_made before the request bit's release, signals_sent before the
+ * signal, wakeups before the futex wake), so the vCPU thread, once it has
+ * seen the request, taken the signal or woken, reads counts that include
+ * it.  Other threads may read a count ahead of its action.
+ */
 
 struct vcpureq_stats {
 	uint64_t requests_made;     /* bits set by make (NO_ACTION excluded) */
