@@ -76,6 +76,23 @@ struct pair_thr {
 	_Atomic uint64_t raw_seq, raw_t, raw_t2;
 };
 
+/* Start the vCPU thread of a paired measurement (raw loop first) and wait
+ * until it is bound. */
+static void start_pair(struct pair_thr *p, struct h_vm *h, struct vr_rec *rec,
+		       void *(*fn)(void *), pthread_t *t, const char *what)
+{
+	memset(p, 0, sizeof(*p));
+	p->h = h;
+	p->rec = rec;
+	p->mode = MODE_RAW;
+	if (b_thread(t, fn, p))
+		b_die("pthread_create");
+	while (!atomic_load(&p->ready))
+		;
+	if (atomic_load(&p->err))
+		b_die("%s: bind: %d", what, atomic_load(&p->err));
+}
+
 static void *kick_vcpu(void *arg)
 {
 	static const struct timespec zero = { 0, 0 };
@@ -163,16 +180,7 @@ int part_kick(int rep)
 		return H_SKIP;
 	v = vcpureq_vm_vcpu(h.vm, 0);
 	sig = vcpureq_vm_kick_signal(h.vm);
-	memset(&p, 0, sizeof(p));
-	p.h = &h;
-	p.rec = &recs[0];
-	p.mode = MODE_RAW;
-	if (b_thread(&t, kick_vcpu, &p))
-		b_die("pthread_create");
-	while (!atomic_load(&p.ready))
-		;
-	if (atomic_load(&p.err))
-		b_die("kick: bind: %d", atomic_load(&p.err));
+	start_pair(&p, &h, &recs[0], kick_vcpu, &t, "kick");
 	for (i = 0; i < n + 5; i++) {
 		uint64_t seq, t0;
 
@@ -615,16 +623,7 @@ int part_wake(int rep)
 	if (b_vm(&h, 1, H_HALT, &o))
 		return H_SKIP;
 	v = vcpureq_vm_vcpu(h.vm, 0);
-	memset(&p, 0, sizeof(p));
-	p.h = &h;
-	p.rec = &recs[0];
-	p.mode = MODE_RAW;
-	if (b_thread(&t, wake_vcpu, &p))
-		b_die("pthread_create");
-	while (!atomic_load(&p.ready))
-		;
-	if (atomic_load(&p.err))
-		b_die("wake: bind: %d", atomic_load(&p.err));
+	start_pair(&p, &h, &recs[0], wake_vcpu, &t, "wake");
 	for (i = 0; i < n + 5; i++) {
 		uint64_t seq, t0;
 

@@ -145,6 +145,28 @@ struct target {
 	bool met, known;
 };
 
+/* A summary row of a latency figure against its floor, with a ratio
+ * target; adds the target to *t. */
+static void floor_row(FILE *f, const char *title, int fig, const char *floor,
+		      int floor_fig, double target, const char *what,
+		      struct target *t)
+{
+	char a[32], b[32], c[32], d[64], e[32];
+	double r = p50(fig) / p50(floor_fig);
+
+	fprintf(f, "| %s | %s | %s | %s | %s | %s | %s | %.2f× | ≤ %g× | %s |\n",
+		title, fmt_t(a, 32, p50(fig)),
+		fmt_t(b, 32, figure_pct(&g_fig[fig], 90)),
+		fmt_t(c, 32, figure_pct(&g_fig[fig], 99)),
+		fmt_spread(d, 64, g_fig[fig].rep_p50, g_fig[fig].nrep), floor,
+		fmt_t(e, 32, p50(floor_fig)), r, target, yesno(r <= target));
+	t->what = what;
+	snprintf(t->value, sizeof(t->value), "%.2f× (%s vs %s)", r,
+		 fmt_t(a, 32, p50(fig)), fmt_t(b, 32, p50(floor_fig)));
+	t->met = r <= target;
+	t->known = true;
+}
+
 void report_write(FILE *f, double seconds)
 {
 	static const int floors[] = { FIG_SIG, FIG_SIG_DRAIN, FIG_IO, FIG_FUTEX,
@@ -173,20 +195,10 @@ void report_write(FILE *f, double seconds)
 	fprintf(f, "## Summary: each figure against its floor\n\n");
 	fprintf(f, "| Figure | p50 | p90 | p99 | spread of p50 | Floor (same run) | Floor p50 | Ratio to floor | Target | Result |\n");
 	fprintf(f, "|---|---|---|---|---|---|---|---|---|---|\n");
-	if (g_fig[FIG_KICK].all.n && g_fig[FIG_SIG].all.n) {
-		double r = p50(FIG_KICK) / p50(FIG_SIG);
-
-		fprintf(f, "| Request + kick → handler running (vCPU spinning in the guest) | %s | %s | %s | %s | raw signal → KVM_RUN -EINTR | %s | %.2f× | ≤ 1.05× | %s |\n",
-			fmt_t(a, 32, p50(FIG_KICK)), fmt_t(b, 32, figure_pct(&g_fig[FIG_KICK], 90)),
-			fmt_t(c, 32, figure_pct(&g_fig[FIG_KICK], 99)),
-			fmt_spread(d, 64, g_fig[FIG_KICK].rep_p50, g_fig[FIG_KICK].nrep),
-			fmt_t(e, 32, p50(FIG_SIG)), r, yesno(r <= 1.05));
-		tg[nt].what = "kick latency p50 ≤ 1.05× raw signal floor";
-		snprintf(tg[nt].value, sizeof(tg[nt].value), "%.2f× (%s vs %s)", r,
-			 fmt_t(a, 32, p50(FIG_KICK)), fmt_t(b, 32, p50(FIG_SIG)));
-		tg[nt].met = r <= 1.05;
-		tg[nt++].known = true;
-	}
+	if (g_fig[FIG_KICK].all.n && g_fig[FIG_SIG].all.n)
+		floor_row(f, "Request + kick → handler running (vCPU spinning in the guest)",
+			  FIG_KICK, "raw signal → KVM_RUN -EINTR", FIG_SIG, 1.05,
+			  "kick latency p50 ≤ 1.05× raw signal floor", &tg[nt++]);
 	if (g_fig[FIG_ENTRY].all.n && g_fig[FIG_IO].all.n) {
 		double ov = figure_pct(&g_fig[FIG_ENTRY_RATIO], 50) - 1;
 
@@ -241,20 +253,11 @@ void report_write(FILE *f, double seconds)
 			fmt_spread(d, 64, g_fig[FIG_OUT_REQ1].rep_p50, g_fig[FIG_OUT_REQ1].nrep),
 			fmt_t(e, 32, p50(FIG_CACHE)),
 			fmt_ratio(r1, sizeof(r1), p50(FIG_OUT_REQ1) / p50(FIG_CACHE)));
-	if (g_fig[FIG_WAKE].all.n && g_fig[FIG_FUTEX].all.n) {
-		double r = p50(FIG_WAKE) / p50(FIG_FUTEX);
-
-		fprintf(f, "| Wake: request → vcpureq_vcpu_block() returns | %s | %s | %s | %s | raw futex wake → woken thread running | %s | %.2f× | ≤ 1.2× | %s |\n",
-			fmt_t(a, 32, p50(FIG_WAKE)), fmt_t(b, 32, figure_pct(&g_fig[FIG_WAKE], 90)),
-			fmt_t(c, 32, figure_pct(&g_fig[FIG_WAKE], 99)),
-			fmt_spread(d, 64, g_fig[FIG_WAKE].rep_p50, g_fig[FIG_WAKE].nrep),
-			fmt_t(e, 32, p50(FIG_FUTEX)), r, yesno(r <= 1.2));
-		tg[nt].what = "wake latency p50 ≤ 1.2× raw futex floor";
-		snprintf(tg[nt].value, sizeof(tg[nt].value), "%.2f× (%s vs %s)", r,
-			 fmt_t(a, 32, p50(FIG_WAKE)), fmt_t(b, 32, p50(FIG_FUTEX)));
-		tg[nt].met = r <= 1.2;
-		tg[nt++].known = true;
-	}
+	if (g_fig[FIG_WAKE].all.n && g_fig[FIG_FUTEX].all.n)
+		floor_row(f, "Wake: request → vcpureq_vcpu_block() returns",
+			  FIG_WAKE, "raw futex wake → woken thread running",
+			  FIG_FUTEX, 1.2, "wake latency p50 ≤ 1.2× raw futex floor",
+			  &tg[nt++]);
 	for (ni = 0; ni < B_NN; ni++) {
 		struct bc_cell *v = &g_bc[0][ni];
 		int bp = bc_best_peer(ni);

@@ -108,15 +108,21 @@ int b_thread(pthread_t *t, void *(*fn)(void *), void *arg)
 	return -r;
 }
 
-uint64_t b_thread_cpu_ns(void)
+/* User + system CPU time of getrusage(who), in ns. */
+static uint64_t rusage_cpu_ns(int who)
 {
 	struct rusage ru;
 
-	getrusage(RUSAGE_THREAD, &ru);
+	getrusage(who, &ru);
 	return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) *
 		       1000000000u +
 	       ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) *
 		       1000u;
+}
+
+uint64_t b_thread_cpu_ns(void)
+{
+	return rusage_cpu_ns(RUSAGE_THREAD);
 }
 
 void b_progress(const char *fmt, ...)
@@ -205,13 +211,7 @@ static uint64_t busy_ticks(void)
 
 static uint64_t self_cpu_ns(void)
 {
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) *
-		       1000000000u +
-	       ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) *
-		       1000u;
+	return rusage_cpu_ns(RUSAGE_SELF);
 }
 
 void b_load_start(void)
