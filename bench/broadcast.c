@@ -51,7 +51,7 @@ static uint64_t vq_signals(struct bc_ctx *c)
 	for (i = 0; i < c->n; i++) {
 		struct vcpureq_stats st;
 
-		vcpureq_vcpu_stats(vcpureq_vm_vcpu(c->h->vm, i), &st);
+		vcpureq_vcpu_stats(vcpureq_vm_vcpu(c->h->vm, i), &st, sizeof(st));
 		sum += st.signals_sent;
 	}
 	return sum;

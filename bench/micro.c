@@ -39,7 +39,7 @@ static size_t count(size_t full, size_t quick)
 
 static void stats(struct vcpureq_vcpu *v, struct vcpureq_stats *st)
 {
-	if (vcpureq_vcpu_stats(v, st))
+	if (vcpureq_vcpu_stats(v, st, sizeof(*st)))
 		b_die("vcpureq_vcpu_stats");
 }
 
@@ -47,7 +47,7 @@ static void wait_vr_in_guest(struct h_vm *h, struct vcpureq_vcpu *v,
 			     uint32_t *rnd)
 {
 	do
-		wait_in_guest(h, vcpureq_vcpu_id(v), NULL, rnd);
+		wait_in_guest(h, vcpureq_vcpu_index(v), NULL, rnd);
 	while (vcpureq_vcpu_mode(v) != VCPUREQ_IN_GUEST_MODE);
 }
 

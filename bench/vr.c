@@ -15,7 +15,7 @@ static _Atomic uint32_t pause_flag;
 
 int vr_handler(struct vcpureq_vcpu *v, void *opaque)
 {
-	struct vr_rec *rec = (struct vr_rec *)opaque + vcpureq_vcpu_id(v);
+	struct vr_rec *rec = (struct vr_rec *)opaque + vcpureq_vcpu_index(v);
 	uint64_t t = b_now(); /* first thing: the handler is running */
 
 	if (vcpureq_check_request(B_REQ_PING, v) > 0) {

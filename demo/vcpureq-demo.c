@@ -53,7 +53,7 @@ static void check(bool ok, const char *what)
 
 static int handler(struct vcpureq_vcpu *v, void *opaque)
 {
-	unsigned int id = vcpureq_vcpu_id(v), r;
+	unsigned int id = vcpureq_vcpu_index(v), r;
 
 	(void)opaque;
 	for (r = 0; r < NR_REQUESTERS; r++) {
@@ -162,7 +162,7 @@ static void print_table(void)
 	for (i = 0; i < nr_vcpus; i++) {
 		struct vcpureq_stats s;
 
-		vcpureq_vcpu_stats(vcpureq_vm_vcpu(H.vm, i), &s);
+		vcpureq_vcpu_stats(vcpureq_vm_vcpu(H.vm, i), &s, sizeof(s));
 		printf("| %u | %llu | %llu | %llu | %llu | %llu | %llu | %llu | %llu | %llu | %llu | %llu | %llu |\n",
 		       i, (unsigned long long)s.requests_made,
 		       (unsigned long long)s.requests_handled,
@@ -246,7 +246,7 @@ int main(int argc, char **argv)
 	for (i = 0; i < nr_vcpus; i++) {
 		struct vcpureq_stats s;
 
-		vcpureq_vcpu_stats(vcpureq_vm_vcpu(H.vm, i), &s);
+		vcpureq_vcpu_stats(vcpureq_vm_vcpu(H.vm, i), &s, sizeof(s));
 		made += s.requests_made;
 		signals += s.signals_sent;
 		coalesced += s.signals_coalesced;
@@ -277,7 +277,7 @@ int main(int argc, char **argv)
 	for (i = 0; i < nr_vcpus; i++) {
 		struct vcpureq_stats s;
 
-		vcpureq_vcpu_stats(vcpureq_vm_vcpu(H.vm, i), &s);
+		vcpureq_vcpu_stats(vcpureq_vm_vcpu(H.vm, i), &s, sizeof(s));
 		made += s.requests_made;
 	}
 	r = vcpureq_make_all_cpus_request(H.vm, VCPUREQ_REQ_OUTSIDE_GUEST_MODE);
@@ -286,7 +286,7 @@ int main(int argc, char **argv)
 		struct vcpureq_stats s;
 
 		ok &= vcpureq_vcpu_exit_epoch(vcpureq_vm_vcpu(H.vm, i)) != e0[i];
-		vcpureq_vcpu_stats(vcpureq_vm_vcpu(H.vm, i), &s);
+		vcpureq_vcpu_stats(vcpureq_vm_vcpu(H.vm, i), &s, sizeof(s));
 		made -= s.requests_made;
 	}
 	check(ok && made == 0,
@@ -299,10 +299,10 @@ int main(int argc, char **argv)
 	{
 		struct vcpureq_stats s0, s1;
 
-		vcpureq_vcpu_stats(vcpureq_vm_vcpu(H.vm, last), &s0);
+		vcpureq_vcpu_stats(vcpureq_vm_vcpu(H.vm, last), &s0, sizeof(s0));
 		r = vcpureq_request(REQ_WAKE, vcpureq_vm_vcpu(H.vm, last));
 		ok = until(woke, HANG_MS);
-		vcpureq_vcpu_stats(vcpureq_vm_vcpu(H.vm, last), &s1);
+		vcpureq_vcpu_stats(vcpureq_vm_vcpu(H.vm, last), &s1, sizeof(s1));
 		check(ok && r == 0 && s1.wakeups == s0.wakeups + 1 &&
 			      s1.signals_sent == s0.signals_sent,
 		      "4. request woke the halted vCPU (futex wake, no signal)");
@@ -314,10 +314,10 @@ int main(int argc, char **argv)
 	{
 		struct vcpureq_stats s0, s1;
 
-		vcpureq_vcpu_stats(vcpureq_vm_vcpu(H.vm, last), &s0);
+		vcpureq_vcpu_stats(vcpureq_vm_vcpu(H.vm, last), &s0, sizeof(s0));
 		vcpureq_request(REQ_LAZY, vcpureq_vm_vcpu(H.vm, last));
 		h_sleep_us(50000);
-		vcpureq_vcpu_stats(vcpureq_vm_vcpu(H.vm, last), &s1);
+		vcpureq_vcpu_stats(vcpureq_vm_vcpu(H.vm, last), &s1, sizeof(s1));
 		check(h_sleeping(&H, last) && s1.wakeups == s0.wakeups &&
 			      atomic_load(&handled_lazy) == 0,
 		      "5. NO_WAKEUP request left the halted vCPU asleep");

@@ -58,6 +58,7 @@ static void *vcpu_thread(void *arg)
 int main(void)
 {
 	struct vcpureq_vm_opts opts = {
+		.size = sizeof(opts),
 		.backend = VCPUREQ_BACKEND_THREAD,
 		.nr_vcpus = 1,
 		.handle_requests = handle_requests,

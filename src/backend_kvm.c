@@ -1,24 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The KVM backend: guest mode is ioctl(KVM_RUN) on a real vCPU.
+ * The KVM backend: guest mode is ioctl(KVM_RUN) on a real vCPU, with one of
+ * two kick mechanisms (docs/protocol.md has the measurements):
  *
- * The kick signal, "variant A": the signal is blocked in the vCPU thread at
- * all times, and KVM_SET_SIGNAL_MASK gives KVM_RUN a mask with it unblocked.
- * KVM applies that mask only for the duration of the ioctl and checks for
- * pending signals before every entry into the guest, so a kick sent at any
- * time after the final request check (run.c, step 4) is either pending when
- * KVM_RUN starts (immediate -EINTR) or interrupts the running guest: the
- * user-space equivalent of "enable interrupts atomically when entering the
- * guest".  No handler runs; the pending signal is taken with one
- * sigtimedwait() after a kicked exit, once the requests are handled and
- * before the next IN_GUEST_MODE publish (run.c, drain_pending).  Why not variant B (a handler that
- * sets kvm_run->immediate_exit): it needs the signal unblocked in the vCPU
- * thread, so every late kick lands in the VMM's own code as a handler call
- * and an EINTR from whatever system call it was in, and it costs a signal
- * frame and rt_sigreturn per kick where A costs one sigtimedwait; see
- * docs/protocol.md for the numbers measured on this machine.
+ * SIGMASK ("variant A"): the kick signal is blocked in the vCPU thread at
+ * all times, and KVM_SET_SIGNAL_MASK gives KVM_RUN a mask with it
+ * unblocked.  KVM applies that mask only for the duration of the ioctl and
+ * checks for pending signals before every entry into the guest (and in its
+ * in-kernel halt), so a kick sent at any time after the final request check
+ * is either pending when KVM_RUN starts (immediate -EINTR) or interrupts
+ * the running or halted guest: the user-space equivalent of "enable
+ * interrupts atomically when entering the guest".  No handler runs; the
+ * pending signal is taken with one sigtimedwait() before the next
+ * IN_GUEST_MODE publish (prepare_entry), off the kick-to-handler path.
  *
- * immediate_exit is still used, for two things only the vCPU thread does:
+ * IMMEDIATE_EXIT ("variant B"): the kick signal is unblocked in the vCPU
+ * thread and its handler (signal.c) sets kvm_run->immediate_exit through a
+ * per-thread pointer.  prepare_entry clears it before IN_GUEST_MODE is
+ * published; a kick after the publish either runs the handler before
+ * KVM_RUN starts (KVM sees immediate_exit and returns -EINTR at once) or
+ * finds the thread inside KVM_RUN, where the pending signal makes KVM leave
+ * the guest (or its halt) with -EINTR and the handler runs on the way out.
+ * No KVM_SET_SIGNAL_MASK (no siglock round trip per KVM_RUN), no drain.
+ *
+ * Both use immediate_exit for the two things only the vCPU thread does:
  * completing a pending I/O exit without running the guest, and a request
  * made from the vCPU thread itself while in guest mode (a signal handler).
  */
@@ -36,124 +41,281 @@
 
 #define KVM_DEV "/dev/kvm"
 
-static int need_cap(int kvm_fd, int cap, const char *name)
+static int open_dev(void)
 {
-	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, cap) <= 0)
+	int fd = open(KVM_DEV, O_RDWR | O_CLOEXEC);
+	int e = errno;
+
+	if (fd >= 0)
+		return fd;
+	if (e == ENOENT || e == ENODEV || e == ENXIO)
+		return vcpureq__errf(-e,
+				     "%s: %s; load the kvm module (kvm_intel/kvm_amd) and enable virtualization, or use the thread backend",
+				     KVM_DEV, strerror(e));
+	if (e == EACCES || e == EPERM)
+		return vcpureq__errf(-e,
+				     "%s: %s; add this user to the 'kvm' group (or fix the device's permissions)",
+				     KVM_DEV, strerror(e));
+	return vcpureq__errf(-e, "%s: %s", KVM_DEV, strerror(e));
+}
+
+static int need_cap(int fd, int cap, const char *name)
+{
+	if (ioctl(fd, KVM_CHECK_EXTENSION, cap) <= 0)
 		return vcpureq__errf(-ENOTSUP,
 				     "%s lacks capability %s, which vcpureq needs; use a newer kernel or the thread backend",
 				     KVM_DEV, name);
 	return 0;
 }
 
-int vcpureq__kvm_vm_init(struct vcpureq_vm *vm)
+/* The VM's vCPU limit: KVM_CAP_MAX_VCPUS asked of the VM (per-VM since
+ * KVM_CAP_CHECK_EXTENSION_VM), else of the system. */
+static int max_vcpus(int vm_fd, int kvm_fd)
 {
-	int r, mmap_size, max;
-	unsigned int i;
+	int max = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
 
-	vm->kvm_fd = open(KVM_DEV, O_RDWR | O_CLOEXEC);
-	if (vm->kvm_fd < 0) {
-		int e = errno;
-
-		if (e == ENOENT || e == ENODEV || e == ENXIO)
-			return vcpureq__errf(-e,
-					     "%s: %s; load the kvm module (kvm_intel/kvm_amd) and enable virtualization, or use the thread backend",
-					     KVM_DEV, strerror(e));
-		if (e == EACCES || e == EPERM)
-			return vcpureq__errf(-e,
-					     "%s: %s; add this user to the 'kvm' group (or fix the device's permissions)",
-					     KVM_DEV, strerror(e));
-		return vcpureq__errf(-e, "%s: %s", KVM_DEV, strerror(e));
-	}
-	r = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
-	if (r != KVM_API_VERSION)
-		return vcpureq__errf(-ENOTSUP, "%s: KVM API version %d, need %d",
-				     KVM_DEV, r, KVM_API_VERSION);
-	if ((r = need_cap(vm->kvm_fd, KVM_CAP_IMMEDIATE_EXIT,
-			  "KVM_CAP_IMMEDIATE_EXIT")) ||
-	    (r = need_cap(vm->kvm_fd, KVM_CAP_USER_MEMORY,
-			  "KVM_CAP_USER_MEMORY")))
-		return r;
-	max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (max <= 0 && kvm_fd >= 0)
+		max = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
 	if (max <= 0)
-		max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
-	if (max > 0 && vm->nr_vcpus > (unsigned int)max)
-		return vcpureq__errf(-EINVAL,
-				     "%u vCPUs requested, %s allows %d (KVM_CAP_MAX_VCPUS)",
-				     vm->nr_vcpus, KVM_DEV, max);
-	mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	if (mmap_size < (int)sizeof(struct kvm_run))
-		return vcpureq__errf(-ENOTSUP, "KVM_GET_VCPU_MMAP_SIZE failed: %s",
-				     strerror(errno));
-	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
-	if (vm->vm_fd < 0)
-		return vcpureq__errf(-errno, "KVM_CREATE_VM: %s", strerror(errno));
-	for (i = 0; i < vm->nr_vcpus; i++) {
-		struct vcpureq_vcpu *v = &vm->vcpus[i];
-		void *p;
+		max = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	return max;
+}
 
-		v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)i);
-		if (v->fd < 0)
-			return vcpureq__errf(-errno, "KVM_CREATE_VCPU %u: %s", i,
-					     strerror(errno));
-		p = mmap(NULL, (size_t)mmap_size, PROT_READ | PROT_WRITE,
-			 MAP_SHARED, v->fd, 0);
-		if (p == MAP_FAILED)
-			return vcpureq__errf(-errno, "mmap of kvm_run for vCPU %u: %s",
-					     i, strerror(errno));
-		v->run = p;
-		v->run_size = (size_t)mmap_size;
+static int kvm_vm_open(struct vcpureq_vm *vm, int vm_fd)
+{
+	int r, kvm_fd, mmap_size, max;
+
+	kvm_fd = open_dev();
+	if (kvm_fd < 0 && vm_fd < 0)
+		return kvm_fd;
+	if (kvm_fd >= 0) {
+		r = ioctl(kvm_fd, KVM_GET_API_VERSION, 0);
+		if (r != KVM_API_VERSION) {
+			close(kvm_fd);
+			return vcpureq__errf(-ENOTSUP, "%s: KVM API version %d, need %d",
+					     KVM_DEV, r, KVM_API_VERSION);
+		}
+		mmap_size = ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+		if (mmap_size >= (int)sizeof(struct kvm_run))
+			vm->run_size = (size_t)mmap_size;
 	}
+	if (vm_fd < 0) {
+		vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, vm->opts.kvm_vm_type);
+		if (vm_fd < 0) {
+			r = vcpureq__errf(-errno, "KVM_CREATE_VM (type %lu): %s",
+					  vm->opts.kvm_vm_type, strerror(errno));
+			close(kvm_fd);
+			return r;
+		}
+		vm->own_vm_fd = true;
+		vm->kvm_fd = kvm_fd;
+	} else if (kvm_fd >= 0) {
+		/* Wrapping the VMM's VM: /dev/kvm was only needed for the
+		 * mmap size; the VMM may have dropped access to it. */
+		close(kvm_fd);
+		kvm_fd = -1;
+	}
+	vm->vm_fd = vm_fd;
+	/* Capabilities asked of the VM fd work for a wrapped VM too. */
+	if ((r = need_cap(vm_fd, KVM_CAP_IMMEDIATE_EXIT,
+			  "KVM_CAP_IMMEDIATE_EXIT")) ||
+	    (r = need_cap(vm_fd, KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY")))
+		return r;
+	max = max_vcpus(vm_fd, kvm_fd);
+	if (max <= 0)
+		max = 1;
+	if (vm->opts.max_vcpus > (unsigned int)max)
+		return vcpureq__errf(-EINVAL,
+				     "max_vcpus %u is above the VM's limit %d (KVM_CAP_MAX_VCPUS)",
+				     vm->opts.max_vcpus, max);
+	vm->max_vcpus = vm->opts.max_vcpus ? vm->opts.max_vcpus :
+					     (unsigned int)max;
 	return 0;
 }
 
-void vcpureq__kvm_vm_fini(struct vcpureq_vm *vm)
+static void kvm_vm_close(struct vcpureq_vm *vm)
 {
-	unsigned int i;
-
-	for (i = 0; i < vm->nr_vcpus; i++) {
-		struct vcpureq_vcpu *v = &vm->vcpus[i];
-
-		if (v->run)
-			munmap(v->run, v->run_size);
-		v->run = NULL;
-		if (v->fd >= 0)
-			close(v->fd);
-		v->fd = -1;
-	}
-	if (vm->vm_fd >= 0)
+	if (vm->own_vm_fd && vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	vm->vm_fd = vm->kvm_fd = -1;
+	vm->own_vm_fd = false;
 }
 
-int vcpureq__kvm_bind(struct vcpureq_vcpu *vcpu, const sigset_t *guest_mask)
+/* An in-kernel LAPIC (KVM_CREATE_IRQCHIP or split irqchip) answers
+ * KVM_GET_LAPIC; without one KVM refuses it with EINVAL. */
+static bool probe_lapic(int fd)
+{
+#ifdef KVM_GET_LAPIC
+	struct kvm_lapic_state lapic;
+
+	return ioctl(fd, KVM_GET_LAPIC, &lapic) == 0;
+#else
+	(void)fd;
+	return false;
+#endif
+}
+
+static int map_run(struct vcpureq_vcpu *vcpu)
+{
+	size_t size = vcpu->vm->run_size;
+	void *p;
+
+	if (!size)
+		return vcpureq__err(-ENOTSUP,
+				    "the kvm_run mapping size is unknown (/dev/kvm could not be opened): adopt the vCPU with its kvm_run mapping");
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
+	if (p == MAP_FAILED)
+		return vcpureq__errf(-errno, "mmap of kvm_run for vCPU %lu: %s",
+				     vcpu->id, strerror(errno));
+	vcpu->run = p;
+	vcpu->run_size = size;
+	vcpu->own_run = true;
+	return 0;
+}
+
+static int kvm_vcpu_create(struct vcpureq_vcpu *vcpu)
+{
+	int fd = ioctl(vcpu->vm->vm_fd, KVM_CREATE_VCPU, vcpu->id);
+
+	if (fd < 0)
+		return vcpureq__errf(-errno, "KVM_CREATE_VCPU %lu: %s", vcpu->id,
+				     strerror(errno));
+	vcpu->fd = fd;
+	vcpu->own_fd = true;
+	vcpu->lapic_in_kernel = probe_lapic(fd);
+	return map_run(vcpu);
+}
+
+static int kvm_vcpu_adopt(struct vcpureq_vcpu *vcpu, int fd,
+			  struct kvm_run *run, size_t run_size)
+{
+	if (fd < 0)
+		return vcpureq__err(-EINVAL, "vcpu_fd is negative");
+	if (run && run_size < sizeof(struct kvm_run))
+		return vcpureq__err(-EINVAL, "run_size is below sizeof(struct kvm_run)");
+	vcpu->fd = fd;
+	vcpu->lapic_in_kernel = probe_lapic(fd);
+	if (!run)
+		return map_run(vcpu);
+	vcpu->run = run;
+	vcpu->run_size = run_size;
+	return 0;
+}
+
+static void kvm_vcpu_release(struct vcpureq_vcpu *vcpu)
+{
+	if (vcpu->own_run && vcpu->run)
+		munmap(vcpu->run, vcpu->run_size);
+	if (vcpu->own_fd && vcpu->fd >= 0)
+		close(vcpu->fd);
+	vcpu->run = NULL;
+	vcpu->fd = -1;
+	vcpu->own_run = vcpu->own_fd = false;
+}
+
+/* Only this thread and the kernel (when KVM_RUN starts) read it; the kick
+ * handler may write it on this thread. */
+static void set_immediate_exit(struct vcpureq_vcpu *vcpu, uint8_t v)
+{
+	__atomic_store_n(&vcpu->run->immediate_exit, v, __ATOMIC_RELAXED);
+}
+
+static void kvm_self_kick(struct vcpureq_vcpu *vcpu)
+{
+	set_immediate_exit(vcpu, 1);
+	atomic_store_explicit(&vcpu->kicked, 1, memory_order_relaxed);
+}
+
+/* ---- SIGMASK ---- */
+
+static int sigmask_bind(struct vcpureq_vcpu *vcpu)
 {
 	/* The kernel's sigset for KVM_SET_SIGNAL_MASK is 8 bytes on the
-	 * 64-bit architectures KVM runs on (_NSIG / 8). */
+	 * 64-bit architectures KVM runs on (_NSIG / 8).  KVM_RUN runs with
+	 * the thread's own mask minus the kick. */
 	union {
 		struct kvm_signal_mask m;
 		unsigned char buf[sizeof(struct kvm_signal_mask) + 8];
 	} km;
+	sigset_t guest = vcpu->saved_mask;
 
+	sigdelset(&guest, vcpu->vm->kick_signal);
 	km.m.len = 8;
-	memcpy(km.buf + sizeof(struct kvm_signal_mask), guest_mask, 8);
+	memcpy(km.buf + sizeof(struct kvm_signal_mask), &guest, 8);
 	if (ioctl(vcpu->fd, KVM_SET_SIGNAL_MASK, &km.m) < 0)
 		return vcpureq__errf(-errno, "KVM_SET_SIGNAL_MASK: %s",
 				     strerror(errno));
+#ifdef VCPUREQ_MUTANT_SIGNAL_DELIVERABLE
+	/* Mutant: a no-op handler with the signal deliverable outside
+	 * KVM_RUN and no immediate_exit: a kick between the final check and
+	 * KVM_RUN is swallowed. */
+	{
+		sigset_t kick;
+
+		sigemptyset(&kick);
+		sigaddset(&kick, vcpu->vm->kick_signal);
+		pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+	}
+#endif
 	return 0;
 }
 
-void vcpureq__kvm_self_kick(struct vcpureq_vcpu *vcpu)
+static void sigmask_unbind(struct vcpureq_vcpu *vcpu)
 {
-	/* Only this thread (and the kernel, when KVM_RUN starts) reads it. */
-	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_RELAXED);
+	(void)vcpu; /* the next bind sets the mask again */
 }
 
-void vcpureq__kvm_clear_immediate_exit(struct vcpureq_vcpu *vcpu)
+static void sigmask_prepare_entry(struct vcpureq_vcpu *vcpu)
 {
-	__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_RELAXED);
+	set_immediate_exit(vcpu, 0);
+	atomic_store_explicit(&vcpu->kicked, 0, memory_order_relaxed);
+	if (vcpu->drain_pending) {
+		vcpu->drain_pending = false;
+		vcpureq__signal_drain(vcpu->vm->kick_signal, false);
+	}
 }
+
+static void sigmask_stale_kick(struct vcpureq_vcpu *vcpu)
+{
+	vcpu->drain_pending = true;
+}
+
+/* ---- IMMEDIATE_EXIT ---- */
+
+static int ie_bind(struct vcpureq_vcpu *vcpu)
+{
+	sigset_t kick;
+
+	vcpureq__immediate_exit = &vcpu->run->immediate_exit;
+	/* The handler may run from the unblock on: the pointer first (the
+	 * call is a compiler barrier; the CPU keeps program order with a
+	 * handler on its own thread). */
+	atomic_signal_fence(memory_order_seq_cst);
+	sigemptyset(&kick);
+	sigaddset(&kick, vcpu->vm->kick_signal);
+	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+	return 0;
+}
+
+static void ie_unbind(struct vcpureq_vcpu *vcpu)
+{
+	(void)vcpu;
+	/* The signal is blocked again (vcpu_thread.c): no handler can run. */
+	vcpureq__immediate_exit = NULL;
+}
+
+static void ie_prepare_entry(struct vcpureq_vcpu *vcpu)
+{
+	/* A kick handled since the last entry (the handler set both) has
+	 * done its job; vcpureq__enter_guest_mode() fences these clears
+	 * before the publish. */
+	set_immediate_exit(vcpu, 0);
+	atomic_store_explicit(&vcpu->kicked, 0, memory_order_relaxed);
+}
+
+/* ---- common ---- */
 
 /* Exits whose operation completes only on the next KVM_RUN (api.rst). */
 static bool needs_completion(uint32_t reason)
@@ -170,30 +332,37 @@ static bool needs_completion(uint32_t reason)
 	}
 }
 
-int vcpureq__kvm_complete_io(struct vcpureq_vcpu *vcpu)
+static int kvm_complete_io(struct vcpureq_vcpu *vcpu)
 {
 	int r;
 
-	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_RELAXED);
+	set_immediate_exit(vcpu, 1);
 	r = ioctl(vcpu->fd, KVM_RUN, 0);
-	__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_RELAXED);
+	set_immediate_exit(vcpu, 0);
 	vcpu->io_pending = false;
 	if (r < 0 && errno != EINTR)
 		return vcpureq__errf(-errno, "KVM_RUN (completing I/O): %s",
 				     strerror(errno));
 	/* A kick may have been pending too; it has done its job. */
-	vcpu->drain_pending = true;
+	if (vcpu->ops->stale_kick)
+		vcpu->ops->stale_kick(vcpu);
 	return 0;
 }
 
 /* Inject from the IRR with KVM_INTERRUPT when the guest takes it, else ask
- * for an interrupt-window exit (no in-kernel irqchip). */
-static void inject(struct vcpureq_vcpu *vcpu)
+ * for an interrupt-window exit (user-space irqchip only: the mailbox
+ * refuses vCPUs with an in-kernel LAPIC, so the IRR stays empty there).
+ * request_interrupt_window is touched only while vcpureq needs it
+ * (window_requested), so a VMM that asks for the window itself keeps it. */
+static void kvm_inject(struct vcpureq_vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
 
 	if (!vcpureq__irr_pending(vcpu)) {
-		run->request_interrupt_window = 0;
+		if (vcpu->window_requested) {
+			run->request_interrupt_window = 0;
+			vcpu->window_requested = false;
+		}
 		return;
 	}
 	if (run->ready_for_interrupt_injection && run->if_flag) {
@@ -206,34 +375,89 @@ static void inject(struct vcpureq_vcpu *vcpu)
 		else
 			vcpu->irr[v / 64] |= UINT64_C(1) << (v % 64);
 	}
-	run->request_interrupt_window = vcpureq__irr_pending(vcpu);
+	vcpu->window_requested = vcpureq__irr_pending(vcpu);
+	run->request_interrupt_window = vcpu->window_requested;
 }
 
-int vcpureq__kvm_enter(struct vcpureq_vcpu *vcpu)
+static int kvm_run_guest(struct vcpureq_vcpu *vcpu)
 {
-	int r;
-
-	inject(vcpu);
-	r = ioctl(vcpu->fd, KVM_RUN, 0);
-	vcpu->io_pending = false;
-	if (r < 0) {
-		if (errno == EINTR) {
-			/* The kick signal is pending (blocked here); it is
-			 * taken just before the next IN_GUEST_MODE publish,
-			 * after the requests are handled, so the drain is
-			 * off the kick-to-handler path. */
-			vcpu->drain_pending = true;
-			return 1;
-		}
-		if (errno == EAGAIN)
-			return 2;
-		return vcpureq__errf(-errno, "KVM_RUN: %s", strerror(errno));
-	}
-	if (vcpu->run->exit_reason == KVM_EXIT_IRQ_WINDOW_OPEN)
-		return 2;
-	vcpu->io_pending = needs_completion(vcpu->run->exit_reason);
-	return 0;
+	return ioctl(vcpu->fd, KVM_RUN, 0) < 0 ? -errno : 0;
 }
+
+/*
+ * Whether an EINTR with the mode still IN_GUEST (no kicker won the CAS for
+ * this instance) was a kick of ours nonetheless: the signal of an earlier
+ * instance that arrived late.  SIGMASK: it is still pending (one
+ * rt_sigpending, on this rare path only).  IMMEDIATE_EXIT: the handler has
+ * run (the kernel ran it on the way out of KVM_RUN) and set kicked.
+ */
+static bool stale_kick_explains(struct vcpureq_vcpu *vcpu)
+{
+	if (vcpu->ops->kick == VCPUREQ_KICK_SIGMASK)
+		return vcpureq__signal_pending(vcpu->vm->kick_signal);
+	return atomic_load_explicit(&vcpu->kicked, memory_order_relaxed);
+}
+
+static int kvm_classify_exit(struct vcpureq_vcpu *vcpu, int ret, int left)
+{
+	vcpu->io_pending = false;
+	if (ret == -EINTR) {
+		if (left == VCPUREQ_EXITING_GUEST_MODE ||
+		    stale_kick_explains(vcpu)) {
+			if (vcpu->ops->stale_kick)
+				vcpu->ops->stale_kick(vcpu);
+			return VCPUREQ__EXIT_KICKED;
+		}
+		return VCPUREQ__EXIT_FOREIGN;
+	}
+	if (ret == -EAGAIN)
+		return VCPUREQ__EXIT_AGAIN;
+	if (ret < 0)
+		return vcpureq__errf(ret, "KVM_RUN: %s", strerror(-ret));
+	if (vcpu->run->exit_reason == KVM_EXIT_IRQ_WINDOW_OPEN &&
+	    vcpu->window_requested)
+		return VCPUREQ__EXIT_AGAIN; /* ours: inject on re-entry */
+	vcpu->io_pending = needs_completion(vcpu->run->exit_reason);
+	return VCPUREQ__EXIT_GUEST;
+}
+
+const struct vcpureq__backend vcpureq__backend_kvm_sigmask = {
+	.name = "kvm (KVM_SET_SIGNAL_MASK)",
+	.kick = VCPUREQ_KICK_SIGMASK,
+	.vm_open = kvm_vm_open,
+	.vm_close = kvm_vm_close,
+	.vcpu_create = kvm_vcpu_create,
+	.vcpu_adopt = kvm_vcpu_adopt,
+	.vcpu_release = kvm_vcpu_release,
+	.bind = sigmask_bind,
+	.unbind = sigmask_unbind,
+	.prepare_entry = sigmask_prepare_entry,
+	.stale_kick = sigmask_stale_kick,
+	.inject = kvm_inject,
+	.run_guest = kvm_run_guest,
+	.classify_exit = kvm_classify_exit,
+	.self_kick = kvm_self_kick,
+	.complete_io = kvm_complete_io,
+};
+
+const struct vcpureq__backend vcpureq__backend_kvm_immediate_exit = {
+	.name = "kvm (immediate_exit)",
+	.kick = VCPUREQ_KICK_IMMEDIATE_EXIT,
+	.vm_open = kvm_vm_open,
+	.vm_close = kvm_vm_close,
+	.vcpu_create = kvm_vcpu_create,
+	.vcpu_adopt = kvm_vcpu_adopt,
+	.vcpu_release = kvm_vcpu_release,
+	.bind = ie_bind,
+	.unbind = ie_unbind,
+	.prepare_entry = ie_prepare_entry,
+	.stale_kick = NULL, /* the handler took it */
+	.inject = kvm_inject,
+	.run_guest = kvm_run_guest,
+	.classify_exit = kvm_classify_exit,
+	.self_kick = kvm_self_kick,
+	.complete_io = kvm_complete_io,
+};
 
 int vcpureq_vm_kvm_fd(const struct vcpureq_vm *vm)
 {
@@ -252,4 +476,9 @@ int vcpureq_vcpu_kvm_fd(const struct vcpureq_vcpu *vcpu)
 struct kvm_run *vcpureq_vcpu_kvm_run(const struct vcpureq_vcpu *vcpu)
 {
 	return vcpu ? vcpu->run : NULL;
+}
+
+bool vcpureq_vcpu_lapic_in_kernel(const struct vcpureq_vcpu *vcpu)
+{
+	return vcpu && vcpu->lapic_in_kernel;
 }

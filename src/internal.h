@@ -59,6 +59,7 @@ struct vcpureq__vcpu_stats {
 	_Atomic uint64_t blocks;
 	_Atomic uint64_t halt_poll_hits;
 	_Atomic uint64_t interrupts_injected;
+	_Atomic uint64_t foreign_exits;
 };
 
 struct vcpureq_vcpu {
@@ -95,9 +96,13 @@ struct vcpureq_vcpu {
 	 * cleared before IN_GUEST_MODE is published (immediate_exit). */
 	_Atomic int kicked;
 	bool in_walk;
+	bool in_handler;   /* inside opts.handle_requests */
+	bool in_run;       /* inside vcpureq_vcpu_run() */
+	bool entered;      /* between vcpureq_vcpu_enter() and _exit() */
 	bool io_pending;   /* last KVM exit needs a KVM_RUN to complete */
-	bool drain_pending; /* a kick signal may be pending: take it before
-			       the next IN_GUEST_MODE publish */
+	bool window_requested; /* vcpureq set request_interrupt_window */
+	bool drain_pending; /* SIGMASK: a kick signal may be pending: take it
+			       before the next IN_GUEST_MODE publish */
 	int guest_ret;
 	uint64_t poll_ns;  /* adaptive halt-poll window */
 	sigset_t saved_mask; /* thread's mask before bind */
@@ -105,25 +110,49 @@ struct vcpureq_vcpu {
 	alignas(VCPUREQ__CACHELINE) struct vcpureq__req_stats rstats;
 	alignas(VCPUREQ__CACHELINE) struct vcpureq__vcpu_stats vstats;
 
-	/* Immutable after vcpureq_vm_create(). */
+	/* Immutable once the vCPU is published. */
 	alignas(VCPUREQ__CACHELINE) struct vcpureq_vm *vm;
-	unsigned int id;
+	const struct vcpureq__backend *ops; /* == vm->ops */
+	unsigned long id;       /* the VMM's vcpu id (KVM_CREATE_VCPU) */
+	unsigned int index;     /* order of addition: the bit in masks */
 	int fd;                 /* KVM vCPU fd, -1 on the thread backend */
-	struct kvm_run *run;    /* mmapped kvm_run, NULL on the thread backend */
+	struct kvm_run *run;    /* kvm_run, NULL on the thread backend */
 	size_t run_size;
+	bool own_fd;            /* vcpureq created fd: closes it */
+	bool own_run;           /* vcpureq mapped run: unmaps it */
+	bool lapic_in_kernel;
 };
 
 struct vcpureq_vm {
 	struct vcpureq_vm_opts opts;
+	const struct vcpureq__backend *ops;
 	_Atomic int state;      /* enum vcpureq__vm_state */
 	_Atomic int dead;       /* VM_DEAD made: sticky */
 	pid_t pid;              /* tgkill's tgid, read once at create */
 	unsigned int nr_cpus;   /* online CPUs at create (WAIT spin policy) */
 	int kick_signal;
-	int kvm_fd, vm_fd;
-	unsigned int nr_vcpus;
-	struct vcpureq_vcpu *vcpus; /* array of nr_vcpus, cache aligned */
+	int kvm_fd, vm_fd;      /* kvm_fd: -1 unless vcpureq opened it */
+	bool own_vm_fd;
+	bool can_run;           /* vcpureq_vcpu_run() has a guest to run */
+	size_t run_size;        /* KVM_GET_VCPU_MMAP_SIZE, 0 if unknown */
+	unsigned int max_vcpus;
+	/*
+	 * vCPUs added so far.  The adder stores vcpus[n] and then nr_vcpus =
+	 * n + 1 with release; every reader loads nr_vcpus with acquire and
+	 * reads only slots below it, so it sees each vCPU whole (the
+	 * kernel's online_vcpus / xarray publish).  Slots never change once
+	 * written; the array (max_vcpus pointers) never moves.
+	 */
+	_Atomic unsigned int nr_vcpus;
+	struct vcpureq_vcpu **vcpus;
+	pthread_mutex_t add_lock; /* serialises adds (not readers) */
 };
+
+/* The online vCPU count; acquire pairs with the adder's release. */
+static inline unsigned int vcpureq__nr_vcpus(const struct vcpureq_vm *vm)
+{
+	return atomic_load_explicit(&vm->nr_vcpus, memory_order_acquire);
+}
 
 /* ---- errors (errmsg.c) ---- */
 /* Record a static message; async-signal-safe.  Returns err. */
@@ -141,10 +170,16 @@ void vcpureq__mark_dead(struct vcpureq_vm *vm, unsigned int req);
 /* Set the request bit (release), the waking hint, the counter. */
 void vcpureq__set_request(struct vcpureq_vcpu *vcpu, unsigned int req);
 
+/* ---- vCPU-side mode transitions (vcpu_mode.c) ---- */
+/* Publish IN_GUEST_MODE, fence [V], sync the mailbox, final check.  true:
+ * go on into the guest; false: aborted (back OUTSIDE, epoch bumped). */
+bool vcpureq__enter_guest_mode(struct vcpureq_vcpu *vcpu);
+/* Leave IN_GUEST/EXITING/READING: OUTSIDE (release), bump the exit epoch
+ * (release), wake WAIT requesters.  Returns the mode it left.  vCPU
+ * thread. */
+int vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu);
+
 /* ---- kick (kick.c) ---- */
-/* Leave IN_GUEST/EXITING/READING: release-store OUTSIDE, bump the exit
- * epoch, wake WAIT requesters.  vCPU thread. */
-void vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu);
 /* Full fence, then the per-target kick (the mailbox, after setting ON). */
 int vcpureq__kick_fenced(struct vcpureq_vcpu *vcpu);
 
@@ -154,6 +189,10 @@ void vcpureq__signal_release(int sig);
 /* Take a pending kick signal of this thread (it is blocked there): one, or
  * all with @all.  Returns how many. */
 int vcpureq__signal_drain(int sig, bool all);
+/* Whether @sig is pending for this thread (one rt_sigpending). */
+bool vcpureq__signal_pending(int sig);
+/* The handler's per-thread pointer to kvm_run->immediate_exit (NULL: none). */
+extern VCPUREQ__TLS uint8_t *vcpureq__immediate_exit;
 
 /* ---- block (block.c) ---- */
 /* Wake the vCPU if it sleeps.  The caller has issued the full fence that
@@ -166,18 +205,7 @@ void vcpureq__mailbox_sync(struct vcpureq_vcpu *vcpu);
 bool vcpureq__irr_pending(const struct vcpureq_vcpu *vcpu);
 int vcpureq__irr_take_highest(struct vcpureq_vcpu *vcpu);
 
-/* ---- backends ---- */
-int vcpureq__kvm_vm_init(struct vcpureq_vm *vm);
-void vcpureq__kvm_vm_fini(struct vcpureq_vm *vm);
-int vcpureq__kvm_bind(struct vcpureq_vcpu *vcpu, const sigset_t *guest_mask);
-/* One KVM_RUN.  Returns 0 for an exit to hand to the VMM, 1 to loop (kick,
- * interrupt window), -errno on error. */
-int vcpureq__kvm_enter(struct vcpureq_vcpu *vcpu);
-/* Complete a pending I/O or MMIO exit without running the guest. */
-int vcpureq__kvm_complete_io(struct vcpureq_vcpu *vcpu);
-void vcpureq__kvm_self_kick(struct vcpureq_vcpu *vcpu);
-void vcpureq__kvm_clear_immediate_exit(struct vcpureq_vcpu *vcpu);
-int vcpureq__thread_enter(struct vcpureq_vcpu *vcpu);
+#include "backend.h"
 
 #define VCPUREQ__STAT_INC(vcpu, grp, field) \
 	atomic_fetch_add_explicit(&(vcpu)->grp.field, 1, memory_order_relaxed)

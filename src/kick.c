@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -25,33 +26,6 @@
 
 #include "futex.h"
 #include "internal.h"
-
-#define MASK_WORDS (VCPUREQ_MAX_VCPUS / 64)
-
-void vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu)
-{
-	/* The only thread that leaves IN_GUEST/EXITING/READING is this one,
-	 * so a store suffices (no CAS): requesters only ever move IN_GUEST
-	 * to EXITING, never out of EXITING. */
-	atomic_store_explicit(&vcpu->mode, VCPUREQ_OUTSIDE_GUEST_MODE,
-			      memory_order_release);
-	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_EPOCH);
-	/*
-	 * The acknowledgement.  Release pairs with the acquire load of the
-	 * epoch in wait_ack(): everything this thread did in the instance
-	 * (guest run, lockless reads of a structure) happens before the
-	 * WAIT requester returns and, say, frees that structure.
-	 */
-	atomic_fetch_add_explicit(&vcpu->exit_epoch, 1, memory_order_release);
-	/*
-	 * [E] pairs with [W] in wait_ack(): either the waiter sees the new
-	 * epoch, or we see its registration and wake it.  Without it the
-	 * waiter could sleep on an epoch that already moved: a hang.
-	 */
-	vcpureq__smp_mb();
-	if (atomic_load_explicit(&vcpu->ack_waiters, memory_order_relaxed))
-		vcpureq__futex_wake(&vcpu->exit_epoch, INT_MAX);
-}
 
 /*
  * How long a WAIT requester polls the epoch before it sleeps: about one
@@ -169,10 +143,7 @@ static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int flags,
 				 * in guest mode (a signal handler, or the
 				 * thread backend's guest callback): no signal
 				 * to ourselves, just make the entry exit. */
-				if (vcpu->run)
-					vcpureq__kvm_self_kick(vcpu);
-				atomic_store_explicit(&vcpu->kicked, 1,
-						      memory_order_relaxed);
+				vcpu->ops->self_kick(vcpu);
 			} else {
 				send_kick_signal(vcpu);
 				sent = 1;
@@ -223,37 +194,68 @@ int vcpureq__kick_fenced(struct vcpureq_vcpu *vcpu)
 	return kick_after_fence(vcpu, 0, &wait, &snap);
 }
 
-/* Set the request bit of every vCPU in @mask. */
-static void set_bits(struct vcpureq_vm *vm, unsigned int req,
-		     const uint64_t *mask)
+/*
+ * The targets of a broadcast: the vCPUs whose index is set in @mask (its
+ * first @mask_bits bits), or every vCPU if @mask is NULL, among the @n that
+ * were online when the broadcast started (a vCPU added later is not a
+ * target, as in the kernel's kvm_for_each_vcpu()).
+ */
+struct targets {
+	const uint64_t *mask;
+	size_t mask_bits;
+	unsigned int n;
+};
+
+/* Word @w of the target set (w * 64 < t->n). */
+static uint64_t tword(const struct targets *t, unsigned int w)
 {
-	unsigned int w;
+	size_t base = (size_t)w * 64;
+	uint64_t m = ~UINT64_C(0);
+
+	if (t->mask) {
+		if (base >= t->mask_bits)
+			return 0;
+		m = t->mask[w];
+		if (t->mask_bits - base < 64)
+			m &= (UINT64_C(1) << (t->mask_bits - base)) - 1;
+	}
+	if (t->n - base < 64)
+		m &= (UINT64_C(1) << (t->n - base)) - 1;
+	return m;
+}
+
+#define for_each_word(t, w) for ((w) = 0; (size_t)(w) * 64 < (t)->n; (w)++)
+#define for_each_bit(m, i, w)                                                \
+	for (; (m) && ((i) = (w) * 64 + (unsigned int)__builtin_ctzll(m), 1); \
+	     (m) &= (m) - 1)
+
+/* Set the request bit of every target. */
+static void set_bits(struct vcpureq_vm *vm, unsigned int req,
+		     const struct targets *t)
+{
+	unsigned int w, i;
 
 	if (req & VCPUREQ_REQUEST_NO_ACTION)
 		return;
 	vcpureq__mark_dead(vm, req);
-	for (w = 0; w * 64 < vm->nr_vcpus; w++) {
-		uint64_t m = mask[w];
+	for_each_word(t, w) {
+		uint64_t m = tword(t, w);
 
-		while (m) {
-			vcpureq__set_request(&vm->vcpus[w * 64 +
-					       (unsigned int)__builtin_ctzll(m)],
-				    req);
-			m &= m - 1;
-		}
+		for_each_bit(m, i, w)
+			vcpureq__set_request(vm->vcpus[i], req);
 	}
 }
 
 /*
  * A WAIT request from a vCPU thread that is itself not OUTSIDE (inside a
- * lockless walk, or in the thread backend's guest callback) could wait for
- * a vCPU that waits for it: both would wait forever (the Spin model's
- * GUEST_WAIT variant finds the cycle).  Refused, except that from guest
- * mode a WAIT naming only the caller's own vCPU is fine: it never waits on
- * itself.  @mask NULL: the single target @one.
+ * lockless walk, or in guest mode: the thread backend's guest callback)
+ * could wait for a vCPU that waits for it: both would wait forever (the
+ * Spin model's GUEST_WAIT variant finds the cycle).  Refused, except that
+ * from guest mode a WAIT naming only the caller's own vCPU is fine: it
+ * never waits on itself.  @t NULL: the single target @one.
  */
 static int check_wait_deadlock(const struct vcpureq_vm *vm, unsigned int req,
-			       const uint64_t *mask,
+			       const struct targets *t,
 			       const struct vcpureq_vcpu *one)
 {
 	const struct vcpureq_vcpu *self = vcpureq__self;
@@ -267,15 +269,15 @@ static int check_wait_deadlock(const struct vcpureq_vm *vm, unsigned int req,
 	if (atomic_load_explicit(&self->mode, memory_order_relaxed) ==
 	    VCPUREQ_OUTSIDE_GUEST_MODE)
 		return 0;
-	if (!mask)
+	if (!t)
 		return one == self ? 0 :
 			vcpureq__err(-EDEADLK,
 				     "a WAIT request of another vCPU from guest mode could wait forever on a vCPU waiting for this one");
-	for (w = 0; w * 64 < vm->nr_vcpus; w++) {
-		uint64_t others = mask[w];
+	for_each_word(t, w) {
+		uint64_t others = tword(t, w);
 
-		if (w == self->id / 64)
-			others &= ~(UINT64_C(1) << (self->id % 64));
+		if (w == self->index / 64)
+			others &= ~(UINT64_C(1) << (self->index % 64));
 		if (others)
 			return vcpureq__err(-EDEADLK,
 					    "a WAIT request of another vCPU from guest mode could wait forever on a vCPU waiting for this one");
@@ -283,71 +285,87 @@ static int check_wait_deadlock(const struct vcpureq_vm *vm, unsigned int req,
 	return 0;
 }
 
-/* Kick every vCPU in @mask (after [R]); note in @waits those to wait for. */
-static int kick_all(struct vcpureq_vm *vm, unsigned int flags,
-		    const uint64_t *mask, uint64_t *waits, uint32_t *snaps)
+/* Where a WAIT broadcast keeps, per target index, the epoch snapshot and
+ * whether to wait.  Heap, not stack: the vCPU count is the kernel's. */
+struct acks {
+	uint64_t *waits;  /* bitmap, one bit per index */
+	uint32_t *snaps;  /* per index */
+};
+
+static int acks_alloc(struct acks *a, unsigned int n)
 {
-	unsigned int w;
+	size_t words = ((size_t)n + 63) / 64;
+
+	a->waits = calloc(1, words * sizeof(uint64_t) + n * sizeof(uint32_t));
+	if (!a->waits)
+		return vcpureq__err(-ENOMEM, "out of memory for a WAIT broadcast's acknowledgements (nothing was made)");
+	a->snaps = (uint32_t *)(a->waits + words);
+	return 0;
+}
+
+/* Kick every target (after [R]); with @a, note those to wait for. */
+static int kick_all(struct vcpureq_vm *vm, unsigned int flags,
+		    const struct targets *t, struct acks *a)
+{
+	unsigned int w, i;
+	uint32_t snap;
 	int sent = 0;
 
-	for (w = 0; w * 64 < vm->nr_vcpus; w++) {
-		uint64_t m = mask[w];
+	for_each_word(t, w) {
+		uint64_t m = tword(t, w);
 
-		waits[w] = 0;
-		while (m) {
-			unsigned int i = w * 64 + (unsigned int)__builtin_ctzll(m);
+		for_each_bit(m, i, w) {
 			bool wait;
 
-			m &= m - 1;
-			sent |= kick_after_fence(&vm->vcpus[i], flags, &wait,
-						 &snaps[i]);
-			if (wait)
-				waits[w] |= UINT64_C(1) << (i % 64);
+			sent |= kick_after_fence(vm->vcpus[i], flags, &wait,
+						 a ? &a->snaps[i] : &snap);
+			if (wait && a)
+				a->waits[w] |= UINT64_C(1) << (i % 64);
 		}
 	}
 	return sent;
 }
 
 /*
- * make + kick of every vCPU in @mask (validated by the caller): set every
- * bit, one fence [R] for all, kick each (signals go out as we go), then
- * wait for every acknowledgement.  No lock is held at any point.
+ * make + kick of every target (validated by the caller): set every bit,
+ * one fence [R] for all, kick each (signals go out as we go), then wait
+ * for every acknowledgement.  No lock is held at any point.
  */
-static int request_mask(struct vcpureq_vm *vm, unsigned int req,
-			const uint64_t *mask)
+static int request_targets(struct vcpureq_vm *vm, unsigned int req,
+			   const struct targets *t)
 {
-	uint32_t snaps[VCPUREQ_MAX_VCPUS];
-	uint64_t waits[MASK_WORDS];
 	unsigned int flags = req & ~VCPUREQ_REQUEST_MASK;
-	unsigned int w, nr_waits = 0;
-	int sent, r = check_wait_deadlock(vm, req, mask, NULL);
+	unsigned int w, i, nr_waits = 0;
+	struct acks a = { NULL, NULL };
+	int sent, r = check_wait_deadlock(vm, req, t, NULL);
 
 	if (r)
 		return r;
+	if ((flags & VCPUREQ_REQUEST_WAIT) && (r = acks_alloc(&a, t->n)))
+		return r;
 #ifndef VCPUREQ_MUTANT_REQUESTLESS_KICK
-	set_bits(vm, req, mask);
+	set_bits(vm, req, t);
 	VCPUREQ__MB_R(); /* [R] for every target at once */
-	sent = kick_all(vm, flags, mask, waits, snaps);
+	sent = kick_all(vm, flags, t, a.waits ? &a : NULL);
 #else
 	/* Mutant: a request-less kick, then a flag that the Dekker pattern
 	 * does not cover (what kvmtool and cloud-hypervisor do). */
 	VCPUREQ__MB_R();
-	sent = kick_all(vm, flags, mask, waits, snaps);
-	set_bits(vm, req, mask);
+	sent = kick_all(vm, flags, t, a.waits ? &a : NULL);
+	set_bits(vm, req, t);
 #endif
-	for (w = 0; w * 64 < vm->nr_vcpus; w++)
-		nr_waits += (unsigned int)__builtin_popcountll(waits[w]);
-	for (w = 0; w * 64 < vm->nr_vcpus; w++) {
-		uint64_t m = waits[w];
+	if (!a.waits)
+		return sent;
+	for_each_word(t, w)
+		nr_waits += (unsigned int)__builtin_popcountll(a.waits[w]);
+	for_each_word(t, w) {
+		uint64_t m = a.waits[w];
 
-		while (m) {
-			unsigned int i = w * 64 + (unsigned int)__builtin_ctzll(m);
-
-			m &= m - 1;
-			wait_ack(&vm->vcpus[i], snaps[i],
+		for_each_bit(m, i, w)
+			wait_ack(vm->vcpus[i], a.snaps[i],
 				 nr_waits == 1 && vm->nr_cpus > 1);
-		}
 	}
+	free(a.waits);
 	return sent;
 }
 
@@ -363,49 +381,50 @@ static int check_vm_req(const struct vcpureq_vm *vm, unsigned int req)
 
 int vcpureq_make_all_cpus_request(struct vcpureq_vm *vm, unsigned int req)
 {
-	uint64_t mask[MASK_WORDS] = { 0 };
-	unsigned int i;
+	struct targets t = { NULL, 0, 0 };
 	int r = check_vm_req(vm, req);
 
 	if (r)
 		return r;
-	for (i = 0; i < vm->nr_vcpus; i++)
-		mask[i / 64] |= UINT64_C(1) << (i % 64);
-	return request_mask(vm, req, mask);
+	t.n = vcpureq__nr_vcpus(vm);
+	return request_targets(vm, req, &t);
 }
 
 int vcpureq_make_vcpus_request_mask(struct vcpureq_vm *vm, unsigned int req,
 				    const uint64_t *mask, size_t mask_bits)
 {
-	uint64_t m[MASK_WORDS] = { 0 };
-	size_t w, words = (mask_bits + 63) / 64;
+	struct targets t = { mask, mask_bits, 0 };
+	/* Not (mask_bits + 63) / 64: that wraps for a length near SIZE_MAX. */
+	size_t w, words = mask_bits / 64 + (mask_bits % 64 != 0);
 	int r = check_vm_req(vm, req);
 
 	if (r)
 		return r;
 	if (!mask && mask_bits)
 		return vcpureq__err(-EINVAL, "mask is NULL");
-	for (w = 0; w < words; w++) {
+	t.n = vcpureq__nr_vcpus(vm);
+	/* Every set bit must name an online vCPU: the words past the VM's
+	 * are read here (and only here), never copied. */
+	for (w = t.n / 64; w < words; w++) {
 		uint64_t bits = mask[w];
-		unsigned int valid = 0;
+		size_t base = w * 64;
 
-		if (w == words - 1 && mask_bits % 64)
-			bits &= (UINT64_C(1) << (mask_bits % 64)) - 1;
-		if (w * 64 < vm->nr_vcpus)
-			valid = vm->nr_vcpus - (unsigned int)w * 64;
-		if (valid < 64 && (bits >> valid))
+		if (mask_bits - base < 64)
+			bits &= (UINT64_C(1) << (mask_bits - base)) - 1;
+		if (base < t.n)
+			bits >>= t.n - base; /* t.n - base < 64 here */
+		if (bits)
 			return vcpureq__err(-EINVAL,
-					    "mask names a vCPU id >= nr_vcpus");
-		if (w < MASK_WORDS) /* beyond: all clear, checked above */
-			m[w] = bits;
+					    "mask names a vCPU index >= the VM's vCPU count");
 	}
-	return request_mask(vm, req, m);
+	return request_targets(vm, req, &t);
 }
 
 int vcpureq_make_vcpus_request(struct vcpureq_vm *vm, unsigned int req,
 			       const unsigned int *ids, size_t nr_ids)
 {
-	uint64_t m[MASK_WORDS] = { 0 };
+	struct targets t = { NULL, 0, 0 };
+	uint64_t *m;
 	size_t i;
 	int r = check_vm_req(vm, req);
 
@@ -413,16 +432,28 @@ int vcpureq_make_vcpus_request(struct vcpureq_vm *vm, unsigned int req,
 		return r;
 	if (!ids && nr_ids)
 		return vcpureq__err(-EINVAL, "ids is NULL");
+	t.n = vcpureq__nr_vcpus(vm);
+	m = calloc(((size_t)t.n + 63) / 64 + 1, sizeof(uint64_t));
+	if (!m)
+		return vcpureq__err(-ENOMEM, "out of memory (nothing was made)");
 	for (i = 0; i < nr_ids; i++) {
 		unsigned int id = ids[i];
 
-		if (id >= vm->nr_vcpus)
-			return vcpureq__err(-EINVAL, "vCPU id out of range");
-		if (m[id / 64] & (UINT64_C(1) << (id % 64)))
-			return vcpureq__err(-EINVAL, "vCPU id named twice");
+		if (id >= t.n) {
+			free(m);
+			return vcpureq__err(-EINVAL, "vCPU index out of range");
+		}
+		if (m[id / 64] & (UINT64_C(1) << (id % 64))) {
+			free(m);
+			return vcpureq__err(-EINVAL, "vCPU index named twice");
+		}
 		m[id / 64] |= UINT64_C(1) << (id % 64);
 	}
-	return request_mask(vm, req, m);
+	t.mask = m;
+	t.mask_bits = t.n;
+	r = request_targets(vm, req, &t);
+	free(m);
+	return r;
 }
 
 int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu)

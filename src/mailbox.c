@@ -23,6 +23,9 @@ int vcpureq_post_interrupt(struct vcpureq_vcpu *vcpu, unsigned int vector)
 		return r;
 	if (vector > 255)
 		return vcpureq__err(-EINVAL, "interrupt vector above 255");
+	if (vcpu->lapic_in_kernel)
+		return vcpureq__err(-ENOTSUP,
+				    "the vCPU has an in-kernel LAPIC: deliver interrupts with KVM_IRQ_LINE, KVM_SIGNAL_MSI or an irqfd (KVM posts them itself, no kick needed)");
 	atomic_fetch_or_explicit(&vcpu->pir[vector / 64],
 				 UINT64_C(1) << (vector % 64),
 				 memory_order_relaxed);

@@ -1,19 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Guest entry with the full protocol (kernel: vcpu_enter_guest() in
- * arch/x86/kvm/x86.c and the "Ensuring Requests Are Seen" section of
- * vcpu-requests.rst).  The vCPU's half of the Dekker pattern:
+ * arch/x86/kvm/x86.c), as an enter/exit pair around a guest entry that the
+ * VMM may perform itself, and vcpureq_vcpu_run(), a loop over the pair:
  *
- *   1. process requests (handler), outside guest mode
- *   2. the kick signal is blocked (KVM: always, outside KVM_RUN;
- *      thread backend: the "kicked" flag is cleared, like immediate_exit)
- *   3. mode = IN_GUEST_MODE; smp_mb()                              [V]
- *   4. sync the mailbox; if mode != IN_GUEST_MODE or a request is
- *      pending or the VM is dead: abort (OUTSIDE, epoch++), back to 1
- *   5. enter: KVM unblocks the signal only inside KVM_RUN, so a kick sent
- *      after 4 is pending and KVM_RUN returns -EINTR at once (the kernel's
- *      "enable interrupts atomically when entering the guest")
- *   6. mode = OUTSIDE, epoch++ (acknowledgement), wake WAIT requesters
+ *   vcpureq_vcpu_enter()
+ *     1. process requests (handler), outside guest mode
+ *     2. the backend forgets the kicks of ended instances (immediate_exit,
+ *        the kicked flag, a pending kick signal)
+ *     3. mode = IN_GUEST_MODE; smp_mb(); final check        (vcpu_mode.c)
+ *        (abort: OUTSIDE, epoch++, back to 1)
+ *   the guest: KVM_RUN, or the thread backend's code.  A kick sent after
+ *     3 ends it: pending signal (SIGMASK) or immediate_exit set by the
+ *     handler (IMMEDIATE_EXIT) makes KVM_RUN return -EINTR at once, or
+ *     the signal interrupts the running (or halted) guest
+ *   vcpureq_vcpu_exit()
+ *     4. mode = OUTSIDE, epoch++ (acknowledgement), wake WAIT requesters
+ *     5. classify: an exit for the VMM, a kick, a foreign EINTR
  */
 #include <errno.h>
 
@@ -49,7 +52,9 @@ static int process_requests(struct vcpureq_vcpu *vcpu)
 		return 0;
 	if (!o->handle_requests)
 		return VCPUREQ_RUN_REQUEST;
+	vcpu->in_handler = true;
 	r = o->handle_requests(vcpu, o->opaque);
+	vcpu->in_handler = false;
 	if (r < 0)
 		return r;
 	/* Bits the handler saw and left are the caller's.  Bits made while
@@ -62,49 +67,102 @@ static int process_requests(struct vcpureq_vcpu *vcpu)
 	return 0;
 }
 
-/* Publish IN_GUEST_MODE and run the final check.  true: go on. */
-static bool enter_guest_mode(struct vcpureq_vcpu *vcpu)
+static int enter_checks(const struct vcpureq_vcpu *vcpu)
 {
-	int mode;
+	if (vcpu->in_handler)
+		return vcpureq__err(-EBUSY, "guest entry from the request handler");
+	if (vcpu->entered)
+		return vcpureq__err(-EBUSY, "guest entry already in progress: call vcpureq_vcpu_exit() first");
+	if (vcpu->in_walk)
+		return vcpureq__err(-EINVAL, "guest entry inside a lockless walk");
+	if (atomic_load_explicit(&vcpu->mode, memory_order_relaxed) !=
+	    VCPUREQ_OUTSIDE_GUEST_MODE)
+		return vcpureq__err(-EBUSY, "guest entry from guest mode (the guest callback)");
+	return 0;
+}
 
-	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_PUBLISH);
-	atomic_store_explicit(&vcpu->mode, VCPUREQ_IN_GUEST_MODE,
-			      memory_order_relaxed);
-	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_PUBLISH);
-	/*
-	 * [V] pairs with the requester's [R] (kick.c, mailbox.c): either the
-	 * loads below see its request bit (or ON), or its load of the mode
-	 * sees IN_GUEST_MODE and it signals us.  Without [V] the store could
-	 * sit in the store buffer while we read "no request", and the
-	 * requester read "outside": a request stranded in guest mode.
-	 */
-	VCPUREQ__MB_V();
-	vcpureq__mailbox_sync(vcpu);
-	mode = atomic_load_explicit(&vcpu->mode, memory_order_relaxed);
-	if (mode != VCPUREQ_IN_GUEST_MODE ||
-#ifndef VCPUREQ_MUTANT_NO_FINAL_CHECK
-	    atomic_load_explicit(&vcpu->requests, memory_order_relaxed) ||
-#endif
-	    dead(vcpu)) {
-		VCPUREQ__STAT_INC(vcpu, vstats, entry_aborts);
-		vcpureq__exit_guest_mode(vcpu);
-		/*
-		 * A kicker won IN -> EXITING: its signal is for this aborted
-		 * instance.  If it has been sent (kick_inflight back to 0;
-		 * acquire pairs with the kicker's release decrement after
-		 * tgkill), take it before the next publish, or the next KVM_RUN
-		 * would return -EINTR at once for nothing (the kernel absorbs
-		 * that IPI when it re-enables interrupts).  If it is still on
-		 * its way, leave it: one spurious exit, no waiting here.
-		 */
-		if (mode == VCPUREQ_EXITING_GUEST_MODE && vcpu->run &&
-		    !atomic_load_explicit(&vcpu->kick_inflight,
-					  memory_order_acquire))
-			vcpu->drain_pending = true;
-		return false;
+static int enter(struct vcpureq_vcpu *vcpu)
+{
+	const struct vcpureq__backend *ops = vcpu->ops;
+	int r;
+
+	for (;;) {
+		if (dead(vcpu))
+			return vcpureq__err(-EIO, "the VM is dead (VM_DEAD)");
+		r = process_requests(vcpu);
+		if (r) {
+			/* api.rst: I/O completes only on re-entry; do it
+			 * now so the VMM sees consistent registers. */
+			if (r == VCPUREQ_RUN_REQUEST && vcpu->io_pending &&
+			    ops->complete_io) {
+				int e = ops->complete_io(vcpu);
+
+				if (e < 0)
+					return e;
+			}
+			return r;
+		}
+		ops->prepare_entry(vcpu);
+		if (!vcpureq__enter_guest_mode(vcpu))
+			continue;
+		if (ops->inject)
+			ops->inject(vcpu);
+		VCPUREQ__STAT_INC(vcpu, vstats, entries);
+		vcpu->entered = true;
+		return VCPUREQ_RUN_ENTER;
 	}
-	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_ENTER);
-	return true;
+}
+
+static int exit_(struct vcpureq_vcpu *vcpu, int ret)
+{
+	int left, kind;
+
+	vcpu->entered = false;
+	left = vcpureq__exit_guest_mode(vcpu);
+	VCPUREQ__STAT_INC(vcpu, vstats, exits);
+	kind = vcpu->ops->classify_exit(vcpu, ret, left);
+	switch (kind) {
+	case VCPUREQ__EXIT_GUEST:
+		return VCPUREQ_RUN_EXIT;
+	case VCPUREQ__EXIT_KICKED:
+		/* Back to the requests.  Nothing pending means the kick was
+		 * stale or request-less (a NO_ACTION WAIT). */
+		VCPUREQ__STAT_INC(vcpu, vstats, kicked_exits);
+		if (!atomic_load_explicit(&vcpu->requests,
+					  memory_order_relaxed) &&
+		    !atomic_load_explicit(&vcpu->pir_on, memory_order_relaxed) &&
+		    !dead(vcpu))
+			VCPUREQ__STAT_INC(vcpu, vstats, spurious_exits);
+		return VCPUREQ_RUN_AGAIN;
+	case VCPUREQ__EXIT_AGAIN:
+		return VCPUREQ_RUN_AGAIN;
+	case VCPUREQ__EXIT_FOREIGN:
+		VCPUREQ__STAT_INC(vcpu, vstats, foreign_exits);
+		return (vcpu->vm->opts.flags & VCPUREQ_VM_RETURN_FOREIGN_EINTR) ?
+			       VCPUREQ_RUN_INTR : VCPUREQ_RUN_AGAIN;
+	default:
+		return kind; /* -errno, message set */
+	}
+}
+
+int vcpureq_vcpu_enter(struct vcpureq_vcpu *vcpu)
+{
+	int r = vcpureq__check_self(vcpu);
+
+	if (!r)
+		r = enter_checks(vcpu);
+	return r ? r : enter(vcpu);
+}
+
+int vcpureq_vcpu_exit(struct vcpureq_vcpu *vcpu, int ret)
+{
+	int r = vcpureq__check_self(vcpu);
+
+	if (r)
+		return r;
+	if (!vcpu->entered)
+		return vcpureq__err(-EINVAL, "no guest entry in progress (vcpureq_vcpu_enter() did not return VCPUREQ_RUN_ENTER)");
+	return exit_(vcpu, ret);
 }
 
 int vcpureq_vcpu_run(struct vcpureq_vcpu *vcpu)
@@ -113,64 +171,22 @@ int vcpureq_vcpu_run(struct vcpureq_vcpu *vcpu)
 
 	if (r)
 		return r;
-	if (vcpu->in_walk)
-		return vcpureq__err(-EINVAL, "vcpureq_vcpu_run() inside a lockless walk");
-	if (atomic_load_explicit(&vcpu->mode, memory_order_relaxed) !=
-	    VCPUREQ_OUTSIDE_GUEST_MODE)
-		return vcpureq__err(-EBUSY, "vcpureq_vcpu_run() from guest mode (the guest callback)");
-	for (;;) {
-		if (dead(vcpu))
-			return vcpureq__err(-EIO, "the VM is dead (VM_DEAD)");
-		r = process_requests(vcpu);
-		if (r) {
-			/* api.rst: I/O completes only on re-entry; do it
-			 * now so the VMM sees consistent registers. */
-			if (r == VCPUREQ_RUN_REQUEST && vcpu->io_pending) {
-				int e = vcpureq__kvm_complete_io(vcpu);
-
-				if (e < 0)
-					return e;
-			}
-			return r;
-		}
-		/* Step 2: immediate_exit / kicked / a pending signal from an
-		 * older instance must not end this one; all are cleared
-		 * before the publish.  (Not after: once IN_GUEST_MODE is
-		 * published a new kick may be on its way, and draining it
-		 * would lose it.) */
-		atomic_store_explicit(&vcpu->kicked, 0, memory_order_relaxed);
-		if (vcpu->run) {
-			vcpureq__kvm_clear_immediate_exit(vcpu);
-			if (vcpu->drain_pending) {
-				vcpu->drain_pending = false;
-				vcpureq__signal_drain(vcpu->vm->kick_signal,
-						      false);
-			}
-		}
-		if (!enter_guest_mode(vcpu))
-			continue;
-		VCPUREQ__STAT_INC(vcpu, vstats, entries);
-		r = vcpu->run ? vcpureq__kvm_enter(vcpu) :
-				vcpureq__thread_enter(vcpu);
-		vcpureq__exit_guest_mode(vcpu);
-		VCPUREQ__STAT_INC(vcpu, vstats, exits);
-		if (r == 0)
-			return VCPUREQ_RUN_EXIT;
-		if (r < 0)
-			return r;
-		if (r == 1) {
-			/* Kicked (-EINTR): back to the requests.  Nothing
-			 * pending means the kick was stale or not ours. */
-			VCPUREQ__STAT_INC(vcpu, vstats, kicked_exits);
-			if (!atomic_load_explicit(&vcpu->requests,
-						  memory_order_relaxed) &&
-			    !atomic_load_explicit(&vcpu->pir_on,
-						  memory_order_relaxed) &&
-			    !dead(vcpu))
-				VCPUREQ__STAT_INC(vcpu, vstats, spurious_exits);
-		}
-		/* r == 2: handled here (interrupt window): loop. */
-	}
+	if (vcpu->in_run)
+		return vcpureq__err(-EBUSY, "vcpureq_vcpu_run() is not reentrant (called from the guest callback or a hook)");
+	if (!vcpu->vm->can_run)
+		return vcpureq__err(-EINVAL, "the thread backend's vcpureq_vcpu_run() needs opts.guest");
+	r = enter_checks(vcpu);
+	if (r)
+		return r;
+	vcpu->in_run = true;
+	do {
+		r = enter(vcpu);
+		if (r != VCPUREQ_RUN_ENTER)
+			break;
+		r = exit_(vcpu, vcpu->ops->run_guest(vcpu));
+	} while (r == VCPUREQ_RUN_AGAIN);
+	vcpu->in_run = false;
+	return r;
 }
 
 int vcpureq_vcpu_guest_ret(const struct vcpureq_vcpu *vcpu)
@@ -182,15 +198,4 @@ bool vcpureq_guest_kicked(const struct vcpureq_vcpu *vcpu)
 {
 	return vcpu && atomic_load_explicit(&vcpu->kicked,
 					    memory_order_relaxed);
-}
-
-enum vcpureq_mode vcpureq_vcpu_mode(const struct vcpureq_vcpu *vcpu)
-{
-	return (enum vcpureq_mode)atomic_load_explicit(&vcpu->mode,
-						       memory_order_relaxed);
-}
-
-uint32_t vcpureq_vcpu_exit_epoch(const struct vcpureq_vcpu *vcpu)
-{
-	return atomic_load_explicit(&vcpu->exit_epoch, memory_order_acquire);
 }

@@ -7,12 +7,16 @@
  * that the handler is installed by the first and removed by the last.  It is
  * touched only by vcpureq_vm_create()/destroy(), under a mutex.
  *
- * The handler is trivial by design (no locks, no library calls): it sets the
- * bound vCPU's "kicked" flag, which the thread backend's guest callback polls
- * and which is cleared before IN_GUEST_MODE is published.  On the KVM
- * backend the signal is blocked in the vCPU thread except inside KVM_RUN
- * (KVM_SET_SIGNAL_MASK), so the kernel turns a pending kick into an
- * immediate -EINTR from KVM_RUN and the handler never runs there.
+ * The handler is trivial by design (no locks, no library calls, only two
+ * relaxed stores through per-thread pointers set before the signal is
+ * unblocked): it sets kvm_run->immediate_exit (kick mechanism
+ * IMMEDIATE_EXIT) and the bound vCPU's "kicked" flag, which the thread
+ * backend's guest callback polls.  Both are cleared before IN_GUEST_MODE is
+ * published.  With the SIGMASK mechanism the signal is blocked in the vCPU
+ * thread except inside KVM_RUN (KVM_SET_SIGNAL_MASK), so the kernel turns
+ * a pending kick into an immediate -EINTR from KVM_RUN and the handler
+ * never runs there.  SA_ONSTACK: a vCPU thread that runs on a small stack
+ * with an alternate signal stack keeps its stack.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -25,14 +29,20 @@
 static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
 static int sig_users[_NSIG];
 
+VCPUREQ__TLS uint8_t *vcpureq__immediate_exit;
+
 static void kick_handler(int sig)
 {
 	struct vcpureq_vcpu *self = vcpureq__self;
+	uint8_t *ie = vcpureq__immediate_exit;
 
 	(void)sig;
+	/* Relaxed: read by this same thread (program order with a handler
+	 * that interrupted it), or by the kernel at the start of KVM_RUN on
+	 * this thread. */
+	if (ie)
+		__atomic_store_n(ie, 1, __ATOMIC_RELAXED);
 	if (self)
-		/* Relaxed: read by the same thread (program order) or by the
-		 * guest callback it interrupted. */
 		atomic_store_explicit(&self->kicked, 1, memory_order_relaxed);
 }
 
@@ -70,7 +80,7 @@ int vcpureq__signal_acquire(int sig)
 	sigfillset(&sa.sa_mask);
 	/* No SA_RESTART: a kick interrupts the guest callback's blocking
 	 * system calls (thread backend). */
-	sa.sa_flags = 0;
+	sa.sa_flags = SA_ONSTACK;
 	if (sigaction(sig, &sa, NULL) < 0) {
 		r = vcpureq__errf(-errno, "sigaction(%d): %s", sig, strerror(errno));
 		goto out;
@@ -116,4 +126,11 @@ int vcpureq__signal_drain(int sig, bool all)
 			break;
 	}
 	return n;
+}
+
+bool vcpureq__signal_pending(int sig)
+{
+	sigset_t set;
+
+	return sigpending(&set) == 0 && sigismember(&set, sig) == 1;
 }

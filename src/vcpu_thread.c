@@ -15,48 +15,34 @@
 
 int vcpureq_vcpu_bind(struct vcpureq_vcpu *vcpu)
 {
-	sigset_t kick, guest;
+	sigset_t kick;
 	pid_t none = 0;
 	int r = vcpureq__check_vcpu(vcpu);
 
 	if (r)
 		return r;
 	if (vcpureq__self)
-		return vcpureq__errf(-EBUSY, "this thread is already bound to vCPU %u",
+		return vcpureq__errf(-EBUSY, "this thread is already bound to vCPU %lu",
 				     vcpureq__self->id);
 	/* Claim the vCPU (-1: binding in progress). */
 	if (!atomic_compare_exchange_strong_explicit(&vcpu->tid, &none, -1,
 						     memory_order_acquire,
 						     memory_order_relaxed))
-		return vcpureq__errf(-EBUSY, "vCPU %u is already bound to a thread",
+		return vcpureq__errf(-EBUSY, "vCPU %lu is already bound to a thread",
 				     vcpu->id);
 	sigemptyset(&kick);
 	sigaddset(&kick, vcpu->vm->kick_signal);
 	pthread_sigmask(SIG_BLOCK, &kick, &vcpu->saved_mask);
-#ifdef VCPUREQ_MUTANT_SIGNAL_DELIVERABLE
-	/* Mutant: a no-op handler with the signal deliverable outside
-	 * KVM_RUN and no immediate_exit: a kick between the final check and
-	 * KVM_RUN is swallowed. */
-	if (vcpu->run)
-		pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
-	else
-#endif
-	if (vcpu->run) {
-		/* KVM_RUN runs with the thread's own mask minus the kick. */
-		guest = vcpu->saved_mask;
-		sigdelset(&guest, vcpu->vm->kick_signal);
-		r = vcpureq__kvm_bind(vcpu, &guest);
-		if (r) {
-			pthread_sigmask(SIG_SETMASK, &vcpu->saved_mask, NULL);
-			atomic_store_explicit(&vcpu->tid, 0, memory_order_release);
-			return r;
-		}
-	}
 	vcpureq__self = vcpu;
-	if (!vcpu->run) {
-		/* Thread backend: the handler sets vcpu->kicked, so it may
-		 * only run once vcpureq__self is set. */
-		pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+	/* The backend makes the thread ready to be kicked (a KVM_RUN mask,
+	 * or the handler's pointer and then unblock) before the tid below
+	 * lets any kicker signal it. */
+	r = vcpu->ops->bind(vcpu);
+	if (r) {
+		vcpureq__self = NULL;
+		pthread_sigmask(SIG_SETMASK, &vcpu->saved_mask, NULL);
+		atomic_store_explicit(&vcpu->tid, 0, memory_order_release);
+		return r;
 	}
 	atomic_store_explicit(&vcpu->tid, (pid_t)syscall(SYS_gettid),
 			      memory_order_release);
@@ -72,9 +58,12 @@ int vcpureq_vcpu_unbind(struct vcpureq_vcpu *vcpu)
 		return r;
 	if (vcpu->in_walk)
 		return vcpureq__err(-EBUSY, "unbind inside a lockless walk");
-	if (atomic_load_explicit(&vcpu->mode, memory_order_relaxed) !=
-	    VCPUREQ_OUTSIDE_GUEST_MODE)
-		return vcpureq__err(-EBUSY, "unbind from guest mode (the guest callback)");
+	if (vcpu->in_handler)
+		return vcpureq__err(-EBUSY, "unbind from the request handler: the vCPU would enter the guest unbound");
+	if (vcpu->in_run || vcpu->entered ||
+	    atomic_load_explicit(&vcpu->mode, memory_order_relaxed) !=
+		    VCPUREQ_OUTSIDE_GUEST_MODE)
+		return vcpureq__err(-EBUSY, "unbind from guest mode (the guest callback, or between enter and exit)");
 	sigemptyset(&kick);
 	sigaddset(&kick, vcpu->vm->kick_signal);
 	pthread_sigmask(SIG_BLOCK, &kick, NULL);
@@ -88,6 +77,7 @@ int vcpureq_vcpu_unbind(struct vcpureq_vcpu *vcpu)
 	while (atomic_load_explicit(&vcpu->kick_inflight, memory_order_acquire))
 		sched_yield();
 	vcpureq__signal_drain(vcpu->vm->kick_signal, true);
+	vcpu->ops->unbind(vcpu);
 	vcpureq__self = NULL;
 	pthread_sigmask(SIG_SETMASK, &vcpu->saved_mask, NULL);
 	atomic_store_explicit(&vcpu->tid, 0, memory_order_release);

@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* VM and vCPU objects: create, destroy, accessors, counters. */
+/*
+ * VM and vCPU objects: open (create or wrap a VM fd), add vCPUs one at a
+ * time (create or adopt), destroy, accessors, counters.  The one place that
+ * picks a backend.
+ */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -8,21 +12,124 @@
 
 #include "internal.h"
 
+/* The first version of struct vcpureq_vm_opts with a size field ends with
+ * flags: no caller can be shorter. */
+#define OPTS_SIZE_MIN \
+	(offsetof(struct vcpureq_vm_opts, flags) + sizeof(unsigned int))
+#define KNOWN_FLAGS VCPUREQ_VM_RETURN_FOREIGN_EINTR
+
+/* copy_struct_from_user(): take what both sides know, default the rest,
+ * refuse non-zero bytes this library does not know. */
+static int copy_opts(struct vcpureq_vm_opts *dst,
+		     const struct vcpureq_vm_opts *src)
+{
+	size_t n;
+
+	if (!src)
+		return vcpureq__err(-EINVAL, "opts is NULL");
+	if (src->size < OPTS_SIZE_MIN)
+		return vcpureq__errf(-EINVAL,
+				     "opts.size is %zu: set it to sizeof(struct vcpureq_vm_opts) (VCPUREQ_VM_OPTS_INIT)",
+				     src->size);
+	n = src->size < sizeof(*dst) ? src->size : sizeof(*dst);
+	memset(dst, 0, sizeof(*dst));
+	memcpy(dst, src, n);
+	for (; n < src->size; n++)
+		if (((const unsigned char *)src)[n])
+			return vcpureq__errf(-E2BIG,
+					     "opts has non-zero byte %zu beyond the %zu this library knows (built against a newer vcpureq?)",
+					     n, sizeof(*dst));
+	dst->size = sizeof(*dst);
+	return 0;
+}
+
 static int check_opts(const struct vcpureq_vm_opts *o)
 {
-	if (!o)
-		return vcpureq__err(-EINVAL, "opts is NULL");
 	if (o->backend != VCPUREQ_BACKEND_KVM &&
 	    o->backend != VCPUREQ_BACKEND_THREAD)
 		return vcpureq__err(-EINVAL, "unknown backend");
-	if (o->nr_vcpus == 0 || o->nr_vcpus > VCPUREQ_MAX_VCPUS)
-		return vcpureq__errf(-EINVAL, "nr_vcpus must be 1..%u",
-				     VCPUREQ_MAX_VCPUS);
-	if (o->backend == VCPUREQ_BACKEND_THREAD && !o->guest)
-		return vcpureq__err(-EINVAL,
-				    "the thread backend needs opts.guest (the guest-mode callback)");
 	if (o->kick_signal < 0 || o->kick_signal >= _NSIG)
 		return vcpureq__err(-EINVAL, "kick_signal out of range");
+	if (o->kick != VCPUREQ_KICK_DEFAULT && o->kick != VCPUREQ_KICK_SIGMASK &&
+	    o->kick != VCPUREQ_KICK_IMMEDIATE_EXIT)
+		return vcpureq__err(-EINVAL, "unknown kick mechanism");
+	if (o->backend == VCPUREQ_BACKEND_THREAD &&
+	    o->kick == VCPUREQ_KICK_SIGMASK)
+		return vcpureq__err(-EINVAL, "the thread backend has no KVM_RUN to give a signal mask: use VCPUREQ_KICK_DEFAULT");
+	if (o->flags & ~KNOWN_FLAGS)
+		return vcpureq__err(-EINVAL, "unknown bits in opts.flags");
+	return 0;
+}
+
+static const struct vcpureq__backend *pick_backend(const struct vcpureq_vm_opts *o)
+{
+	if (o->backend == VCPUREQ_BACKEND_THREAD)
+		return &vcpureq__backend_thread;
+	if (o->kick == VCPUREQ_KICK_SIGMASK)
+		return &vcpureq__backend_kvm_sigmask;
+	/* The default: measured better (docs/performance.md). */
+	return &vcpureq__backend_kvm_immediate_exit;
+}
+
+static void vm_free_mem(struct vcpureq_vm *vm)
+{
+	unsigned int i, n = atomic_load_explicit(&vm->nr_vcpus,
+						 memory_order_relaxed);
+
+	for (i = 0; i < n; i++)
+		free(vm->vcpus[i]);
+	free(vm->vcpus);
+	pthread_mutex_destroy(&vm->add_lock);
+	free(vm);
+}
+
+int vcpureq_vm_open(const struct vcpureq_vm_opts *opts, int vm_fd,
+		    struct vcpureq_vm **out)
+{
+	struct vcpureq_vm *vm;
+	long ncpu;
+	int r;
+
+	if (!out)
+		return vcpureq__err(-EINVAL, "out is NULL");
+	*out = NULL;
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return vcpureq__err(-ENOMEM, "out of memory");
+	r = copy_opts(&vm->opts, opts);
+	if (!r)
+		r = check_opts(&vm->opts);
+	if (r) {
+		free(vm);
+		return r;
+	}
+	pthread_mutex_init(&vm->add_lock, NULL);
+	vm->ops = pick_backend(&vm->opts);
+	vm->can_run = vm->ops->run_guest &&
+		      (vm->opts.backend != VCPUREQ_BACKEND_THREAD ||
+		       vm->opts.guest);
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->pid = getpid();
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	vm->nr_cpus = ncpu > 0 ? (unsigned int)ncpu : 1;
+	vm->kick_signal = vm->opts.kick_signal ? vm->opts.kick_signal :
+						 SIGRTMIN + 5;
+	r = vm->ops->vm_open(vm, vm_fd);
+	if (!r) {
+		/* The vCPU table never moves: adds publish into it while
+		 * broadcasts read it. */
+		vm->vcpus = calloc(vm->max_vcpus, sizeof(*vm->vcpus));
+		if (!vm->vcpus)
+			r = vcpureq__err(-ENOMEM, "out of memory");
+	}
+	if (!r)
+		r = vcpureq__signal_acquire(vm->kick_signal);
+	if (r) {
+		vm->ops->vm_close(vm);
+		vm_free_mem(vm);
+		return r;
+	}
+	*out = vm;
 	return 0;
 }
 
@@ -30,63 +137,117 @@ int vcpureq_vm_create(const struct vcpureq_vm_opts *opts,
 		      struct vcpureq_vm **out)
 {
 	struct vcpureq_vm *vm;
-	size_t sz;
-	unsigned int i;
-	int r = check_opts(opts);
+	unsigned int i, nr;
+	int r;
 
+	if (!opts || !out)
+		return vcpureq__err(-EINVAL, "opts or out is NULL");
+	nr = opts->size >= OPTS_SIZE_MIN ? opts->nr_vcpus : 0;
+	r = vcpureq_vm_open(opts, -1, &vm);
 	if (r)
 		return r;
-	if (!out)
-		return vcpureq__err(-EINVAL, "out is NULL");
-	*out = NULL;
-	vm = calloc(1, sizeof(*vm));
-	if (!vm)
-		return vcpureq__err(-ENOMEM, "out of memory");
-	vm->opts = *opts;
-	vm->nr_vcpus = opts->nr_vcpus;
-	vm->kvm_fd = vm->vm_fd = -1;
-	vm->pid = getpid();
-	{
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-		vm->nr_cpus = n > 0 ? (unsigned int)n : 1;
+	if (nr == 0 || nr > vm->max_vcpus) {
+		r = vcpureq__errf(-EINVAL, "nr_vcpus is %u, must be 1..%u (max_vcpus)",
+				  nr, vm->max_vcpus);
+		goto fail;
 	}
-	vm->kick_signal = opts->kick_signal ? opts->kick_signal : SIGRTMIN + 5;
-	sz = sizeof(struct vcpureq_vcpu) * vm->nr_vcpus;
-	vm->vcpus = aligned_alloc(VCPUREQ__CACHELINE, sz);
-	if (!vm->vcpus) {
-		free(vm);
-		return vcpureq__err(-ENOMEM, "out of memory");
-	}
-	memset(vm->vcpus, 0, sz);
-	for (i = 0; i < vm->nr_vcpus; i++) {
-		vm->vcpus[i].vm = vm;
-		vm->vcpus[i].id = i;
-		vm->vcpus[i].fd = -1;
-	}
-	r = vcpureq__signal_acquire(vm->kick_signal);
-	if (r) {
-		free(vm->vcpus);
-		free(vm);
-		return r;
-	}
-	if (opts->backend == VCPUREQ_BACKEND_KVM) {
-		r = vcpureq__kvm_vm_init(vm);
-		if (r) {
-			vcpureq__kvm_vm_fini(vm);
-			vcpureq__signal_release(vm->kick_signal);
-			free(vm->vcpus);
-			free(vm);
-			return r;
-		}
+	for (i = 0; i < nr; i++) {
+		r = vcpureq_vcpu_create(vm, i, NULL);
+		if (r)
+			goto fail;
 	}
 	*out = vm;
 	return 0;
+fail:
+	{
+		const char *msg = vcpureq_errmsg();
+		char keep[256];
+
+		/* The failure's message, not the cleanup's. */
+		strncpy(keep, msg, sizeof(keep) - 1);
+		keep[sizeof(keep) - 1] = '\0';
+		vcpureq_vm_free(vm);
+		vcpureq__errf(r, "%s", keep);
+	}
+	return r;
+}
+
+/* Add a vCPU: @fd < -1 means create, else adopt @fd / @run. */
+static int add_vcpu(struct vcpureq_vm *vm, unsigned long id, bool adopt,
+		    int fd, struct kvm_run *run, size_t run_size,
+		    struct vcpureq_vcpu **out)
+{
+	struct vcpureq_vcpu *v;
+	unsigned int i, n;
+	int r;
+
+	if (out)
+		*out = NULL;
+	if (!vm)
+		return vcpureq__err(-EINVAL, "vm is NULL");
+	if (atomic_load_explicit(&vm->state, memory_order_relaxed) !=
+	    VCPUREQ__VM_LIVE)
+		return vcpureq__err(-ESHUTDOWN, "the VM has been destroyed");
+	pthread_mutex_lock(&vm->add_lock);
+	n = atomic_load_explicit(&vm->nr_vcpus, memory_order_relaxed);
+	if (n >= vm->max_vcpus) {
+		r = vcpureq__errf(-ENOSPC, "the VM has its %u vCPUs (max_vcpus)",
+				  vm->max_vcpus);
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		if (vm->vcpus[i]->id == id) {
+			r = vcpureq__errf(-EEXIST, "vCPU id %lu is already in the VM",
+					  id);
+			goto out;
+		}
+	v = aligned_alloc(VCPUREQ__CACHELINE,
+			  (sizeof(*v) + VCPUREQ__CACHELINE - 1) &
+				  ~(size_t)(VCPUREQ__CACHELINE - 1));
+	if (!v) {
+		r = vcpureq__err(-ENOMEM, "out of memory");
+		goto out;
+	}
+	memset(v, 0, sizeof(*v));
+	v->vm = vm;
+	v->ops = vm->ops;
+	v->id = id;
+	v->index = n;
+	v->fd = -1;
+	r = adopt ? vm->ops->vcpu_adopt(v, fd, run, run_size) :
+		    vm->ops->vcpu_create(v);
+	if (r) {
+		vm->ops->vcpu_release(v);
+		free(v);
+		goto out;
+	}
+	vm->vcpus[n] = v;
+	/* Publish: release pairs with the acquire in vcpureq__nr_vcpus();
+	 * a reader that sees n + 1 sees the slot and the vCPU whole. */
+	atomic_store_explicit(&vm->nr_vcpus, n + 1, memory_order_release);
+	if (out)
+		*out = v;
+out:
+	pthread_mutex_unlock(&vm->add_lock);
+	return r;
+}
+
+int vcpureq_vcpu_create(struct vcpureq_vm *vm, unsigned long vcpu_id,
+			struct vcpureq_vcpu **out)
+{
+	return add_vcpu(vm, vcpu_id, false, -1, NULL, 0, out);
+}
+
+int vcpureq_vcpu_adopt(struct vcpureq_vm *vm, unsigned long vcpu_id,
+		       int vcpu_fd, struct kvm_run *run, size_t run_size,
+		       struct vcpureq_vcpu **out)
+{
+	return add_vcpu(vm, vcpu_id, true, vcpu_fd, run, run_size, out);
 }
 
 int vcpureq_vm_destroy(struct vcpureq_vm *vm)
 {
-	unsigned int i;
+	unsigned int i, n;
 
 	if (!vm)
 		return vcpureq__err(-EINVAL, "vm is NULL");
@@ -95,16 +256,18 @@ int vcpureq_vm_destroy(struct vcpureq_vm *vm)
 		return vcpureq__err(-ESHUTDOWN, "the VM has been destroyed");
 	if (vcpureq__self && vcpureq__self->vm == vm)
 		return vcpureq__err(-EBUSY, "a vCPU thread cannot destroy its own VM");
-	for (i = 0; i < vm->nr_vcpus; i++)
-		if (atomic_load_explicit(&vm->vcpus[i].tid,
+	n = vcpureq__nr_vcpus(vm);
+	for (i = 0; i < n; i++)
+		if (atomic_load_explicit(&vm->vcpus[i]->tid,
 					 memory_order_acquire))
 			return vcpureq__errf(-EBUSY,
-					     "vCPU %u is still bound to a thread; unbind it first",
-					     i);
+					     "vCPU %lu is still bound to a thread; unbind it first",
+					     vm->vcpus[i]->id);
 	atomic_store_explicit(&vm->state, VCPUREQ__VM_DESTROYED,
 			      memory_order_relaxed);
-	if (vm->opts.backend == VCPUREQ_BACKEND_KVM)
-		vcpureq__kvm_vm_fini(vm);
+	for (i = 0; i < n; i++)
+		vm->ops->vcpu_release(vm->vcpus[i]);
+	vm->ops->vm_close(vm);
 	vcpureq__signal_release(vm->kick_signal);
 	return 0;
 }
@@ -120,27 +283,50 @@ int vcpureq_vm_free(struct vcpureq_vm *vm)
 		if (r)
 			return r;
 	}
-	free(vm->vcpus);
-	free(vm);
+	vm_free_mem(vm);
 	return 0;
 }
 
 struct vcpureq_vcpu *vcpureq_vm_vcpu(const struct vcpureq_vm *vm,
-				     unsigned int id)
+				     unsigned int index)
 {
-	if (!vm || id >= vm->nr_vcpus)
+	if (!vm || index >= vcpureq__nr_vcpus(vm))
 		return NULL;
-	return &vm->vcpus[id];
+	return vm->vcpus[index];
+}
+
+struct vcpureq_vcpu *vcpureq_vm_vcpu_by_id(const struct vcpureq_vm *vm,
+					   unsigned long vcpu_id)
+{
+	unsigned int i, n;
+
+	if (!vm)
+		return NULL;
+	n = vcpureq__nr_vcpus(vm);
+	for (i = 0; i < n; i++)
+		if (vm->vcpus[i]->id == vcpu_id)
+			return vm->vcpus[i];
+	return NULL;
 }
 
 unsigned int vcpureq_vm_nr_vcpus(const struct vcpureq_vm *vm)
 {
-	return vm ? vm->nr_vcpus : 0;
+	return vm ? vcpureq__nr_vcpus(vm) : 0;
 }
 
-unsigned int vcpureq_vcpu_id(const struct vcpureq_vcpu *vcpu)
+unsigned int vcpureq_vm_max_vcpus(const struct vcpureq_vm *vm)
+{
+	return vm ? vm->max_vcpus : 0;
+}
+
+unsigned long vcpureq_vcpu_id(const struct vcpureq_vcpu *vcpu)
 {
 	return vcpu->id;
+}
+
+unsigned int vcpureq_vcpu_index(const struct vcpureq_vcpu *vcpu)
+{
+	return vcpu->index;
 }
 
 struct vcpureq_vm *vcpureq_vcpu_vm(const struct vcpureq_vcpu *vcpu)
@@ -153,33 +339,54 @@ int vcpureq_vm_kick_signal(const struct vcpureq_vm *vm)
 	return vm->kick_signal;
 }
 
+enum vcpureq_kick_mechanism vcpureq_vm_kick_mechanism(const struct vcpureq_vm *vm)
+{
+	return vm->ops->kick;
+}
+
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
+/* The first version of struct vcpureq_stats with a size argument ends with
+ * interrupts_injected. */
+#define STATS_SIZE_MIN \
+	(offsetof(struct vcpureq_stats, interrupts_injected) + sizeof(uint64_t))
+
 int vcpureq_vcpu_stats(const struct vcpureq_vcpu *vcpu,
-		       struct vcpureq_stats *out)
+		       struct vcpureq_stats *out, size_t size)
 {
 	const struct vcpureq__req_stats *r;
 	const struct vcpureq__vcpu_stats *v;
+	struct vcpureq_stats s;
 
 	if (!vcpu || !out)
 		return vcpureq__err(-EINVAL, "vcpu or out is NULL");
+	if (size < STATS_SIZE_MIN)
+		return vcpureq__err(-EINVAL, "size is below the first struct vcpureq_stats: pass sizeof(*out)");
 	r = &vcpu->rstats;
 	v = &vcpu->vstats;
-	out->requests_made = LD(r->requests_made);
-	out->requests_handled = LD(v->requests_handled);
-	out->kicks = LD(r->kicks);
-	out->signals_sent = LD(r->signals_sent);
-	out->signals_coalesced = LD(r->signals_coalesced);
-	out->wakeups = LD(r->wakeups);
-	out->acks_waited = LD(r->acks_waited);
-	out->entries = LD(v->entries);
-	out->entry_aborts = LD(v->entry_aborts);
-	out->exits = LD(v->exits);
-	out->kicked_exits = LD(v->kicked_exits);
-	out->spurious_exits = LD(v->spurious_exits);
-	out->blocks = LD(v->blocks);
-	out->halt_poll_hits = LD(v->halt_poll_hits);
-	out->interrupts_posted = LD(r->interrupts_posted);
-	out->interrupts_injected = LD(v->interrupts_injected);
+	memset(&s, 0, sizeof(s));
+	s.requests_made = LD(r->requests_made);
+	s.requests_handled = LD(v->requests_handled);
+	s.kicks = LD(r->kicks);
+	s.signals_sent = LD(r->signals_sent);
+	s.signals_coalesced = LD(r->signals_coalesced);
+	s.wakeups = LD(r->wakeups);
+	s.acks_waited = LD(r->acks_waited);
+	s.entries = LD(v->entries);
+	s.entry_aborts = LD(v->entry_aborts);
+	s.exits = LD(v->exits);
+	s.kicked_exits = LD(v->kicked_exits);
+	s.spurious_exits = LD(v->spurious_exits);
+	s.blocks = LD(v->blocks);
+	s.halt_poll_hits = LD(v->halt_poll_hits);
+	s.interrupts_posted = LD(r->interrupts_posted);
+	s.interrupts_injected = LD(v->interrupts_injected);
+	s.foreign_exits = LD(v->foreign_exits);
+	/* A newer caller's larger struct: zero what we do not know. */
+	if (size > sizeof(s)) {
+		memset((char *)out + sizeof(s), 0, size - sizeof(s));
+		size = sizeof(s);
+	}
+	memcpy(out, &s, size);
 	return 0;
 }

@@ -105,7 +105,7 @@ uint8_t h_guest_in_byte(struct h_vm *h, unsigned int id)
 static int tb_guest(struct vcpureq_vcpu *vcpu, void *opaque)
 {
 	struct h_vm *h = opaque;
-	struct h_vcpu *hv = &h->vcpus[vcpureq_vcpu_id(vcpu)];
+	struct h_vcpu *hv = &h->vcpus[vcpureq_vcpu_index(vcpu)];
 	int v;
 
 	switch (atomic_load(&hv->prog)) {
@@ -133,6 +133,17 @@ static int tb_guest(struct vcpureq_vcpu *vcpu, void *opaque)
 	}
 }
 
+enum vcpureq_kick_mechanism h_kick_mechanism(void)
+{
+	const char *k = getenv("VCPUREQ_TEST_KICK");
+
+	if (k && !strcmp(k, "sigmask"))
+		return VCPUREQ_KICK_SIGMASK;
+	if (k && !strcmp(k, "immediate_exit"))
+		return VCPUREQ_KICK_IMMEDIATE_EXIT;
+	return VCPUREQ_KICK_DEFAULT;
+}
+
 static bool kvm_really_absent(void)
 {
 	struct stat st;
@@ -154,8 +165,11 @@ int h_vm_create(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
 		o = *opts;
 	else
 		memset(&o, 0, sizeof(o));
+	o.size = sizeof(o);
 	o.backend = be;
 	o.nr_vcpus = nr;
+	if (be == VCPUREQ_BACKEND_KVM && o.kick == VCPUREQ_KICK_DEFAULT)
+		o.kick = h_kick_mechanism();
 	if (be == VCPUREQ_BACKEND_THREAD) {
 		if (!o.guest)
 			o.guest = tb_guest;

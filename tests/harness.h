@@ -109,6 +109,11 @@ bool h_wait_until(bool (*pred)(struct h_vm *, unsigned int), struct h_vm *h,
 bool h_in_guest(struct h_vm *h, unsigned int id);   /* mode IN and progressing */
 bool h_sleeping(struct h_vm *h, unsigned int id);   /* asleep in block */
 
+/* The kick mechanism the tests run with: $VCPUREQ_TEST_KICK ("sigmask" or
+ * "immediate_exit"; CTest registers each KVM case once per mechanism), else
+ * the library's default. */
+enum vcpureq_kick_mechanism h_kick_mechanism(void);
+
 uint64_t h_now_ns(void);
 void h_sleep_us(unsigned int us);
 

@@ -69,7 +69,7 @@ TEST_BOTH(runnable_hook_wakes)
 			;
 		CHECK(h_guest_iters(&h, 0) > it);
 	}
-	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h.vm, 0), &s);
+	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h.vm, 0), &s, sizeof(s));
 	CHECK_EQ(s.requests_made, 0);
 	CHECK_EQ(s.signals_sent, 0);
 	CHECK(s.wakeups >= 1);
@@ -101,7 +101,7 @@ TEST_BOTH(halt_poll_catches_quick_wakes)
 		/* Let it halt again and enter block (polling or asleep): it
 		 * blocks once per round. */
 		do
-			vcpureq_vcpu_stats(vcpureq_vm_vcpu(h.vm, 0), &s);
+			vcpureq_vcpu_stats(vcpureq_vm_vcpu(h.vm, 0), &s, sizeof(s));
 		while (s.blocks < (uint64_t)i && h_now_ns() < end);
 		CHECK(s.blocks >= (uint64_t)i);
 		h_sleep_us(20);
@@ -112,7 +112,7 @@ TEST_BOTH(halt_poll_catches_quick_wakes)
 			;
 		CHECK_EQ(atomic_load(&handled), i);
 	}
-	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h.vm, 0), &s);
+	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h.vm, 0), &s, sizeof(s));
 	printf("blocks %llu, caught while polling %llu, futex wake-ups %llu\n",
 	       (unsigned long long)s.blocks, (unsigned long long)s.halt_poll_hits,
 	       (unsigned long long)s.wakeups);

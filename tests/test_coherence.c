@@ -77,7 +77,7 @@ static struct vcpureq_stats stats_of(struct h_vm *h, unsigned int id)
 {
 	struct vcpureq_stats st;
 
-	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h->vm, id), &st);
+	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h->vm, id), &st, sizeof(st));
 	return st;
 }
 
@@ -204,7 +204,7 @@ static int a_handler(struct vcpureq_vcpu *v, void *opaque)
 	if (vcpureq_check_request(REQ_PING, v) > 0) {
 		/* Recorded on the vCPU thread, before it can re-enter: the
 		 * requester then waits for entries to move past this. */
-		vcpureq_vcpu_stats(v, &st);
+		vcpureq_vcpu_stats(v, &st, sizeof(st));
 		atomic_store(&a_entries_at_handle, st.entries);
 		atomic_store(&a_iters_at_handle, h_guest_iters(a_h, 0));
 		/* After a round's first request, linger 0-4 us so that the
@@ -244,7 +244,7 @@ TEST_BOTH(no_stranded_request)
 		for (n = 1;; n++) {
 			if (!(n & 255))
 				sched_yield(); /* 2 cores: let the vCPU run */
-			vcpureq_vcpu_stats(v, &st);
+			vcpureq_vcpu_stats(v, &st, sizeof(st));
 			if (st.entries > ent &&
 			    (!(i & 1) || h_guest_iters(&h, 0) != it))
 				break;
@@ -264,7 +264,7 @@ TEST_BOTH(no_stranded_request)
 		CHECK(r == 0 || r == 1);
 		nsig += (uint64_t)r;
 		if (!wait_ge(&a_handled, 2 * (uint64_t)i + 1)) {
-			vcpureq_vcpu_stats(v, &st);
+			vcpureq_vcpu_stats(v, &st, sizeof(st));
 			fprintf(stderr, "round %d: request (in guest) stranded: not handled after 10 s (mode %d, handled %llu)\n",
 				i, vcpureq_vcpu_mode(v),
 				(unsigned long long)atomic_load(&a_handled));
@@ -278,7 +278,7 @@ TEST_BOTH(no_stranded_request)
 		CHECK(r == 0 || r == 1);
 		nsig += (uint64_t)r;
 		if (!wait_ge(&a_handled, 2 * (uint64_t)i + 2)) {
-			vcpureq_vcpu_stats(v, &st);
+			vcpureq_vcpu_stats(v, &st, sizeof(st));
 			fprintf(stderr, "round %d: request (racing re-entry) stranded: not handled after 10 s (mode %d, handled %llu)\n",
 				i, vcpureq_vcpu_mode(v),
 				(unsigned long long)atomic_load(&a_handled));
@@ -694,8 +694,8 @@ static void e_self_requests(struct vcpureq_vcpu *v, uint64_t entries)
 		hfail("trigger while self-made requests are still pending");
 	if (vcpureq_vcpu_mode(v) != VCPUREQ_OUTSIDE_GUEST_MODE)
 		hfail("handler runs in mode %d", vcpureq_vcpu_mode(v));
-	vcpureq_vcpu_stats(v, &s0);
-	vcpureq_vcpu_stats(v1, &t0);
+	vcpureq_vcpu_stats(v, &s0, sizeof(s0));
+	vcpureq_vcpu_stats(v1, &t0, sizeof(t0));
 	atomic_store(&e_stage, 1);
 	r[0] = vcpureq_request(e_req[0], v);
 	atomic_store(&e_stage, 2);
@@ -714,8 +714,8 @@ static void e_self_requests(struct vcpureq_vcpu *v, uint64_t entries)
 	r[4] = vcpureq_make_vcpus_request(e_vm, e_req[3] | VCPUREQ_REQUEST_WAIT,
 					  &zero, 1);
 	atomic_store(&e_stage, 6);
-	vcpureq_vcpu_stats(v, &s1);
-	vcpureq_vcpu_stats(v1, &t1);
+	vcpureq_vcpu_stats(v, &s1, sizeof(s1));
+	vcpureq_vcpu_stats(v1, &t1, sizeof(t1));
 
 	for (k = 0; k < 5; k++)
 		if (r[k] != 0 && !(k == 3 && r[k] == 1))
@@ -751,7 +751,7 @@ static int e_handler(struct vcpureq_vcpu *v, void *opaque)
 	int k;
 
 	(void)opaque;
-	if (vcpureq_vcpu_id(v) == 1) {
+	if (vcpureq_vcpu_index(v) == 1) {
 		if (vcpureq_check_request(e_req[2], v) > 0) {
 			uint64_t rd = atomic_load_explicit(&e_bcast_round,
 							   memory_order_relaxed);
@@ -766,7 +766,7 @@ static int e_handler(struct vcpureq_vcpu *v, void *opaque)
 		return 0;
 	}
 	e_calls++;
-	vcpureq_vcpu_stats(v, &st);
+	vcpureq_vcpu_stats(v, &st, sizeof(st));
 	/* First the requests this vCPU made of itself in an earlier call:
 	 * they must be handled in the very next call, before any guest
 	 * entry (a pending request aborts entry). */
@@ -897,7 +897,7 @@ static int f_kicked_now(struct vcpureq_vcpu *v, const struct vcpureq_stats *s0,
 {
 	struct vcpureq_stats s1;
 
-	vcpureq_vcpu_stats(v, &s1);
+	vcpureq_vcpu_stats(v, &s1, sizeof(s1));
 	if (!vcpureq_guest_kicked(v))
 		hfail("phase %d: vcpureq_guest_kicked() false right after a request to itself",
 		      phase);
@@ -930,7 +930,7 @@ static int f_guest(struct vcpureq_vcpu *v, void *opaque)
 		      vcpureq_vcpu_mode(v));
 	if (vcpureq_guest_kicked(v))
 		hfail("phase %d: instance starts already kicked", phase);
-	vcpureq_vcpu_stats(v, &s0);
+	vcpureq_vcpu_stats(v, &s0, sizeof(s0));
 	switch (phase) {
 	case 0:
 		f_expect(phase, vcpureq_request(REQ_X, v), 0, "request");
@@ -1008,6 +1008,7 @@ TEST(thread_backend_guest_self_request)
 
 	(void)be; /* thread backend only: the guest callback is guest mode */
 	memset(&o, 0, sizeof(o));
+	o.size = sizeof(o);
 	o.backend = VCPUREQ_BACKEND_THREAD;
 	o.nr_vcpus = 1;
 	o.guest = f_guest;
@@ -1032,7 +1033,7 @@ TEST(thread_backend_guest_self_request)
 	CHECK_EQ(f_phase, 7);
 	for (k = 0; k < 5; k++)
 		CHECK_EQ(atomic_load(&f_handled_count[k]), 1);
-	vcpureq_vcpu_stats(v, &st);
+	vcpureq_vcpu_stats(v, &st, sizeof(st));
 	print_stats("stats", &st);
 	CHECK_EQ(st.signals_sent, 0);
 	CHECK_EQ(st.entries, 7);

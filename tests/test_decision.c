@@ -35,7 +35,7 @@ static struct vcpureq_stats stats(struct h_vm *h, unsigned int id)
 {
 	struct vcpureq_stats st;
 
-	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h->vm, id), &st);
+	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h->vm, id), &st, sizeof(st));
 	return st;
 }
 

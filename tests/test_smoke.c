@@ -38,7 +38,7 @@ TEST_BOTH(spin_kick_handled)
 		CHECK_EQ(atomic_load(&pings), i + 1);
 	}
 	CHECK_EQ(h_stop_all(&h), 0);
-	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h.vm, 0), &st);
+	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h.vm, 0), &st, sizeof(st));
 	printf("signals %llu kicked_exits %llu spurious %llu entries %llu aborts %llu\n",
 	       (unsigned long long)st.signals_sent, (unsigned long long)st.kicked_exits,
 	       (unsigned long long)st.spurious_exits, (unsigned long long)st.entries,

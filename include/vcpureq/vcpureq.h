@@ -88,25 +88,64 @@ enum vcpureq_mode {
 
 struct vcpureq_vm;
 struct vcpureq_vcpu;
+struct kvm_run; /* <linux/kvm.h> */
 
 enum vcpureq_backend {
 	/* Real vCPUs on /dev/kvm: guest mode is ioctl(KVM_RUN). */
 	VCPUREQ_BACKEND_KVM = 0,
-	/* Guest mode is a user callback (opts.guest) that must return soon
-	 * after vcpureq_guest_kicked() turns true. */
+	/* Guest mode is a user callback (opts.guest), or whatever the caller
+	 * runs between vcpureq_vcpu_enter() and vcpureq_vcpu_exit(), that must
+	 * return soon after vcpureq_guest_kicked() turns true. */
 	VCPUREQ_BACKEND_THREAD = 1,
 };
 
-/* Upper bound of opts.nr_vcpus (the kernel's x86 KVM_MAX_VCPUS). */
-#define VCPUREQ_MAX_VCPUS 1024u
+/*
+ * How a kick gets a vCPU out of KVM_RUN (KVM backend; docs/protocol.md has
+ * the measurements behind the default).
+ *  SIGMASK: the kick signal stays blocked in the vCPU thread and
+ *    KVM_SET_SIGNAL_MASK unblocks it only inside KVM_RUN; no handler runs;
+ *    a kicked exit costs one sigtimedwait() to take the pending signal, and
+ *    every KVM_RUN pays KVM's signal-mask swap.
+ *  IMMEDIATE_EXIT: the kick signal is unblocked in the vCPU thread; its
+ *    handler (async-signal-safe, lock-free, SA_ONSTACK) sets
+ *    kvm_run->immediate_exit through a per-thread pointer, and vcpureq
+ *    clears it before publishing IN_GUEST_MODE (what QEMU, Firecracker and
+ *    crosvm do).  A late kick can interrupt a system call of the vCPU
+ *    thread outside KVM_RUN with EINTR.
+ * The thread backend always works like IMMEDIATE_EXIT (its handler sets
+ * the flag vcpureq_guest_kicked() reads).
+ */
+enum vcpureq_kick_mechanism {
+	VCPUREQ_KICK_DEFAULT = 0, /* the one measured better: IMMEDIATE_EXIT */
+	VCPUREQ_KICK_SIGMASK = 1,
+	VCPUREQ_KICK_IMMEDIATE_EXIT = 2,
+};
 
 /* Returned by the thread backend's guest callback when it stopped because
  * vcpureq_guest_kicked() was true (kernel: KVM_RUN returning -EINTR). */
 #define VCPUREQ_GUEST_KICKED (-4)
 
+/* opts.flags */
+/* vcpureq_vcpu_run() returns VCPUREQ_RUN_INTR for an EINTR from KVM_RUN
+ * that no kick caused (one of the VMM's own signals, unblocked in the vCPU
+ * thread); without it such an exit just re-enters the guest. */
+#define VCPUREQ_VM_RETURN_FOREIGN_EINTR (1u << 0)
+
+/*
+ * Options of a VM.  Extensible: set .size to sizeof(struct vcpureq_vm_opts)
+ * (VCPUREQ_VM_OPTS_INIT does), zero everything you do not use.  A caller
+ * built against an older, shorter struct passes its smaller size and gets
+ * the defaults for the fields it does not know; a larger size whose extra
+ * bytes are not all zero is refused with -E2BIG (the caller asks for
+ * something this library does not have), as the kernel's
+ * copy_struct_from_user().
+ */
 struct vcpureq_vm_opts {
+	size_t size;
 	enum vcpureq_backend backend;
-	/* Number of vCPUs, ids 0..nr_vcpus-1; 1..VCPUREQ_MAX_VCPUS. */
+	/* vcpureq_vm_create() only: create vCPUs with ids 0..nr_vcpus-1 at
+	 * once (1..max_vcpus).  vcpureq_vm_open() requires 0: add vCPUs with
+	 * vcpureq_vcpu_create() / vcpureq_vcpu_adopt(). */
 	unsigned int nr_vcpus;
 	/* Kick signal; 0 selects SIGRTMIN + 5 at run time.  vcpureq installs a
 	 * trivial handler; it refuses (-EBUSY) a signal the application
@@ -114,50 +153,116 @@ struct vcpureq_vm_opts {
 	int kick_signal;
 	/*
 	 * Request handler, called on the vCPU thread outside guest mode by
-	 * vcpureq_vcpu_run() whenever requests are pending before entry.  It
-	 * consumes them with vcpureq_check_request().  Return 0 to go on into
-	 * the guest, > 0 to make vcpureq_vcpu_run() return VCPUREQ_RUN_REQUEST,
-	 * < 0 to make it return that error.  If NULL, vcpureq_vcpu_run()
-	 * returns VCPUREQ_RUN_REQUEST whenever a request is pending.  Requests
-	 * that were pending when the handler was called and that it leaves
-	 * pending also make vcpureq_vcpu_run() return VCPUREQ_RUN_REQUEST, so
-	 * an unknown request cannot livelock entry; requests made while it
-	 * ran are caught by the final check and handed to it again.
+	 * vcpureq_vcpu_run() and vcpureq_vcpu_enter() whenever requests are
+	 * pending before entry.  It consumes them with
+	 * vcpureq_check_request().  Return 0 to go on into the guest, > 0 to
+	 * make the call return VCPUREQ_RUN_REQUEST, < 0 to make it return that
+	 * error.  If NULL, the call returns VCPUREQ_RUN_REQUEST whenever a
+	 * request is pending.  Requests that were pending when the handler
+	 * was called and that it leaves pending also make it return
+	 * VCPUREQ_RUN_REQUEST, so an unknown request cannot livelock entry;
+	 * requests made while it ran are caught by the final check and handed
+	 * to it again.
 	 */
 	int (*handle_requests)(struct vcpureq_vcpu *vcpu, void *opaque);
 	/* Block hook (kernel: kvm_arch_vcpu_runnable()), called on the vCPU
 	 * thread by vcpureq_vcpu_block(); may be NULL (never runnable).  The
 	 * thread that makes it true must then call vcpureq_vcpu_wake_up(). */
 	bool (*runnable)(struct vcpureq_vcpu *vcpu, void *opaque);
-	/* Thread backend only: one guest-mode instance.  Must return
-	 * VCPUREQ_GUEST_KICKED promptly once vcpureq_guest_kicked() is true
-	 * (the kick signal also interrupts its blocking system calls);
-	 * any other value ends the instance as a guest exit. */
+	/* Thread backend, vcpureq_vcpu_run(): one guest-mode instance.  Must
+	 * return VCPUREQ_GUEST_KICKED promptly once vcpureq_guest_kicked() is
+	 * true (the kick signal also interrupts its blocking system calls);
+	 * any other value ends the instance as a guest exit.  May be NULL for
+	 * a VMM that only uses vcpureq_vcpu_enter()/vcpureq_vcpu_exit(). */
 	int (*guest)(struct vcpureq_vcpu *vcpu, void *opaque);
 	void *opaque;
 	/* Halt polling: vcpureq_vcpu_block() spins up to this long (adaptive,
 	 * grown on success and shrunk on failure, as kvm_vcpu_halt()) before
 	 * sleeping.  0 disables polling. */
 	uint64_t halt_poll_ns;
+	/* KVM backend: how kicks reach a vCPU in KVM_RUN. */
+	enum vcpureq_kick_mechanism kick;
+	/* Most vCPUs this VM may have; 0: KVM_CAP_MAX_VCPUS of the VM (KVM
+	 * backend), VCPUREQ_THREAD_MAX_VCPUS (thread backend).  A value above
+	 * the kernel's limit is refused (-EINVAL). */
+	unsigned int max_vcpus;
+	/* KVM backend, when vcpureq creates the VM: the KVM_CREATE_VM type. */
+	unsigned long kvm_vm_type;
+	/* VCPUREQ_VM_* flags. */
+	unsigned int flags;
 };
 
+#define VCPUREQ_VM_OPTS_INIT { .size = sizeof(struct vcpureq_vm_opts) }
+
+/* Default (and maximum) vCPU count of a thread-backend VM. */
+#define VCPUREQ_THREAD_MAX_VCPUS 4096u
+
 /*
- * Create a VM with opts->nr_vcpus vCPUs.  KVM backend: opens /dev/kvm,
- * creates the VM and its vCPUs and maps their kvm_run; guest memory and
- * registers are the VMM's (vcpureq_vm_kvm_fd(), vcpureq_vcpu_kvm_fd()).
- * Errors: -EINVAL bad options; -ENOENT/-EACCES/-ENODEV /dev/kvm missing or not
- * permitted (the message says what to do); -ENOTSUP a needed KVM capability
- * is absent (named); -EBUSY the kick signal is handled by the application;
- * -ENOMEM.  Any thread; may block; not async-signal-safe.
+ * Open a VM with no vCPUs (the split lifecycle of a real VMM).
+ * KVM backend: @vm_fd < 0: open /dev/kvm and KVM_CREATE_VM (type
+ * opts->kvm_vm_type); vcpureq owns and closes both fds at destroy.
+ * @vm_fd >= 0: wrap the VMM's own VM fd; vcpureq never closes it (it opens
+ * /dev/kvm once, briefly, to read the kvm_run mapping size).  Either way
+ * the VMM does its VM-wide setup on vcpureq_vm_kvm_fd() before adding
+ * vCPUs (KVM_CREATE_IRQCHIP, KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP),
+ * KVM_CREATE_PIT2, KVM_SET_TSS_ADDR, memory slots, ...), then adds them
+ * with vcpureq_vcpu_create() or vcpureq_vcpu_adopt().  Thread backend:
+ * @vm_fd must be -1.
+ * Errors: -EINVAL bad options (named), -E2BIG unknown non-zero option
+ * bytes; -ENOENT/-EACCES/-ENODEV /dev/kvm missing or not permitted (the
+ * message says what to do); -ENOTSUP a needed KVM capability is absent
+ * (named); -EBUSY the kick signal is handled by the application; -ENOMEM.
+ * Any thread; may block; not async-signal-safe.
+ */
+int vcpureq_vm_open(const struct vcpureq_vm_opts *opts, int vm_fd,
+		    struct vcpureq_vm **out);
+/*
+ * The one-call convenience: vcpureq_vm_open(opts, -1, out), then
+ * opts->nr_vcpus vCPUs with ids and indexes 0..nr_vcpus-1.  Nothing is
+ * left behind on failure.  Same errors, contract as vcpureq_vm_open().
  */
 int vcpureq_vm_create(const struct vcpureq_vm_opts *opts,
 		      struct vcpureq_vm **out);
 /*
- * Shut the VM down: closes KVM file descriptors and releases the kick signal.
- * Every later call on the VM or its vCPUs returns -ESHUTDOWN (the memory
- * stays valid until vcpureq_vm_free()).  -EBUSY while a vCPU is still bound.
- * Any thread that is not a vCPU thread of this VM; not async-signal-safe.
- * Not to be called concurrently with other calls on this VM.
+ * Add a vCPU with the VMM's choice of @vcpu_id (KVM: the KVM_CREATE_VCPU
+ * id, e.g. a sparse x86 APIC id; thread backend: a label).  KVM backend:
+ * vcpureq creates the vCPU fd and maps its kvm_run, and closes/unmaps them
+ * at destroy.  The new vCPU gets the next index (0, 1, ...: its bit in
+ * request masks, see vcpureq_vm_vcpu()).  May be called while other vCPUs
+ * run and requests fly: a broadcast that started before the vCPU was
+ * published does not target it, one that starts after does (release on
+ * the published count, pairing with the acquire load of every broadcast
+ * and of vcpureq_vm_vcpu()).  Errors: -EEXIST id already used; -ENOSPC
+ * max_vcpus reached; -ESHUTDOWN; the KVM_CREATE_VCPU or mmap error.  Any
+ * thread (serialised with other adds by a mutex); may block; not
+ * async-signal-safe; not concurrently with vcpureq_vm_destroy().
+ */
+int vcpureq_vcpu_create(struct vcpureq_vm *vm, unsigned long vcpu_id,
+			struct vcpureq_vcpu **out);
+/*
+ * Add a vCPU the VMM created itself (KVM backend): @vcpu_fd from its
+ * KVM_CREATE_VCPU of @vcpu_id on this VM, @run its kvm_run mapping of
+ * @run_size bytes (KVM_GET_VCPU_MMAP_SIZE), or NULL to have vcpureq map
+ * one.  vcpureq never closes @vcpu_fd nor unmaps the VMM's mapping (it
+ * unmaps its own at destroy); the VMM keeps both valid until after
+ * vcpureq_vm_destroy().  vcpureq takes over the kvm_run fields of the
+ * protocol: immediate_exit and, with the interrupt mailbox,
+ * request_interrupt_window; and, with VCPUREQ_KICK_SIGMASK, the vCPU's
+ * KVM_SET_SIGNAL_MASK.  Otherwise as vcpureq_vcpu_create(); -EINVAL for
+ * the thread backend, a negative fd or a run_size below sizeof(struct
+ * kvm_run).
+ */
+int vcpureq_vcpu_adopt(struct vcpureq_vm *vm, unsigned long vcpu_id,
+		       int vcpu_fd, struct kvm_run *run, size_t run_size,
+		       struct vcpureq_vcpu **out);
+/*
+ * Shut the VM down: closes the KVM file descriptors vcpureq opened and
+ * unmaps the kvm_run mappings it made (never the VMM's own, see above),
+ * and releases the kick signal.  Every later call on the VM or its vCPUs
+ * returns -ESHUTDOWN (the memory stays valid until vcpureq_vm_free()).
+ * -EBUSY while a vCPU is still bound.  Any thread that is not a vCPU
+ * thread of this VM; not async-signal-safe.  Not to be called
+ * concurrently with other calls on this VM.
  */
 int vcpureq_vm_destroy(struct vcpureq_vm *vm);
 /* Destroy (if not yet done) and free.  -EBUSY (nothing freed) while a vCPU
@@ -165,19 +270,41 @@ int vcpureq_vm_destroy(struct vcpureq_vm *vm);
  * use-after-free. */
 int vcpureq_vm_free(struct vcpureq_vm *vm);
 
-/* Any thread; async-signal-safe.  NULL if id >= nr_vcpus. */
+/*
+ * Accessors.  Any thread; never block; async-signal-safe.
+ * vcpureq_vm_vcpu(): the vCPU of index @index (order of addition; the bit
+ *   in request masks), NULL if none; acquire, so a vCPU added by another
+ *   thread is seen whole.
+ * vcpureq_vm_vcpu_by_id(): the vCPU whose vcpu id is @vcpu_id, or NULL
+ *   (a scan of the vCPUs: O(nr_vcpus)).
+ * vcpureq_vm_nr_vcpus(): vCPUs added so far (acquire); 0 for NULL.
+ * vcpureq_vm_max_vcpus(): the VM's limit (opts.max_vcpus or the kernel's).
+ * vcpureq_vcpu_id() / vcpureq_vcpu_index(): the vCPU's id and index.
+ */
 struct vcpureq_vcpu *vcpureq_vm_vcpu(const struct vcpureq_vm *vm,
-				     unsigned int id);
+				     unsigned int index);
+struct vcpureq_vcpu *vcpureq_vm_vcpu_by_id(const struct vcpureq_vm *vm,
+					   unsigned long vcpu_id);
 unsigned int vcpureq_vm_nr_vcpus(const struct vcpureq_vm *vm);
-unsigned int vcpureq_vcpu_id(const struct vcpureq_vcpu *vcpu);
+unsigned int vcpureq_vm_max_vcpus(const struct vcpureq_vm *vm);
+unsigned long vcpureq_vcpu_id(const struct vcpureq_vcpu *vcpu);
+unsigned int vcpureq_vcpu_index(const struct vcpureq_vcpu *vcpu);
 struct vcpureq_vm *vcpureq_vcpu_vm(const struct vcpureq_vcpu *vcpu);
-/* The kick signal actually used. */
+/* The kick signal actually used, and the kick mechanism (never DEFAULT). */
 int vcpureq_vm_kick_signal(const struct vcpureq_vm *vm);
-/* KVM backend: the VM fd (for memory slots) and a vCPU's fd and kvm_run
- * (for registers and exit data).  -ENOTSUP / NULL on the thread backend. */
+enum vcpureq_kick_mechanism vcpureq_vm_kick_mechanism(const struct vcpureq_vm *vm);
+/* KVM backend: the VM fd (for memory slots and VM-wide setup) and a vCPU's
+ * fd and kvm_run (for registers and exit data).  -ENOTSUP / NULL on the
+ * thread backend. */
 int vcpureq_vm_kvm_fd(const struct vcpureq_vm *vm);
 int vcpureq_vcpu_kvm_fd(const struct vcpureq_vcpu *vcpu);
 struct kvm_run *vcpureq_vcpu_kvm_run(const struct vcpureq_vcpu *vcpu);
+/* KVM backend: whether the vCPU has an in-kernel LAPIC (KVM_CREATE_IRQCHIP
+ * or split irqchip, probed with KVM_GET_LAPIC when it was added).  Then
+ * HLT sleeps inside KVM_RUN and interrupts go through KVM_IRQ_LINE,
+ * KVM_SIGNAL_MSI or irqfd: KVM delivers them itself, no kick needed; the
+ * interrupt mailbox (vcpureq_post_interrupt()) is refused with -ENOTSUP. */
+bool vcpureq_vcpu_lapic_in_kernel(const struct vcpureq_vcpu *vcpu);
 
 /* Per-thread message for the last error returned to this thread, or "". */
 const char *vcpureq_errmsg(void);
@@ -266,21 +393,27 @@ int vcpureq_check_request(unsigned int req, struct vcpureq_vcpu *vcpu);
 /* The vCPU thread. */
 
 /*
- * Make the calling thread the vCPU thread of @vcpu.  Blocks the kick signal
- * in this thread (KVM backend: unblocked only inside KVM_RUN through
- * KVM_SET_SIGNAL_MASK) and only then publishes the thread, so a kick never
- * reaches a thread that is not ready for it.  -EBUSY if the vCPU is bound or
- * this thread is bound to another vCPU; -ESHUTDOWN.  May block briefly.
+ * Make the calling thread the vCPU thread of @vcpu.  Sets up this thread
+ * for the kick mechanism before it publishes the thread, so a kick never
+ * reaches a thread that is not ready for it: SIGMASK blocks the kick
+ * signal here and gives KVM_RUN a mask without it (KVM_SET_SIGNAL_MASK,
+ * from this thread's mask at bind); IMMEDIATE_EXIT and the thread backend
+ * unblock it once the handler's per-thread pointer is set.  -EBUSY if the
+ * vCPU is bound or this thread is bound to another vCPU; -ESHUTDOWN.  May
+ * block briefly; not async-signal-safe.
  */
 int vcpureq_vcpu_bind(struct vcpureq_vcpu *vcpu);
 /*
  * Stop being the vCPU thread: waits for kickers that are about to signal it,
  * drains a pending kick signal and restores the thread's signal mask.
- * vCPU thread only.
+ * -EBUSY from guest mode, a lockless walk or the request handler (the
+ * vCPU would go on unbound).  vCPU thread only.
  */
 int vcpureq_vcpu_unbind(struct vcpureq_vcpu *vcpu);
 
 enum vcpureq_run_result {
+	/* vcpureq_vcpu_enter(): enter the guest now. */
+	VCPUREQ_RUN_ENTER = 0,
 	/* The guest exited for a reason the VMM handles: KVM backend, see
 	 * vcpureq_vcpu_kvm_run()->exit_reason; thread backend, the guest
 	 * callback's value from vcpureq_vcpu_guest_ret(). */
@@ -290,19 +423,70 @@ enum vcpureq_run_result {
 	 * KVM backend: a pending I/O or MMIO exit was completed first, so the
 	 * registers are consistent. */
 	VCPUREQ_RUN_REQUEST = 2,
+	/* vcpureq_vcpu_exit(): nothing for the VMM (a kick, an interrupt
+	 * window, a stale signal): call vcpureq_vcpu_enter() again. */
+	VCPUREQ_RUN_AGAIN = 3,
+	/* KVM_RUN failed with EINTR that no kick caused (one of the VMM's own
+	 * signals); only with VCPUREQ_VM_RETURN_FOREIGN_EINTR. */
+	VCPUREQ_RUN_INTR = 4,
 };
 
 /*
  * One guest entry with the full protocol (kernel: vcpu_enter_guest()):
- * process requests (handler), inject posted interrupts, publish
- * IN_GUEST_MODE, full fence, final check of requests and mode (abort if any),
- * enter; on return publish OUTSIDE_GUEST_MODE, bump the exit epoch and wake
- * WAIT requesters.  A kick (-EINTR) or a spurious exit loops back to the
- * requests; the call returns only for a guest exit, for requests the caller
- * must handle, or for an error: -EIO once the VM is dead, -EPERM not the
- * vCPU thread, or the KVM_RUN error.  vCPU thread only; blocks in the guest.
+ * vcpureq_vcpu_enter(), KVM_RUN (thread backend: opts.guest), then
+ * vcpureq_vcpu_exit(), looping over kicks and spurious exits.  Returns
+ * only for a guest exit (VCPUREQ_RUN_EXIT), for requests the caller must
+ * handle (VCPUREQ_RUN_REQUEST), for a foreign EINTR when asked
+ * (VCPUREQ_RUN_INTR), or for an error: -EIO once the VM is dead, -EPERM
+ * not the vCPU thread, -EBUSY called from the request handler or guest
+ * mode, -EINVAL thread backend without opts.guest, or the KVM_RUN error.
+ * vCPU thread only; blocks in the guest; not async-signal-safe.
  */
 int vcpureq_vcpu_run(struct vcpureq_vcpu *vcpu);
+
+/*
+ * The same entry for a VMM that keeps its own run loop: the pair goes
+ * around the VMM's own ioctl(KVM_RUN) (thread backend: its own guest
+ * code, which polls vcpureq_guest_kicked()):
+ *
+ *   for (;;) {
+ *           r = vcpureq_vcpu_enter(vcpu);
+ *           if (r != VCPUREQ_RUN_ENTER)
+ *                   break;                 // requests, -EIO, ...
+ *           r = ioctl(vcpu_fd, KVM_RUN, 0);
+ *           r = vcpureq_vcpu_exit(vcpu, r < 0 ? -errno : 0);
+ *           if (r == VCPUREQ_RUN_EXIT)
+ *                   handle(run->exit_reason);
+ *           else if (r < 0 || r == VCPUREQ_RUN_INTR)
+ *                   break;
+ *   }
+ *
+ * vcpureq_vcpu_enter(): process requests (the handler), forget the kicks
+ * of ended instances (immediate_exit, a pending kick signal), publish
+ * IN_GUEST_MODE, full fence [V] (pairs with every requester's [R]), sync
+ * the mailbox, final check of requests, mode and VM_DEAD (on failure:
+ * OUTSIDE, epoch++, back to the requests), inject from the mailbox.
+ * Returns VCPUREQ_RUN_ENTER with the vCPU IN_GUEST_MODE: the caller must
+ * enter at once and then call vcpureq_vcpu_exit(), whatever happens (a
+ * kick sent from now on ends that entry: KVM_RUN returns EINTR at once or
+ * interrupts the guest).  Otherwise, outside guest mode:
+ * VCPUREQ_RUN_REQUEST, -EIO (VM dead), -EPERM, -EBUSY (already entered,
+ * in a walk, or from the request handler), or the handler's error.
+ *
+ * vcpureq_vcpu_exit(): @ret is what the entry returned: KVM_RUN's 0 or
+ * -errno; thread backend 0, or VCPUREQ_GUEST_KICKED (or -EINTR) for an
+ * instance that ended because it was kicked.  Publishes OUTSIDE (release),
+ * bumps the exit epoch (release: the acknowledgement), wakes WAIT
+ * requesters, and classifies the exit: VCPUREQ_RUN_EXIT (an exit for the
+ * VMM: run->exit_reason), VCPUREQ_RUN_AGAIN (kicked, interrupt window,
+ * EAGAIN: nothing for the VMM), VCPUREQ_RUN_INTR (foreign EINTR, with the
+ * flag), or @ret itself for another KVM_RUN error.  -EPERM / -EINVAL (no
+ * entry in progress) change nothing.
+ *
+ * Both: vCPU thread only; never block; not async-signal-safe.
+ */
+int vcpureq_vcpu_enter(struct vcpureq_vcpu *vcpu);
+int vcpureq_vcpu_exit(struct vcpureq_vcpu *vcpu, int ret);
 /* Thread backend: the guest callback's last return value. */
 int vcpureq_vcpu_guest_ret(const struct vcpureq_vcpu *vcpu);
 
@@ -371,8 +555,10 @@ enum vcpureq_mode vcpureq_vcpu_mode(const struct vcpureq_vcpu *vcpu);
  * with a fully ordered RMW before reading the mode, and kick (no request
  * bit: ON takes its place).  The vCPU syncs PIR after publishing
  * IN_GUEST_MODE and its fence, and injects with KVM_INTERRUPT when the guest
- * accepts it (interrupt window).  Wakes a sleeper.  Returns 1 if a signal
- * was sent, 0 if not, -EINVAL.  Any thread; never blocks; async-signal-safe.
+ * accepts it (interrupt window).  Wakes a sleeper.  For the user-space
+ * irqchip only: -ENOTSUP for a vCPU with an in-kernel LAPIC (see
+ * vcpureq_vcpu_lapic_in_kernel()).  Returns 1 if a signal was sent, 0 if
+ * not, -EINVAL.  Any thread; never blocks; async-signal-safe.
  */
 int vcpureq_post_interrupt(struct vcpureq_vcpu *vcpu, unsigned int vector);
 /*
@@ -411,11 +597,18 @@ struct vcpureq_stats {
 	uint64_t halt_poll_hits;    /* blocks that ended while polling */
 	uint64_t interrupts_posted;
 	uint64_t interrupts_injected;
+	uint64_t foreign_exits;     /* EINTR exits no kick caused (one of the
+				       VMM's own signals) */
 };
 
-/* Any thread; async-signal-safe. */
+/*
+ * Copy the counters into @out, of @size bytes (pass sizeof(*out): the
+ * struct may grow at its end; a caller built against an older, shorter
+ * struct gets the fields it knows).  -EINVAL for NULL or a size below the
+ * first version's.  Any thread; never blocks; async-signal-safe.
+ */
 int vcpureq_vcpu_stats(const struct vcpureq_vcpu *vcpu,
-		       struct vcpureq_stats *out);
+		       struct vcpureq_stats *out, size_t size);
 
 #ifdef __cplusplus
 }

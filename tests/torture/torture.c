@@ -121,7 +121,7 @@ static _Atomic uint64_t payload_regress, stranded, lost_wakeups, wait_early,
 
 static int handler(struct vcpureq_vcpu *v, void *opaque)
 {
-	unsigned int id = vcpureq_vcpu_id(v), r;
+	unsigned int id = vcpureq_vcpu_index(v), r;
 
 	(void)opaque;
 	for (r = 0; r < R; r++) {
