@@ -11,6 +11,7 @@
 
 	.globl vg_code_start, vg_code_end
 	.globl vg_spin, vg_out, vg_halt, vg_irq, vg_irq_handler, vg_in
+	.globl vg_pic, vg_pic_handler
 vg_code_start:
 
 /* Spin in the guest forever, counting: only a kick gets it out. */
@@ -50,6 +51,39 @@ vg_in:
 	outb	%al, $0x13
 	hlt
 	jmp	vg_in
+
+/*
+ * In-kernel irqchip: program the in-kernel 8259 PIC (IRQ0..7 at vectors
+ * 0x28..0x2f, only IRQ0 unmasked), then wait for interrupts with sti; hlt
+ * (KVM halts the vCPU inside KVM_RUN).  Each pass counts at ds:0.
+ */
+vg_pic:
+	movb	$0x11, %al	/* ICW1: edge, cascade, ICW4 follows */
+	outb	%al, $0x20
+	movb	$0x28, %al	/* ICW2: vector base */
+	outb	%al, $0x21
+	movb	$0x04, %al	/* ICW3: a slave on IRQ2 */
+	outb	%al, $0x21
+	movb	$0x01, %al	/* ICW4: 8086 mode, normal EOI */
+	outb	%al, $0x21
+	movb	$0xfe, %al	/* OCW1: unmask IRQ0 only */
+	outb	%al, $0x21
+vg_pic_loop:
+	addl	$1, %ds:0
+	sti
+	hlt
+	jmp	vg_pic_loop
+
+/* IRQ0 through the PIC (vector 0x28): count at ds:4, report on port
+ * 0x11, EOI to the PIC. */
+vg_pic_handler:
+	pushw	%ax
+	addl	$1, %ds:4
+	outb	%al, $0x11
+	movb	$0x20, %al
+	outb	%al, $0x20
+	popw	%ax
+	iret
 
 vg_code_end:
 	.section .note.GNU-stack,"",@progbits

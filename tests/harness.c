@@ -11,7 +11,7 @@
 
 extern const uint8_t vg_code_start[], vg_code_end[];
 extern const uint8_t vg_spin[], vg_out[], vg_halt[], vg_irq[],
-	vg_irq_handler[], vg_in[];
+	vg_irq_handler[], vg_in[], vg_pic[], vg_pic_handler[];
 
 #define MEM_SIZE 0x100000u
 #define CODE_GPA 0x1000u
@@ -37,7 +37,8 @@ void h_sleep_us(unsigned int us)
 uint32_t h_prog_gpa(enum h_prog p)
 {
 	const uint8_t *at = p == H_SPIN ? vg_spin : p == H_OUT ? vg_out :
-			    p == H_HALT ? vg_halt : p == H_IRQ ? vg_irq : vg_in;
+			    p == H_HALT ? vg_halt : p == H_IRQ ? vg_irq :
+			    p == H_PIC ? vg_pic : vg_in;
 
 	return CODE_GPA + (uint32_t)(at - vg_code_start);
 }
@@ -74,6 +75,15 @@ int h_set_prog(struct h_vm *h, unsigned int id, enum h_prog prog)
 	regs.rflags = 0x2;
 	if (ioctl(fd, KVM_SET_REGS, &regs) < 0)
 		return -errno;
+	if (h->flags & H_F_IRQCHIP) {
+		/* With an in-kernel LAPIC, application processors wait for
+		 * INIT/SIPI; start every vCPU at once, as VMMs that load
+		 * the guest's state themselves do. */
+		struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
+
+		if (ioctl(fd, KVM_SET_MP_STATE, &mp) < 0)
+			return -errno;
+	}
 	return 0;
 }
 
@@ -153,12 +163,93 @@ static bool kvm_really_absent(void)
 	return access("/dev/kvm", R_OK | W_OK) < 0;
 }
 
-int h_vm_create(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
-		enum h_prog prog, const struct vcpureq_vm_opts *opts)
+static int setup_memory(struct h_vm *h, int vm_fd)
+{
+	struct kvm_userspace_memory_region reg;
+	uint16_t *ivt;
+
+	h->mem_size = MEM_SIZE;
+	h->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (h->mem == MAP_FAILED)
+		return -errno;
+	memcpy(h->mem + CODE_GPA, vg_code_start,
+	       (size_t)(vg_code_end - vg_code_start));
+	ivt = (uint16_t *)(h->mem + H_IRQ_VECTOR * 4);
+	ivt[0] = (uint16_t)(CODE_GPA + (vg_irq_handler - vg_code_start));
+	ivt[1] = 0;
+	ivt = (uint16_t *)(h->mem + H_PIC_VECTOR * 4);
+	ivt[0] = (uint16_t)(CODE_GPA + (vg_pic_handler - vg_code_start));
+	ivt[1] = 0;
+	memset(&reg, 0, sizeof(reg));
+	reg.slot = 0;
+	reg.guest_phys_addr = 0;
+	reg.memory_size = MEM_SIZE;
+	reg.userspace_addr = (uintptr_t)h->mem;
+	if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &reg) < 0)
+		return -errno;
+	return 0;
+}
+
+/* VM-wide setup a production VMM does before its first vCPU. */
+static int setup_irqchip(int vm_fd)
+{
+	if (ioctl(vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000ul) < 0 ||
+	    ioctl(vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+/* The harness as a VMM that made the fds itself: KVM_CREATE_VCPU, mmap of
+ * kvm_run, then vcpureq adopts both. */
+static int adopt_vcpu(struct h_vm *h, unsigned long id)
+{
+	long size = ioctl(h->own_kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	int fd = ioctl(vcpureq_vm_kvm_fd(h->vm), KVM_CREATE_VCPU, id);
+	void *run;
+	int r;
+
+	if (fd < 0 || size <= 0)
+		return -errno;
+	run = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		   fd, 0);
+	if (run == MAP_FAILED) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	h->own_vcpu_fd[h->nr] = fd;
+	h->own_run[h->nr] = run;
+	h->own_run_size = (size_t)size;
+	return vcpureq_vcpu_adopt(h->vm, id, fd, run, (size_t)size, NULL);
+}
+
+int h_add_vcpu(struct h_vm *h, unsigned long id, enum h_prog prog)
+{
+	unsigned int i = h->nr;
+	int r;
+
+	if (i >= H_CAP)
+		return -ENOSPC;
+	h->vcpus[i].h = h;
+	h->vcpus[i].id = i;
+	if (h->flags & H_F_ADOPT)
+		r = adopt_vcpu(h, id);
+	else
+		r = vcpureq_vcpu_create(h->vm, id, NULL);
+	if (r)
+		return r;
+	h->nr = i + 1;
+	return h_set_prog(h, i, prog);
+}
+
+int h_vm_create_cfg(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
+		    enum h_prog prog, const struct vcpureq_vm_opts *opts,
+		    unsigned int flags, const unsigned long *ids)
 {
 	struct vcpureq_vm_opts o;
 	unsigned int i;
-	int r;
+	int r, vm_fd = -1;
 
 	memset(h, 0, sizeof(*h));
 	if (opts)
@@ -167,7 +258,6 @@ int h_vm_create(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
 		memset(&o, 0, sizeof(o));
 	o.size = sizeof(o);
 	o.backend = be;
-	o.nr_vcpus = nr;
 	if (be == VCPUREQ_BACKEND_KVM && o.kick == VCPUREQ_KICK_DEFAULT)
 		o.kick = h_kick_mechanism();
 	if (be == VCPUREQ_BACKEND_THREAD) {
@@ -181,53 +271,86 @@ int h_vm_create(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
 		       strerror(errno));
 		return H_SKIP;
 	}
-	r = vcpureq_vm_create(&o, &h->vm);
-	if (r)
-		return r;
+	h->guest = o.guest;
+	h->guest_opaque = o.opaque;
 	h->backend = be;
-	h->nr = nr;
-	h->vcpus = calloc(nr, sizeof(*h->vcpus));
+	h->flags = flags;
+	h->own_kvm_fd = -1;
+	h->vcpus = calloc(nr > H_CAP ? nr : H_CAP, sizeof(*h->vcpus));
 	if (!h->vcpus)
 		return -ENOMEM;
-	for (i = 0; i < nr; i++) {
-		h->vcpus[i].h = h;
-		h->vcpus[i].id = i;
-	}
-	if (be == VCPUREQ_BACKEND_KVM) {
-		struct kvm_userspace_memory_region reg;
-		uint16_t *ivt;
-
-		h->mem_size = MEM_SIZE;
-		h->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE,
-			      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-		if (h->mem == MAP_FAILED)
-			return -errno;
-		memcpy(h->mem + CODE_GPA, vg_code_start,
-		       (size_t)(vg_code_end - vg_code_start));
-		ivt = (uint16_t *)(h->mem + H_IRQ_VECTOR * 4);
-		ivt[0] = (uint16_t)(CODE_GPA + (vg_irq_handler - vg_code_start));
-		ivt[1] = 0;
-		memset(&reg, 0, sizeof(reg));
-		reg.slot = 0;
-		reg.guest_phys_addr = 0;
-		reg.memory_size = MEM_SIZE;
-		reg.userspace_addr = (uintptr_t)h->mem;
-		if (ioctl(vcpureq_vm_kvm_fd(h->vm), KVM_SET_USER_MEMORY_REGION,
-			  &reg) < 0)
-			return -errno;
-	}
-	for (i = 0; i < nr; i++) {
-		r = h_set_prog(h, i, prog);
+	if (!flags && !ids) {
+		/* The one-call convenience. */
+		o.nr_vcpus = nr;
+		r = vcpureq_vm_create(&o, &h->vm);
 		if (r)
 			return r;
+		h->nr = nr;
+		for (i = 0; i < nr; i++) {
+			h->vcpus[i].h = h;
+			h->vcpus[i].id = i;
+		}
+		if (be == VCPUREQ_BACKEND_KVM &&
+		    (r = setup_memory(h, vcpureq_vm_kvm_fd(h->vm))))
+			return r;
+		for (i = 0; i < nr; i++)
+			if ((r = h_set_prog(h, i, prog)))
+				return r;
+		return 0;
 	}
+	if (nr > H_CAP)
+		return -EINVAL;
+	/* The split lifecycle: the VM, VM-wide setup, then vCPUs one by
+	 * one. */
+	if (be == VCPUREQ_BACKEND_KVM && (flags & H_F_ADOPT)) {
+		h->own_kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+		if (h->own_kvm_fd < 0)
+			return -errno;
+		vm_fd = ioctl(h->own_kvm_fd, KVM_CREATE_VM, 0);
+		if (vm_fd < 0)
+			return -errno;
+		h->own_vm_fd = vm_fd;
+	}
+	r = vcpureq_vm_open(&o, vm_fd, &h->vm);
+	if (r)
+		return r;
+	if (be == VCPUREQ_BACKEND_KVM) {
+		vm_fd = vcpureq_vm_kvm_fd(h->vm);
+		if ((flags & H_F_IRQCHIP) && (r = setup_irqchip(vm_fd)))
+			return r;
+		if ((r = setup_memory(h, vm_fd)))
+			return r;
+	}
+	for (i = 0; i < nr; i++)
+		if ((r = h_add_vcpu(h, ids ? ids[i] : i, prog)))
+			return r;
 	return 0;
+}
+
+int h_vm_create(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
+		enum h_prog prog, const struct vcpureq_vm_opts *opts)
+{
+	return h_vm_create_cfg(h, be, nr, prog, opts, 0, NULL);
 }
 
 void h_vm_destroy(struct h_vm *h)
 {
+	unsigned int i;
+
 	if (h->vm)
 		vcpureq_vm_free(h->vm);
+	/* Adopted fds and mappings are the VMM's (ours) to release, after
+	 * vcpureq is done with them. */
+	for (i = 0; i < H_CAP; i++) {
+		if (h->own_run[i])
+			munmap(h->own_run[i], h->own_run_size);
+		if (h->own_vcpu_fd[i] > 0)
+			close(h->own_vcpu_fd[i]);
+	}
+	if (h->own_vm_fd > 0)
+		close(h->own_vm_fd);
+	if (h->own_kvm_fd > 0)
+		close(h->own_kvm_fd);
 	if (h->mem && h->mem != MAP_FAILED)
 		munmap(h->mem, h->mem_size);
 	free(h->vcpus);
@@ -239,6 +362,39 @@ static int exit_reason(struct h_vm *h, struct vcpureq_vcpu *v)
 	if (h->backend == VCPUREQ_BACKEND_KVM)
 		return (int)vcpureq_vcpu_kvm_run(v)->exit_reason;
 	return vcpureq_vcpu_guest_ret(v);
+}
+
+/* $VCPUREQ_TEST_LOOP=own: the VMM-owned loop over the enter/exit pair,
+ * with the harness's own ioctl(KVM_RUN) (or guest code), in place of
+ * vcpureq_vcpu_run(); it must return the same results. */
+static bool own_loop(void)
+{
+	const char *l = getenv("VCPUREQ_TEST_LOOP");
+
+	return l && !strcmp(l, "own");
+}
+
+static int own_run(struct h_vm *h, struct vcpureq_vcpu *v)
+{
+	for (;;) {
+		int r = vcpureq_vcpu_enter(v);
+
+		if (r != VCPUREQ_RUN_ENTER)
+			return r;
+		if (h->backend == VCPUREQ_BACKEND_KVM)
+			r = ioctl(vcpureq_vcpu_kvm_fd(v), KVM_RUN, 0) < 0 ?
+				    -errno : 0;
+		else
+			r = h->guest(v, h->guest_opaque);
+		r = vcpureq_vcpu_exit(v, r);
+		if (r != VCPUREQ_RUN_AGAIN)
+			return r;
+	}
+}
+
+int h_run(struct h_vm *h, struct vcpureq_vcpu *v)
+{
+	return own_loop() ? own_run(h, v) : vcpureq_vcpu_run(v);
 }
 
 static void *vcpu_main(void *arg)
@@ -256,7 +412,7 @@ static void *vcpu_main(void *arg)
 	}
 	atomic_store(&hv->started, 1);
 	for (;;) {
-		r = vcpureq_vcpu_run(v);
+		r = h_run(h, v);
 		if (r == -EIO)
 			break; /* VM dead */
 		if (r < 0) {

@@ -24,9 +24,11 @@ enum h_prog {
 	H_HALT, /* halts every iteration: the VMM blocks */
 	H_IRQ,  /* sti; hlt: takes posted interrupts (vector 0x20) */
 	H_IN,   /* in al,0x12; store; out 0x13; hlt */
+	H_PIC,  /* programs the in-kernel PIC; sti; hlt (in-kernel halt) */
 };
 
 #define H_IRQ_VECTOR 0x20
+#define H_PIC_VECTOR 0x28 /* IRQ0 through the in-kernel PIC */
 #define H_PORT_OUT 0x10
 #define H_PORT_IRQ 0x11
 #define H_PORT_IN 0x12
@@ -60,9 +62,25 @@ struct h_vcpu {
 	_Atomic int finished;
 };
 
+/* Room for vCPUs added after create (h_add_vcpu). */
+#define H_CAP 64
+
+/* h_vm_create_cfg() flags (KVM backend). */
+#define H_F_IRQCHIP 1u /* KVM_SET_TSS_ADDR + KVM_CREATE_IRQCHIP first */
+#define H_F_ADOPT 2u   /* the harness makes the VM and vCPU fds; adopted */
+
 struct h_vm {
 	struct vcpureq_vm *vm;
 	enum vcpureq_backend backend;
+	unsigned int flags;
+	/* Thread backend: the guest callback, for the VMM-owned loop. */
+	int (*guest)(struct vcpureq_vcpu *, void *);
+	void *guest_opaque;
+	/* H_F_ADOPT: what the harness (the VMM) opened and closes itself. */
+	int own_kvm_fd, own_vm_fd;
+	int own_vcpu_fd[H_CAP];
+	void *own_run[H_CAP];
+	size_t own_run_size;
 	uint8_t *mem;
 	size_t mem_size;
 	unsigned int nr;
@@ -82,6 +100,15 @@ struct h_vm {
  */
 int h_vm_create(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
 		enum h_prog prog, const struct vcpureq_vm_opts *opts);
+/* The split lifecycle: vcpureq_vm_open() (on a VM fd the harness made
+ * itself with H_F_ADOPT), VM-wide setup (H_F_IRQCHIP), then @nr vCPUs added
+ * one by one with ids @ids (NULL: 0..nr-1), created or adopted; nr <= H_CAP.
+ * Without flags and ids it is h_vm_create(). */
+int h_vm_create_cfg(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
+		    enum h_prog prog, const struct vcpureq_vm_opts *opts,
+		    unsigned int flags, const unsigned long *ids);
+/* Add one more vCPU (index h->nr) with @id, running @prog. */
+int h_add_vcpu(struct h_vm *h, unsigned long id, enum h_prog prog);
 void h_vm_destroy(struct h_vm *h);
 /* Point vCPU @id at @prog (vCPU not running: before start or from its own
  * thread). */
@@ -93,6 +120,10 @@ uint64_t h_guest_iters(struct h_vm *h, unsigned int id);
 uint64_t h_guest_irqs(struct h_vm *h, unsigned int id);
 /* Byte the H_IN program stored. */
 uint8_t h_guest_in_byte(struct h_vm *h, unsigned int id);
+
+/* One vcpureq_vcpu_run(), or the same over the enter/exit pair with the
+ * harness's own KVM_RUN when $VCPUREQ_TEST_LOOP=own. */
+int h_run(struct h_vm *h, struct vcpureq_vcpu *v);
 
 /* Start the VMM loop thread of every vCPU (or one).  The loop: bind; run;
  * on exit: I/O continues, HLT blocks; hooks; until stopped or -EIO. */
@@ -172,6 +203,20 @@ void h_register(const char *name, h_case_fn fn, int both);
 			return H_SKIP;                                      \
 		if (r_) {                                                   \
 			fprintf(stderr, "h_vm_create: %d (%s)\n", r_,       \
+				vcpureq_errmsg());                          \
+			return 1;                                           \
+		}                                                           \
+	} while (0)
+
+
+#define H_VM_CFG(h, be, nr, prog, opts, flags, ids)                         \
+	do {                                                                \
+		int r_ = h_vm_create_cfg((h), (be), (nr), (prog), (opts),   \
+					 (flags), (ids));                   \
+		if (r_ == H_SKIP)                                           \
+			return H_SKIP;                                      \
+		if (r_) {                                                   \
+			fprintf(stderr, "h_vm_create_cfg: %d (%s)\n", r_,   \
 				vcpureq_errmsg());                          \
 			return 1;                                           \
 		}                                                           \
