@@ -311,7 +311,9 @@ static void ie_prepare_entry(struct vcpureq_vcpu *vcpu)
 	/* A kick handled since the last entry (the handler set both) has
 	 * done its job; vcpureq__enter_guest_mode() fences these clears
 	 * before the publish. */
+#ifndef VCPUREQ_MUTANT_IE_CLEAR_LATE
 	set_immediate_exit(vcpu, 0);
+#endif
 	atomic_store_explicit(&vcpu->kicked, 0, memory_order_relaxed);
 }
 
@@ -358,6 +360,14 @@ static void kvm_inject(struct vcpureq_vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
 
+#ifdef VCPUREQ_MUTANT_IE_CLEAR_LATE
+	/* Mutant: immediate_exit cleared after IN_GUEST_MODE is published
+	 * (here, after the final check): a kick whose handler ran since the
+	 * publish is erased, and KVM_RUN runs the guest with the request
+	 * stranded. */
+	if (vcpu->ops->kick == VCPUREQ_KICK_IMMEDIATE_EXIT)
+		set_immediate_exit(vcpu, 0);
+#endif
 	if (!vcpureq__irr_pending(vcpu)) {
 		if (vcpu->window_requested) {
 			run->request_interrupt_window = 0;

@@ -42,7 +42,9 @@ void vcpureq__race_window(enum vcpureq__window w);
  * Mutants, for the mutation self-check (tests/torture/mutants.sh): each
  * VCPUREQ_MUTANT_* breaks the protocol in one known way, and the torture
  * test or the Spin model must catch every one.  Never defined in a normal
- * build.
+ * build.  Those of one kick mechanism (SIGNAL_DELIVERABLE: SIGMASK;
+ * IE_CLEAR_LATE: IMMEDIATE_EXIT) live in backend_kvm.c and are run with
+ * that mechanism (mutants.sh).
  */
 #if defined(VCPUREQ_MUTANT_NO_REQ_FENCE)
 #define VCPUREQ__MB_R() ((void)0)
