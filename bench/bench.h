@@ -42,6 +42,7 @@ enum {
 	B_PART_WAKE = 1u << 4,
 	B_PART_REQUESTERS = 1u << 5,
 	B_PART_BROADCAST = 1u << 6,
+	B_PART_KICKAB = 1u << 7,
 };
 bool b_part(unsigned int part);
 
@@ -208,6 +209,8 @@ int part_entry(int rep);
 int part_wake(int rep);
 int part_requesters(int rep);
 int part_broadcast(int rep);
+int part_kickab(int rep);
+void kickab_report(FILE *f);
 
 /* ---- broadcast results (broadcast.c) ---- */
 #define B_NN 6

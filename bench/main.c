@@ -39,6 +39,7 @@ static const struct {
 	{ "wake", B_PART_WAKE, part_wake },
 	{ "requesters", B_PART_REQUESTERS, part_requesters },
 	{ "broadcast", B_PART_BROADCAST, part_broadcast },
+	{ "kickab", B_PART_KICKAB, part_kickab },
 };
 #define NPARTS (sizeof(parts) / sizeof(parts[0]))
 

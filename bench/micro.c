@@ -117,12 +117,18 @@ static void *kick_vcpu(void *arg)
 		if (atomic_load(&p->mode) == MODE_RAW) {
 			uint64_t t, t2;
 
+			/* As a raw VMM of the VM's mechanism would:
+			 * IMMEDIATE_EXIT clears what the handler set,
+			 * SIGMASK takes the pending signal. */
+			run->immediate_exit = 0;
 			atomic_store(&p->in_raw, 1);
 			r = ioctl(fd, KVM_RUN, 0);
 			t = b_now();
 			atomic_store(&p->in_raw, 0);
 			if (r < 0 && errno == EINTR) {
-				sigtimedwait(&kick, NULL, &zero);
+				if (vcpureq_vm_kick_mechanism(p->h->vm) ==
+				    VCPUREQ_KICK_SIGMASK)
+					sigtimedwait(&kick, NULL, &zero);
 				t2 = b_now();
 				atomic_store_explicit(&p->raw_t, t,
 						      memory_order_relaxed);
