@@ -50,8 +50,13 @@ extern "C" {
 /* Set no bit: only kick (and, with WAIT, wait).  Not valid for
  * vcpureq_make_request(), which would then do nothing. */
 #define VCPUREQ_REQUEST_NO_ACTION (1u << 10)
-/* Numbers below this are architecture independent (ours); the user's own
- * requests are VCPUREQ_ARCH_REQ(nr), nr in 0..55. */
+/*
+ * Numbers below this are architecture independent (ours), as in the kernel:
+ * 0-2 are VCPUREQ_REQ_TLB_FLUSH, VM_DEAD and UNBLOCK, and 3-7 are reserved
+ * (every call that takes a request refuses them with -EINVAL, so that a
+ * user request cannot silently share a generic request's bit).  The user's
+ * own requests are VCPUREQ_ARCH_REQ(nr) == nr + 8, nr in 0..55.
+ */
 #define VCPUREQ_REQUEST_ARCH_BASE 8
 #define VCPUREQ_REQUEST_NR_MAX 63u
 
