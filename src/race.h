@@ -41,7 +41,8 @@ void vcpureq__race_window(enum vcpureq__window w);
 /*
  * Mutants, for the mutation self-check (tests/torture/mutants.sh): each
  * VCPUREQ_MUTANT_* breaks the protocol in one known way, and the torture
- * test or the Spin model must catch every one.  Never defined in a normal
+ * test, the Spin model or ThreadSanitizer must catch every one (which one
+ * catches which: tests/torture/mutants.sh).  Never defined in a normal
  * build.  Those of one kick mechanism (SIGNAL_DELIVERABLE: SIGMASK;
  * IE_CLEAR_LATE: IMMEDIATE_EXIT) live in backend_kvm.c and are run with
  * that mechanism (mutants.sh).
@@ -60,6 +61,26 @@ void vcpureq__race_window(enum vcpureq__window w);
 #define VCPUREQ__MB_S() ((void)0)
 #else
 #define VCPUREQ__MB_S() vcpureq__smp_mb()
+#endif
+/*
+ * VCPUREQ_MUTANT_RELAXED_PAYLOAD: the request bit is set, tested and
+ * checked with memory_order_relaxed (no release in vcpureq__set_request(),
+ * no acquire in vcpureq_test_request() / vcpureq_check_request()), so the
+ * payload written before a make no longer happens before the handler's
+ * reads.  On x86 the instructions are the same (only the compiler may
+ * reorder), so the torture test cannot see it; ThreadSanitizer does: the
+ * test_payload checks, built with -fsanitize=thread against this mutant
+ * (tests/torture/CMakeLists.txt), report the data race on their plain
+ * payload.
+ */
+#if defined(VCPUREQ_MUTANT_RELAXED_PAYLOAD)
+#define VCPUREQ__MO_REQ_SET memory_order_relaxed
+#define VCPUREQ__MO_REQ_TEST memory_order_relaxed
+#define VCPUREQ__MO_REQ_CHECK memory_order_relaxed
+#else
+#define VCPUREQ__MO_REQ_SET memory_order_release
+#define VCPUREQ__MO_REQ_TEST memory_order_acquire
+#define VCPUREQ__MO_REQ_CHECK memory_order_seq_cst
 #endif
 
 #endif /* VCPUREQ_RACE_H */

@@ -11,6 +11,9 @@ VCPUREQ__TLS struct vcpureq_vcpu *vcpureq__self;
 
 #define VALID_FLAGS (VCPUREQ_REQUEST_MASK | VCPUREQ_REQUEST_NO_WAKEUP | \
 		     VCPUREQ_REQUEST_WAIT | VCPUREQ_REQUEST_NO_ACTION)
+/* The architecture-independent requests the library defines: TLB_FLUSH (0),
+ * VM_DEAD (1), UNBLOCK (2). */
+#define GENERIC_NR 3
 
 int vcpureq__check_req(unsigned int req, bool allow_no_action)
 {
@@ -26,6 +29,16 @@ int vcpureq__check_req(unsigned int req, bool allow_no_action)
 	if ((req & VCPUREQ_REQUEST_MASK) > VCPUREQ_REQUEST_NR_MAX)
 		return vcpureq__err(-EINVAL,
 				    "request number above 63 (the bitmap has 64 bits)");
+	/*
+	 * 0-7 are the architecture-independent numbers (the kernel reserves
+	 * them below KVM_REQUEST_ARCH_BASE); the library defines 0-2.  A raw
+	 * 3-7 is refused rather than taken as a user request that a later
+	 * generic request would silently share.
+	 */
+	if ((req & VCPUREQ_REQUEST_MASK) >= GENERIC_NR &&
+	    (req & VCPUREQ_REQUEST_MASK) < VCPUREQ_REQUEST_ARCH_BASE)
+		return vcpureq__err(-EINVAL,
+				    "request numbers 3-7 are reserved for architecture-independent requests (kernel: below KVM_REQUEST_ARCH_BASE); use VCPUREQ_ARCH_REQ(n)");
 	return 0;
 }
 

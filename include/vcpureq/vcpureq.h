@@ -44,14 +44,28 @@ extern "C" {
 #define VCPUREQ_REQUEST_MASK 0xffu
 /* Only vCPUs in guest mode need attention: a sleeping vCPU is not woken. */
 #define VCPUREQ_REQUEST_NO_WAKEUP (1u << 8)
-/* Wait until every target that was not outside guest mode has acknowledged,
- * i.e. has left the guest-mode (or lockless-walk) instance it was in. */
+/*
+ * Wait for the acknowledgement of every target that was not outside guest
+ * mode (a sleeping or OUTSIDE target is not waited for).  What it
+ * guarantees: when the request returns, every guest-mode or lockless-walk
+ * instance that was in progress at the requester's fence has ended.  An
+ * instance that began after that fence may still be running, even one the
+ * requester saw and signalled; it saw everything written before the
+ * request (and, if the request sets a bit, aborts at its final check).
+ * This is weaker than the kernel's IPI wait, which waits for every
+ * instance its mode read saw (docs/protocol.md, "What WAIT guarantees").
+ */
 #define VCPUREQ_REQUEST_WAIT (1u << 9)
 /* Set no bit: only kick (and, with WAIT, wait).  Not valid for
  * vcpureq_make_request(), which would then do nothing. */
 #define VCPUREQ_REQUEST_NO_ACTION (1u << 10)
-/* Numbers below this are architecture independent (ours); the user's own
- * requests are VCPUREQ_ARCH_REQ(nr), nr in 0..55. */
+/*
+ * Numbers below this are architecture independent (ours), as in the kernel:
+ * 0-2 are VCPUREQ_REQ_TLB_FLUSH, VM_DEAD and UNBLOCK, and 3-7 are reserved
+ * (every call that takes a request refuses them with -EINVAL, so that a
+ * user request cannot silently share a generic request's bit).  The user's
+ * own requests are VCPUREQ_ARCH_REQ(nr) == nr + 8, nr in 0..55.
+ */
 #define VCPUREQ_REQUEST_ARCH_BASE 8
 #define VCPUREQ_REQUEST_NR_MAX 63u
 
@@ -70,7 +84,15 @@ extern "C" {
 /* Make vcpureq_vcpu_block() return; consumed by it.  Never carries work into
  * guest entry: vcpureq_vcpu_run() clears it silently. */
 #define VCPUREQ_REQ_UNBLOCK 2u
-/* Not a request: guarantees the targets have left guest mode. */
+/*
+ * Not a request: sets no bit, kicks and waits (kernel: "ensures the target
+ * vCPU has exited guest mode").  What it guarantees is WAIT's: when the
+ * request returns, every guest-mode or lockless-walk instance that was in
+ * progress at the requester's fence has ended.  An instance that began
+ * after that fence may still be running; it saw everything written before
+ * the request.  Not a guarantee that the target is outside guest mode at
+ * the return.
+ */
 #define VCPUREQ_REQ_OUTSIDE_GUEST_MODE \
 	(VCPUREQ_REQUEST_NO_ACTION | VCPUREQ_REQUEST_WAIT | \
 	 VCPUREQ_REQUEST_NO_WAKEUP)
@@ -351,12 +373,15 @@ int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu);
  * request of every vCPU (or those whose bit is set in @mask, @mask_bits bits
  * long, bits >= nr_vcpus must be clear) and kick them; with WAIT, all signals
  * are sent first, then every acknowledgement is awaited (never holding a
- * lock).  Returns 1 if at least one signal was sent (the kernel's bool), 0 if
- * none, -EINVAL for a bad request or mask, -EDEADLK for a WAIT request made
- * from inside a lockless walk, or of another vCPU from guest mode (the
- * thread backend's guest callback): two such callers could wait for each
- * other forever.  Any thread; blocks only with WAIT; a vCPU thread never
- * waits on itself.  Any vCPU id may be named once.
+ * lock): when it returns, every guest-mode or lockless-walk instance that
+ * was in progress at the requester's fence has ended (VCPUREQ_REQUEST_WAIT
+ * says what that does not cover).  Returns 1 if at least one signal was
+ * sent (the kernel's bool), 0 if none, -EINVAL for a bad request or mask,
+ * -EDEADLK for a WAIT request made from inside a lockless walk, or of
+ * another vCPU from guest mode (the thread backend's guest callback): two
+ * such callers could wait for each other forever.  Any thread; blocks only
+ * with WAIT; a vCPU thread never waits on itself.  Any vCPU id may be named
+ * once.
  */
 int vcpureq_make_all_cpus_request(struct vcpureq_vm *vm, unsigned int req);
 int vcpureq_make_vcpus_request_mask(struct vcpureq_vm *vm, unsigned int req,

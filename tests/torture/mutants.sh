@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Mutation self-check: every mutant of the protocol (src/race.h) must be
-# caught, by the torture test (it fails) or by the Spin model (the model
-# variant with the same hole yields its counterexample).  Prints a table;
-# exits non-zero if any mutant survives.
+# caught, by ThreadSanitizer (a TSan build of a check reports the data race
+# the mutant opens), by the torture test (it fails) or by the Spin model
+# (the model variant with the same hole yields its counterexample).  Prints
+# a table; exits non-zero if any mutant survives.
 #   mutants.sh BUILD_DIR/tests/torture MODEL_DIR [budget_seconds]
+#   MUTANTS="relaxed_payload ..." mutants.sh ...   only these mutants
 set -u
 bin=$1
 model=$2
@@ -28,12 +30,46 @@ declare -A why_torture_misses=(
 	[no_sleeper_fence]="store-buffer window too narrow to hit"
 	[no_vcpu_fence]="store-buffer window, hit in some runs only"
 )
-mutants="no_req_fence no_vcpu_fence no_final_check requestless_kick signal_deliverable snapshot_after_cas no_sleeper_fence wait_no_wait ie_clear_late"
+# Mutant -> the TSan check that catches it: "program case" in BUILD_DIR;
+# the program built against the real library (the name without -mut-...)
+# must pass the same case.
+declare -A tsan_check=(
+	[relaxed_payload]="payload-tsan-mut-relaxed_payload payload_plain_visible.thread"
+)
+all_mutants="no_req_fence no_vcpu_fence no_final_check requestless_kick signal_deliverable snapshot_after_cas no_sleeper_fence wait_no_wait ie_clear_late relaxed_payload"
 # Mutants of one kick mechanism run with it (the others with the default).
 declare -A kick_of=(
 	[signal_deliverable]="sigmask"
 	[ie_clear_late]="immediate_exit"
 )
+mutants=${MUTANTS:-$all_mutants}
+for m in $mutants; do
+	case " $all_mutants " in
+	*" $m "*) ;;
+	*) echo "mutants: unknown mutant $m (known: $all_mutants)"; exit 2 ;;
+	esac
+done
+
+# Run a TSan check: 0 caught (the control passes, the mutant reports a
+# data race), 1 not caught, 2 the check is not built here.
+run_tsan() { # mutant
+	local prog tcase ctl out
+	read -r prog tcase <<<"${tsan_check[$1]}"
+	ctl=${prog%%-mut-*}
+	[ -x "$bin/$prog" ] && [ -x "$bin/$ctl" ] || return 2
+	if ! out=$(TSAN_OPTIONS=halt_on_error=1 "$bin/$ctl" "$tcase" 2>&1); then
+		echo "mutants: the control $ctl $tcase fails on the real library:" >&2
+		printf '%s\n' "$out" | tail -n 20 >&2
+		return 1
+	fi
+	out=$(TSAN_OPTIONS=halt_on_error=1 timeout 120 "$bin/$prog" "$tcase" 2>&1)
+	[ $? -ne 0 ] || return 1
+	printf '%s\n' "$out" | grep -q 'ThreadSanitizer: data race' || return 1
+	# where: the first frame of the report, e.g. "p_vcpu_main test_payload.c:68"
+	tsan_line="data race at $(printf '%s\n' "$out" | grep -m1 ' #0 ' |
+		sed -e 's/^ *#0 //' -e 's/ (.*//' -e 's@ /.*/@ @')"
+	return 0
+}
 
 model_out=""
 run_model() {
@@ -50,6 +86,18 @@ run_model() {
 survivors=0
 printf '\n| mutant | caught by | after |\n|---|---|---|\n' > mutants.md
 for m in $mutants; do
+	if [ -n "${tsan_check[$m]:-}" ]; then
+		run_tsan "$m"
+		case $? in
+		0) printf '| %s | tsan: %s (%s) | first round |\n' "$m" \
+			"$tsan_line" "${tsan_check[$m]}" >> mutants.md
+		   continue ;;
+		2) printf '| %s | not run: its TSan check is not built here (ASan build, or no TSan); the plain build checks it | |\n' \
+			"$m" >> mutants.md
+		   continue ;;
+		esac
+		# not caught by TSan: the torture test and the model may still
+	fi
 	t0=$(date +%s.%N)
 	out=$(VCPUREQ_TEST_KICK=${kick_of[$m]:-} timeout $((budget + 30)) \
 		"$bin/torture-mut-$m" -t "$budget" 2>&1)
