@@ -119,7 +119,7 @@ TEST_BOTH(payload_plain_visible)
 			atomic_load(&p_bad));
 	CHECK_EQ(atomic_load(&p_bad), 0);
 	CHECK_EQ(atomic_load(&p_consumed), P_ROUNDS);
-	vcpureq_vcpu_stats(v, &st);
+	vcpureq_vcpu_stats(v, &st, sizeof(st));
 	CHECK_EQ(st.requests_made, P_ROUNDS);
 	CHECK_EQ(st.kicks, 0); /* the bit was the only edge */
 	h_vm_destroy(&h);

@@ -27,7 +27,7 @@ static struct vcpureq_stats stats(struct h_vm *h, unsigned int id)
 {
 	struct vcpureq_stats st;
 
-	vcpureq_vcpu_stats(V(h, id), &st);
+	vcpureq_vcpu_stats(V(h, id), &st, sizeof(st));
 	return st;
 }
 
@@ -111,9 +111,9 @@ TEST_BOTH(clear_request_clears_one_bit)
 	for (i = 0; i < NR_SETTABLE; i++) {
 		for (j = 0; j < NR_SETTABLE; j++)
 			CHECK_EQ(vcpureq_make_request(settable(j), v), 0);
-		vcpureq_vcpu_stats(v, &s0);
+		vcpureq_vcpu_stats(v, &s0, sizeof(s0));
 		CHECK_EQ(vcpureq_clear_request(settable(i), v), 0);
-		vcpureq_vcpu_stats(v, &s1);
+		vcpureq_vcpu_stats(v, &s1, sizeof(s1));
 		CHECK_EQ(s1.requests_handled, s0.requests_handled);
 		for (j = 0; j < NR_SETTABLE; j++)
 			CHECK_EQ(vcpureq_test_request(settable(j), v), j != i);
