@@ -1,10 +1,12 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Consume vcpureq as an outside program would: install it into a temporary
-# prefix, shared and static in turn, then build tests/consumer/consumer.c
-# once with pkg-config and once with find_package(vcpureq), and run each.
-# Also checks that the shared library exports the public vcpureq_* symbols
-# only.  Needs cmake, a C compiler, pkg-config and nm; no /dev/kvm.
+# prefix, shared and static in turn, then build the README's example
+# (examples/minimal.c: a thread-backend VM, no /dev/kvm needed, exits 0 only
+# if its request's payload reached the vCPU) once with pkg-config and once
+# with find_package(vcpureq) (tests/consumer/), and run each.  Also checks
+# that the shared library exports the public vcpureq_* symbols only, and
+# that vcpureq.pc and version.h agree on the version.  Needs cmake, a C compiler, pkg-config and nm; no /dev/kvm.
 #   tools/consumer-check.sh [WORKDIR]    (default: build-consumer)
 set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +34,10 @@ for kind in shared static; do
 		[ -s "$prefix/$f" ] || { step "FAIL: $f not installed"; exit 1; }
 	done
 
+	pcver=$(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --modversion vcpureq)
+	grep -q "VCPUREQ_VERSION_STRING \"$pcver\"" "$prefix/include/vcpureq/version.h" ||
+		{ step "FAIL: vcpureq.pc says $pcver, version.h does not"; exit 1; }
+
 	if [ $kind = shared ]; then
 		so=$(find "$prefix" -name 'libvcpureq.so.*.*' | head -n 1)
 		soname=$(objdump -p "$so" | awk '/SONAME/ { print $2 }')
@@ -52,7 +58,7 @@ for kind in shared static; do
 	step "$kind: pkg-config build"
 	# shellcheck disable=SC2046
 	$CC -std=c11 -Wall -Wextra -Werror -pthread -o "$work/consumer-pc-$kind" \
-		"$src/tests/consumer/consumer.c" \
+		"$src/examples/minimal.c" \
 		$(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config $pcflags --cflags --libs vcpureq)
 	if [ $kind = shared ]; then
 		# the static archive is not there: it must be the shared library
@@ -77,7 +83,7 @@ cat >"$work/sub/CMakeLists.txt" <<EOT
 cmake_minimum_required(VERSION 3.18)
 project(sub LANGUAGES C)
 add_subdirectory("$src" vcpureq)
-add_executable(consumer "$src/tests/consumer/consumer.c")
+add_executable(consumer "$src/examples/minimal.c")
 target_link_libraries(consumer PRIVATE vcpureq::vcpureq)
 EOT
 cmake -S "$work/sub" -B "$work/sub/build" >"$work/sub.log"
