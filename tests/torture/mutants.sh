@@ -45,6 +45,7 @@ run_model() {
 survivors=0
 printf '\n| mutant | caught by | after |\n|---|---|---|\n' > mutants.md
 for m in $mutants; do
+	echo "mutants: $m: torture, up to $budget s"
 	t0=$(date +%s.%N)
 	out=$(timeout $((budget + 30)) "$bin/torture-mut-$m" -t "$budget" 2>&1)
 	rc=$?
