@@ -121,7 +121,8 @@ for my $it (@items) {
 	}
 	if ($k eq 'blank' || $k eq 'pp') {
 		push @overview, { comment => $comment, text => $it->{text} }
-			if $k eq 'pp' && $it->{text} =~ /^#define\s+VCPUREQ_/;
+			if $k eq 'pp' && $it->{text} =~ /^#define\s+VCPUREQ_\w+\s*\S/
+			   && $it->{text} !~ /^#define\s+\w+_H\s*$/;
 		$comment = undef;
 		$group = undef;
 		next;
@@ -175,7 +176,7 @@ sub prose {
 			$open = 0;
 			next;
 		}
-		if ($l =~ /^-\s+(.*)/) {
+		if ($l =~ /^\s*-\s+(.*)/) {
 			$out .= ".IP \\(bu 2\n" . esc($1) . "\n";
 			$open = 1;
 			next;
