@@ -1,31 +1,57 @@
 # Thin driver over CMake/CTest for the README's commands.
+# bash with pipefail: a test's failure is not hidden by the progress filter.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 SAN = -DCMAKE_BUILD_TYPE=Debug -DVCPUREQ_SANITIZE
+# Budget of the torture run of test-full (s); make test's is 20 s.
+FULL_TORTURE_SECONDS ?= 180
 
-.PHONY: all demo test unit torture torture-long test-asan test-tsan bench clean
+.PHONY: all configure demo deps test test-full unit torture torture-long \
+	test-asan test-tsan bench consumer-check cross clean
 
-all:
+configure:
 	cmake -S . -B $(BUILD) -DVCPUREQ_WERROR=ON $(CMAKE_FLAGS) >/dev/null
+
+all: configure
 	cmake --build $(BUILD) -j$(JOBS)
 
 # The main job: a 4-vCPU VM on /dev/kvm (ARGS="-n 8" for more vCPUs).
-demo: all
+# Builds the demo alone: needs only a C compiler and CMake.
+demo: configure
+	cmake --build $(BUILD) -j$(JOBS) --target vcpureq-demo
 	$(BUILD)/demo/vcpureq-demo $(ARGS)
 
-# The whole suite: unit and protocol tests on both backends, the demo's
-# checks, the example, the Spin model, the short torture run with the
-# mutation self-check, and the quick benchmark.
-test: all
-	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE 'model|torture|bench'
-	cd $(BUILD) && ctest --output-on-failure -L 'model|torture|bench'
+# What the tests need beyond compiler and CMake (spin, gnuplot-nox,
+# pkg-config): installed with apt-get as root, else the command is printed.
+deps:
+	@tools/install-deps.sh test
 
-# Fast tier only: unit and protocol tests, demo, example.
+# Every tier, in about 4 minutes here (README): unit and protocol tests on both
+# backends, the man-page check, the demo's checks, the example (in
+# parallel); then one at a time: the Spin model at its default bound, the
+# short torture run, the mutation self-check and the quick benchmark.
+test: deps all
+	@echo "== unit, protocol (both backends), man pages, demo, example"
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE 'model|torture|bench|full'
+	@echo "== one at a time: model (default bound, 2-2.5 min), torture (20 s), mutants (about 1 min), quick bench"
+	cd $(BUILD) && ctest --output-on-failure -V -L 'model|torture|bench' -LE full \
+		| grep -E --line-buffered '^[0-9]+/[0-9]+ Test|model: |mutants: |^([0-9]+: )?\| |torture: |% tests passed|tests failed|Total Test time|FAIL'
+
+# The long tier (CI runs it too): the exhaustive model (FULL=1, 17-22
+# minutes and up to 6.5 GB) and a torture run of FULL_TORTURE_SECONDS.
+test-full: deps all
+	cd $(BUILD) && ctest --output-on-failure -V -L full \
+		| grep -E --line-buffered '^[0-9]+/[0-9]+ Test|model: |torture: |% tests passed|tests failed|Total Test time|FAIL'
+	TORTURE_SECONDS=$(FULL_TORTURE_SECONDS) tests/torture/long.sh $(BUILD)/tests/torture/torture
+
+# Fast tier only: unit and protocol tests, man pages, demo, example.
 unit: all
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -L unit
 
-# Torture tier: short run + mutation self-check (under 3 minutes).
+# Torture tier: short run + mutation self-check.
 torture: all
 	cd $(BUILD) && ctest --output-on-failure -L torture
 
@@ -39,14 +65,33 @@ torture-long: all
 # (protocol tests on both backends).
 test-asan:
 	$(MAKE) all BUILD=build-asan CMAKE_FLAGS="$(SAN)=address,undefined"
-	cd build-asan && ctest --output-on-failure -j$(JOBS) -LE 'model|torture|bench'
-	cd build-asan && ctest --output-on-failure -L 'torture|bench'
+	cd build-asan && ctest --output-on-failure -j$(JOBS) -LE 'model|torture|bench|full'
+	cd build-asan && ctest --output-on-failure -L 'torture|bench' -LE full
 test-tsan:
 	$(MAKE) all BUILD=build-tsan CMAKE_FLAGS="$(SAN)=thread"
 	cd build-tsan && ctest --output-on-failure -j$(JOBS) -L unit
+
+# Install into temporary prefixes (shared and static), build an outside
+# program with pkg-config and with find_package(vcpureq), run it.
+consumer-check:
+	tools/consumer-check.sh build-consumer
+
+# The library cross-compiled for aarch64 (gcc-aarch64-linux-gnu), static
+# and shared.
+cross:
+	set -e; for kind in static shared; do \
+		shared=OFF; [ $$kind = static ] || shared=ON; \
+		cmake -S . -B build-aarch64-$$kind -DVCPUREQ_WERROR=ON \
+			-DBUILD_SHARED_LIBS=$$shared \
+			-DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake >/dev/null; \
+		cmake --build build-aarch64-$$kind -j$(JOBS) >/dev/null; \
+	done
+	readelf -h build-aarch64-static/libvcpureq.a | grep -q 'Machine:.*AArch64'
+	readelf -h build-aarch64-shared/libvcpureq.so | grep -q 'Machine:.*AArch64'
+	@echo "cross: libvcpureq.a and libvcpureq.so built for aarch64"
 
 bench: all
 	$(BUILD)/bench/vcpureq-bench --out $(BUILD)/bench-out
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-consumer build-aarch64-static build-aarch64-shared

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Every row of the decision table (DESIGN.md section 3), checked through the
+ * Every row of the decision table (docs/design.md, section 2), checked through the
  * counters and the vCPU's observed behaviour, on real KVM guests and on the
  * thread backend.  Rows that need a vCPU held in EXITING_GUEST_MODE use the
  * thread backend, whose guest callback can delay its exit at will (on KVM

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Measures the two ways of making a kick interrupt KVM_RUN (DESIGN.md section 1):
+ * Measures the two ways of making a kick interrupt KVM_RUN (docs/design.md, section 1):
  *   A: kick signal blocked in the vCPU thread, unblocked only inside KVM_RUN via
  *      KVM_SET_SIGNAL_MASK; the pending signal is taken with sigtimedwait();
  *   B: kick signal unblocked; its handler sets kvm_run->immediate_exit.

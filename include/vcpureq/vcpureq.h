@@ -33,8 +33,18 @@
 extern "C" {
 #endif
 
-#define VCPUREQ_VERSION_MAJOR 0
-#define VCPUREQ_VERSION_MINOR 1
+#include "vcpureq/version.h"
+
+/*
+ * The version of the library linked at run time, which may differ from the
+ * one compiled against (VCPUREQ_VERSION, VCPUREQ_VERSION_STRING):
+ * vcpureq_version() returns (major << 16) | (minor << 8) | patch,
+ * vcpureq_version_string() "major.minor.patch" (static storage).
+ * Any thread; never blocks; async-signal-safe; no memory ordering needed
+ * (constants).
+ */
+unsigned int vcpureq_version(void);
+const char *vcpureq_version_string(void);
 
 /* ---------------------------------------------------------------------- */
 /* Request encoding: the kernel's values (include/linux/kvm_host.h, 6.4-6.12). */

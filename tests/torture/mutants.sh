@@ -98,6 +98,7 @@ for m in $mutants; do
 		esac
 		# not caught by TSan: the torture test and the model may still
 	fi
+	echo "mutants: $m: torture, up to $budget s"
 	t0=$(date +%s.%N)
 	out=$(VCPUREQ_TEST_KICK=${kick_of[$m]:-} timeout $((budget + 30)) \
 		"$bin/torture-mut-$m" -t "$budget" 2>&1)

@@ -1,0 +1,36 @@
+# The library: static, or shared with BUILD_SHARED_LIBS=ON.
+include(GNUInstallDirs)
+
+# include/vcpureq/version.h from include/vcpureq/version.h.in
+set(VCPUREQ_GENERATED_INCLUDE ${PROJECT_BINARY_DIR}/include)
+configure_file(${PROJECT_SOURCE_DIR}/include/vcpureq/version.h.in
+               ${VCPUREQ_GENERATED_INCLUDE}/vcpureq/version.h @ONLY)
+
+add_library(vcpureq ${VCPUREQ_SOURCES})
+add_library(vcpureq::vcpureq ALIAS vcpureq)
+target_include_directories(vcpureq PUBLIC
+  $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+  $<BUILD_INTERFACE:${VCPUREQ_GENERATED_INCLUDE}>
+  $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+target_compile_options(vcpureq PRIVATE ${VCPUREQ_WARNINGS})
+target_link_libraries(vcpureq PUBLIC Threads::Threads)
+
+# The shared library exports the public vcpureq_* functions only: the
+# version script makes every other global (the vcpureq__ internals) local.
+# A SONAME per minor version while the major is 0 (the ABI may change
+# between 0.x releases), per major version from 1.0 on.
+if(PROJECT_VERSION_MAJOR EQUAL 0)
+  set(VCPUREQ_SOVERSION 0.${PROJECT_VERSION_MINOR})
+else()
+  set(VCPUREQ_SOVERSION ${PROJECT_VERSION_MAJOR})
+endif()
+set(VCPUREQ_MAP ${PROJECT_SOURCE_DIR}/src/vcpureq.map)
+set_target_properties(vcpureq PROPERTIES
+  VERSION ${PROJECT_VERSION}
+  SOVERSION ${VCPUREQ_SOVERSION}
+  LINK_DEPENDS ${VCPUREQ_MAP})
+get_target_property(vcpureq_type vcpureq TYPE)
+if(vcpureq_type STREQUAL SHARED_LIBRARY)
+  target_link_options(vcpureq PRIVATE
+    LINKER:--version-script=${VCPUREQ_MAP} LINKER:--no-undefined)
+endif()

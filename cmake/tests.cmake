@@ -1,0 +1,43 @@
+# Everything but the library: built only for a top-level build or with
+# VCPUREQ_BUILD_TESTS=ON (CMakeLists.txt).
+enable_testing()
+
+# Every public function of the header has its man page (cmake/man.cmake).
+if(VCPUREQ_PERL)
+  add_test(NAME man.check COMMAND ${PROJECT_SOURCE_DIR}/tools/check-man.sh
+    ${PROJECT_SOURCE_DIR}/include/vcpureq/vcpureq.h
+    "${PROJECT_SOURCE_DIR}/include:${VCPUREQ_GENERATED_INCLUDE}"
+    ${VCPUREQ_MAN_DIR})
+  set_tests_properties(man.check PROPERTIES LABELS unit TIMEOUT 60
+                       ENVIRONMENT "CC=${CMAKE_C_COMPILER}")
+endif()
+
+# The test guests are 16-bit x86 code (tests/guest.S) and the harness they
+# come with is used by the tests, demo, bench and tools: x86-64 only.
+if(NOT CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
+  message(STATUS "vcpureq: ${CMAKE_SYSTEM_PROCESSOR}: the x86-only tests, "
+                 "demo, bench, tools and examples are not built")
+  return()
+endif()
+
+enable_language(ASM)
+# The targets that compile against include/ directly (the harness objects,
+# the torture tier's own copies of the library) need the generated
+# vcpureq/version.h too.
+include_directories(${VCPUREQ_GENERATED_INCLUDE})
+
+add_subdirectory(tests)
+add_subdirectory(examples)
+add_subdirectory(demo)
+add_subdirectory(tools)
+add_subdirectory(bench)
+
+# The Spin model of the protocol (model/README.md); needs `spin`.
+# `model`: the default bound (make test); `model.full`: FULL=1, also the
+# large configurations, among them 2 vCPUs x 2 requesters with every request
+# kind, block and walk (17-22 min, up to 6.5 GB; make test-full).
+add_test(NAME model COMMAND ${PROJECT_SOURCE_DIR}/model/run.sh)
+set_tests_properties(model PROPERTIES TIMEOUT 600 LABELS model)
+add_test(NAME model.full COMMAND ${PROJECT_SOURCE_DIR}/model/run.sh)
+set_tests_properties(model.full PROPERTIES TIMEOUT 1800 LABELS full
+                     ENVIRONMENT "FULL=1")

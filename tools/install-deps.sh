@@ -1,0 +1,42 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Install the Debian packages a tier needs, if missing, and say which.
+#   tools/install-deps.sh test   what `make test` needs beyond compiler and
+#                                CMake: spin (the model), gnuplot-nox (the
+#                                bench plot), pkg-config
+#   tools/install-deps.sh ci     also what .ci/run needs: the aarch64 cross
+#                                compiler, binutils (nm, objdump)
+# As root it runs apt-get (apt-get update first, once); otherwise it prints
+# the exact command to run and exits 1 if something is missing.
+set -eu
+tier=${1:-test}
+pkgs="build-essential cmake spin gnuplot-nox pkg-config"
+case $tier in
+test) ;;
+ci) pkgs="$pkgs linux-libc-dev binutils gcc-aarch64-linux-gnu libc6-dev-arm64-cross" ;;
+*) echo "install-deps: unknown tier '$tier' (test or ci)" >&2; exit 2 ;;
+esac
+
+missing=
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+		missing="$missing $p"
+done
+if [ -z "$missing" ]; then
+	exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+	echo "install-deps: missing:$missing; this is not a Debian-like system: install their equivalents" >&2
+	exit 1
+fi
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: missing:$missing" >&2
+	echo "install-deps: run: sudo apt-get install -y$missing   (then run make again)" >&2
+	exit 1
+fi
+echo "install-deps: installing$missing (apt-get, as root)"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq $missing >/dev/null
+echo "install-deps: done"
