@@ -179,6 +179,10 @@ static int kvm_vcpu_create(struct vcpureq_vcpu *vcpu)
 {
 	int fd = ioctl(vcpu->vm->vm_fd, KVM_CREATE_VCPU, vcpu->id);
 
+	if (fd < 0 && (errno == EMFILE || errno == ENFILE))
+		return vcpureq__errf(-errno,
+				     "KVM_CREATE_VCPU %lu: %s; every vCPU needs a file descriptor: raise RLIMIT_NOFILE (ulimit -n) above the vCPU count plus what the VMM uses",
+				     vcpu->id, strerror(errno));
 	if (fd < 0)
 		return vcpureq__errf(-errno, "KVM_CREATE_VCPU %lu: %s", vcpu->id,
 				     strerror(errno));
@@ -471,21 +475,29 @@ const struct vcpureq__backend vcpureq__backend_kvm_immediate_exit = {
 
 int vcpureq_vm_kvm_fd(const struct vcpureq_vm *vm)
 {
-	if (!vm || vm->opts.backend != VCPUREQ_BACKEND_KVM)
+	int r = vcpureq__check_vm(vm);
+
+	if (r)
+		return r;
+	if (vm->opts.backend != VCPUREQ_BACKEND_KVM)
 		return vcpureq__err(-ENOTSUP, "not a KVM-backend VM");
 	return vm->vm_fd;
 }
 
 int vcpureq_vcpu_kvm_fd(const struct vcpureq_vcpu *vcpu)
 {
-	if (!vcpu || !vcpu->run)
+	int r = vcpureq__check_vcpu(vcpu);
+
+	if (r)
+		return r;
+	if (!vcpu->run)
 		return vcpureq__err(-ENOTSUP, "not a KVM-backend vCPU");
 	return vcpu->fd;
 }
 
 struct kvm_run *vcpureq_vcpu_kvm_run(const struct vcpureq_vcpu *vcpu)
 {
-	return vcpu ? vcpu->run : NULL;
+	return vcpureq__check_vcpu(vcpu) ? NULL : vcpu->run;
 }
 
 bool vcpureq_vcpu_lapic_in_kernel(const struct vcpureq_vcpu *vcpu)

@@ -168,6 +168,6 @@ int vcpureq_vcpu_block(struct vcpureq_vcpu *vcpu)
 
 bool vcpureq_vcpu_is_blocking(const struct vcpureq_vcpu *vcpu)
 {
-	return atomic_load_explicit(&vcpu->sleep_state, memory_order_relaxed) !=
+	return vcpu && atomic_load_explicit(&vcpu->sleep_state, memory_order_relaxed) !=
 	       VCPUREQ__AWAKE;
 }

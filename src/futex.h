@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Sleep while *word == val.  Returns 0 or -1 (EAGAIN: changed, EINTR). */
@@ -14,6 +15,14 @@ static inline long vcpureq__futex_wait(_Atomic uint32_t *word, uint32_t val)
 {
 	return syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val,
 		       NULL, NULL, 0);
+}
+
+/* The same, for at most @rel (relative, CLOCK_MONOTONIC): -1 ETIMEDOUT. */
+static inline long vcpureq__futex_wait_rel(_Atomic uint32_t *word, uint32_t val,
+					   const struct timespec *rel)
+{
+	return syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val,
+		       rel, NULL, 0);
 }
 
 static inline long vcpureq__futex_wake(_Atomic uint32_t *word, int nr)

@@ -134,6 +134,7 @@ struct vcpureq_vm {
 	int kvm_fd, vm_fd;      /* kvm_fd: -1 unless vcpureq opened it */
 	bool own_vm_fd;
 	bool can_run;           /* vcpureq_vcpu_run() has a guest to run */
+	unsigned int fork_gen;  /* vcpureq__fork_gen at open */
 	size_t run_size;        /* KVM_GET_VCPU_MMAP_SIZE, 0 if unknown */
 	unsigned int max_vcpus;
 	/*
@@ -163,7 +164,13 @@ int vcpureq__errf(int err, const char *fmt, ...)
 
 /* ---- validation (request.c) ---- */
 int vcpureq__check_req(unsigned int req, bool allow_no_action);
+int vcpureq__check_vm(const struct vcpureq_vm *vm);
 int vcpureq__check_vcpu(const struct vcpureq_vcpu *vcpu);
+
+/* Bumped in the child of every fork() (pthread_atfork, request.c): a VM
+ * created before the fork belongs to the parent, whose vCPU threads the
+ * child does not have and must not signal. */
+extern _Atomic unsigned int vcpureq__fork_gen;
 int vcpureq__check_self(const struct vcpureq_vcpu *vcpu);
 /* VM_DEAD: mark the VM dead (before its bits are set). */
 void vcpureq__mark_dead(struct vcpureq_vm *vm, unsigned int req);
@@ -189,6 +196,9 @@ void vcpureq__signal_release(int sig);
 /* Take a pending kick signal of this thread (it is blocked there): one, or
  * all with @all.  Returns how many. */
 int vcpureq__signal_drain(int sig, bool all);
+/* Whether the kick handler is still @sig's (the application may have
+ * replaced it after create). */
+bool vcpureq__signal_is_ours(int sig);
 /* Whether @sig is pending for this thread (one rt_sigpending). */
 bool vcpureq__signal_pending(int sig);
 /* The handler's per-thread pointer to kvm_run->immediate_exit (NULL: none). */

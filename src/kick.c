@@ -28,6 +28,107 @@
 #include "internal.h"
 
 /*
+ * Send the kick signal.  tgkill() of a real-time signal fails with EAGAIN
+ * when the queue is full (RLIMIT_SIGPENDING, shared by every process of
+ * the user): retried with a bounded exponential back-off (1 us doubling,
+ * about 8 ms in all), then reported.  Returns 0 or -errno (message set).
+ * Async-signal-safe (nanosleep is).
+ */
+#define KICK_RETRY_FIRST_NS 1000u
+#define KICK_RETRY_LAST_NS 4000000u
+
+static int send_kick_signal(struct vcpureq_vcpu *vcpu)
+{
+	pid_t tid = atomic_load_explicit(&vcpu->tid, memory_order_relaxed);
+	unsigned long delay = KICK_RETRY_FIRST_NS;
+	int e;
+
+	/* The vCPU was IN_GUEST_MODE, so it is bound and tid is set; our
+	 * kick_inflight count keeps unbind (and so thread exit) waiting until
+	 * this returns, so the tid cannot have been reused. */
+	if (tid <= 0)
+		return 0;
+	/* Counted before it is sent: the vCPU thread that takes the signal
+	 * reads a signals_sent that includes it (the kernel's signal
+	 * delivery orders our earlier stores before the target's wake-up).
+	 * Counted after, a handler could read the counter before the
+	 * sender's increment lands.  Taken back if it could not be sent. */
+	VCPUREQ__STAT_INC(vcpu, rstats, signals_sent);
+	for (;;) {
+		if (syscall(SYS_tgkill, vcpu->vm->pid, tid,
+			    vcpu->vm->kick_signal) == 0)
+			return 0;
+		e = errno;
+		if (e != EAGAIN || delay > KICK_RETRY_LAST_NS)
+			break;
+		{
+			struct timespec ts = { 0, (long)delay };
+
+			nanosleep(&ts, NULL);
+		}
+		delay *= 2;
+	}
+	atomic_fetch_sub_explicit(&vcpu->rstats.signals_sent, 1,
+				  memory_order_relaxed);
+	if (e == EAGAIN)
+		return vcpureq__err(-EAGAIN,
+				    "the kick signal could not be queued (the real-time signal queue is full: RLIMIT_SIGPENDING); the request stays made and is seen at the vCPU's next exit or kick; raise the limit, or use SIGUSR1/SIGUSR2 (not queued) as the kick signal");
+	if (e == ESRCH)
+		return vcpureq__err(-ESRCH,
+				    "the vCPU thread has exited without vcpureq_vcpu_unbind()");
+	return vcpureq__err(-e, "tgkill() of the kick signal failed");
+}
+
+/*
+ * kvm_vcpu_exiting_guest_mode() and the one signal of a guest-mode
+ * instance: IN -> EXITING; only the winner signals (IPI reduction).
+ * @old: the mode read (IN_GUEST_MODE); updated to the mode that beat us if
+ * the CAS fails.  Returns 1 if a signal was sent, 0 if not, -errno if it
+ * could not be: then EXITING is turned back into IN_GUEST_MODE, so that
+ * the next kick (or a waiter, see wait_ack()) tries again instead of
+ * taking the lost signal as on its way.
+ */
+static int kick_in_guest(struct vcpureq_vcpu *vcpu, int *old)
+{
+	int sent = 0;
+
+	/* Counted before the CAS, so that unbind, which runs after the
+	 * vCPU left the mode we CAS, waits for our signal to go out. */
+	atomic_fetch_add_explicit(&vcpu->kick_inflight, 1,
+				  memory_order_seq_cst);
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_CAS);
+	if (atomic_compare_exchange_strong_explicit(
+		    &vcpu->mode, old, VCPUREQ_EXITING_GUEST_MODE,
+		    memory_order_seq_cst, memory_order_acquire)) {
+		VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_SIGNAL);
+		if (vcpureq__self == vcpu) {
+			/* A request from the vCPU thread while it is in
+			 * guest mode (a signal handler, or the thread
+			 * backend's guest callback): no signal to ourselves,
+			 * just make the entry exit. */
+			vcpu->ops->self_kick(vcpu);
+		} else {
+			sent = send_kick_signal(vcpu);
+			if (sent == 0) {
+				sent = 1;
+				VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_SIGNAL);
+			} else {
+				int ex = VCPUREQ_EXITING_GUEST_MODE;
+
+				atomic_compare_exchange_strong_explicit(
+					&vcpu->mode, &ex, VCPUREQ_IN_GUEST_MODE,
+					memory_order_relaxed,
+					memory_order_relaxed);
+			}
+		}
+		*old = VCPUREQ_IN_GUEST_MODE;
+	}
+	atomic_fetch_sub_explicit(&vcpu->kick_inflight, 1,
+				  memory_order_release);
+	return sent;
+}
+
+/*
  * How long a WAIT requester polls the epoch before it sleeps: about one
  * signal-to-exit round trip, as the kernel spins for IPI acks (a sleeping
  * requester adds a futex wake-up to every WAIT).  It polls with
@@ -39,11 +140,19 @@
  * and N = 4 53 us.
  */
 #define ACK_SPIN_NS 30000u
+/* A sleeping WAIT requester looks again this often: if the target is back
+ * IN_GUEST_MODE in the same instance, the kick it relied on could not be
+ * sent (see kick_in_guest()) and it kicks again itself. */
+#define ACK_RECHECK_NS 20000000l
 
-static void wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin)
+/* Wait until the exit epoch moves past @snap.  0, or -errno if the target
+ * could not be kicked out of its instance. */
+static int wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin)
 {
+	static const struct timespec recheck = { 0, ACK_RECHECK_NS };
 	struct timespec t0, t;
 	unsigned int i;
+	int r = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (i = 0; spin; i++) {
@@ -51,7 +160,7 @@ static void wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin)
 		 * vcpureq__exit_guest_mode(). */
 		if (atomic_load_explicit(&vcpu->exit_epoch,
 					 memory_order_acquire) != snap)
-			return;
+			return 0;
 		if ((i & 7) == 7) {
 			clock_gettime(CLOCK_MONOTONIC, &t);
 			if ((uint64_t)(t.tv_sec - t0.tv_sec) * 1000000000u +
@@ -66,27 +175,26 @@ static void wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin)
 	atomic_fetch_add_explicit(&vcpu->ack_waiters, 1, memory_order_relaxed);
 	vcpureq__smp_mb(); /* [W] pairs with [E] in vcpureq__exit_guest_mode() */
 	while (atomic_load_explicit(&vcpu->exit_epoch, memory_order_acquire) ==
-	       snap)
-		vcpureq__futex_wait(&vcpu->exit_epoch, snap);
-	atomic_fetch_sub_explicit(&vcpu->ack_waiters, 1, memory_order_relaxed);
-}
+	       snap) {
+		int mode;
 
-static void send_kick_signal(struct vcpureq_vcpu *vcpu)
-{
-	pid_t tid = atomic_load_explicit(&vcpu->tid, memory_order_relaxed);
-
-	/* The vCPU was IN_GUEST_MODE, so it is bound and tid is set; our
-	 * kick_inflight count keeps unbind (and so thread exit) waiting until
-	 * this returns, so the tid cannot have been reused. */
-	if (tid > 0) {
-		/* Counted before it is sent: the vCPU thread that takes the
-		 * signal reads a signals_sent that includes it (the kernel's
-		 * signal delivery orders our earlier stores before the
-		 * target's wake-up).  Counted after, a handler could read the
-		 * counter before the sender's increment lands. */
-		VCPUREQ__STAT_INC(vcpu, rstats, signals_sent);
-		syscall(SYS_tgkill, vcpu->vm->pid, tid, vcpu->vm->kick_signal);
+		if (vcpureq__futex_wait_rel(&vcpu->exit_epoch, snap,
+					    &recheck) == 0 ||
+		    errno != ETIMEDOUT)
+			continue;
+		/* Still the same instance after a while.  EXITING: the
+		 * signal is on its way (the vCPU may just be descheduled);
+		 * IN_GUEST: nobody's signal went out: kick it ourselves. */
+		mode = atomic_load_explicit(&vcpu->mode, memory_order_acquire);
+		if (mode == VCPUREQ_IN_GUEST_MODE &&
+		    atomic_load_explicit(&vcpu->exit_epoch,
+					 memory_order_acquire) == snap &&
+		    (r = kick_in_guest(vcpu, &mode)) < 0)
+			break;
+		r = 0;
 	}
+	atomic_fetch_sub_explicit(&vcpu->ack_waiters, 1, memory_order_relaxed);
+	return r;
 }
 
 /*
@@ -125,35 +233,8 @@ static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int flags,
 	 * vcpureq__exit_guest_mode()) is not waited for, so what it did in
 	 * its instance (a walk's reads) must happen before our return. */
 	old = atomic_load_explicit(&vcpu->mode, memory_order_acquire);
-	if (old == VCPUREQ_IN_GUEST_MODE) {
-		/* Counted before the CAS, so that unbind, which runs after the
-		 * vCPU left the mode we CAS, waits for our signal to go out. */
-		atomic_fetch_add_explicit(&vcpu->kick_inflight, 1,
-					  memory_order_seq_cst);
-		VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_CAS);
-		/* kvm_vcpu_exiting_guest_mode(): IN -> EXITING; only the
-		 * winner signals (IPI reduction).  On failure old is updated
-		 * to the mode that beat us. */
-		if (atomic_compare_exchange_strong_explicit(
-			    &vcpu->mode, &old, VCPUREQ_EXITING_GUEST_MODE,
-			    memory_order_seq_cst, memory_order_acquire)) {
-			VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_SIGNAL);
-			if (self) {
-				/* A request from the vCPU thread while it is
-				 * in guest mode (a signal handler, or the
-				 * thread backend's guest callback): no signal
-				 * to ourselves, just make the entry exit. */
-				vcpu->ops->self_kick(vcpu);
-			} else {
-				send_kick_signal(vcpu);
-				sent = 1;
-				VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_SIGNAL);
-			}
-			old = VCPUREQ_IN_GUEST_MODE;
-		}
-		atomic_fetch_sub_explicit(&vcpu->kick_inflight, 1,
-					  memory_order_release);
-	}
+	if (old == VCPUREQ_IN_GUEST_MODE)
+		sent = kick_in_guest(vcpu, &old);
 #ifdef VCPUREQ_MUTANT_SNAPSHOT_AFTER_CAS
 	/* Mutant: the snapshot may see the bump of the instance we kicked,
 	 * and then we wait for the next one. */
@@ -161,6 +242,8 @@ static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int flags,
 #endif
 	if (old == VCPUREQ_EXITING_GUEST_MODE)
 		VCPUREQ__STAT_INC(vcpu, rstats, signals_coalesced);
+	if (sent < 0)
+		return sent; /* not waited for: it cannot be kicked out */
 	if ((flags & VCPUREQ_REQUEST_WAIT) &&
 	    old != VCPUREQ_OUTSIDE_GUEST_MODE && !self) {
 #ifndef VCPUREQ_MUTANT_WAIT_NO_WAIT
@@ -249,8 +332,9 @@ static void set_bits(struct vcpureq_vm *vm, unsigned int req,
 /*
  * A WAIT request from a vCPU thread that is itself not OUTSIDE (inside a
  * lockless walk, or in guest mode: the thread backend's guest callback)
- * could wait for a vCPU that waits for it: both would wait forever (the
- * Spin model's GUEST_WAIT variant finds the cycle).  Refused, except that
+ * could wait for a vCPU that waits for it, of this VM or of another: both
+ * would wait forever (the Spin model's GUEST_WAIT variant finds the
+ * cycle).  Refused, except that
  * from guest mode a WAIT naming only the caller's own vCPU is fine: it
  * never waits on itself.  @t NULL: the single target @one.
  */
@@ -261,7 +345,9 @@ static int check_wait_deadlock(const struct vcpureq_vm *vm, unsigned int req,
 	const struct vcpureq_vcpu *self = vcpureq__self;
 	unsigned int w;
 
-	if (!(req & VCPUREQ_REQUEST_WAIT) || !self || self->vm != vm)
+	/* Any VM: two vCPU threads of different VMs waiting for each
+	 * other's vCPU deadlock just the same. */
+	if (!(req & VCPUREQ_REQUEST_WAIT) || !self)
 		return 0;
 	if (self->in_walk)
 		return vcpureq__err(-EDEADLK,
@@ -276,7 +362,7 @@ static int check_wait_deadlock(const struct vcpureq_vm *vm, unsigned int req,
 	for_each_word(t, w) {
 		uint64_t others = tword(t, w);
 
-		if (w == self->index / 64)
+		if (self->vm == vm && w == self->index / 64)
 			others &= ~(UINT64_C(1) << (self->index % 64));
 		if (others)
 			return vcpureq__err(-EDEADLK,
@@ -303,9 +389,11 @@ static int acks_alloc(struct acks *a, unsigned int n)
 	return 0;
 }
 
-/* Kick every target (after [R]); with @a, note those to wait for. */
+/* Kick every target (after [R]); with @a, note those to wait for.
+ * Returns 1 if a signal was sent, 0 if not; *err gets the first error
+ * (the other targets are kicked all the same). */
 static int kick_all(struct vcpureq_vm *vm, unsigned int flags,
-		    const struct targets *t, struct acks *a)
+		    const struct targets *t, struct acks *a, int *err)
 {
 	unsigned int w, i;
 	uint32_t snap;
@@ -316,9 +404,13 @@ static int kick_all(struct vcpureq_vm *vm, unsigned int flags,
 
 		for_each_bit(m, i, w) {
 			bool wait;
-
-			sent |= kick_after_fence(vm->vcpus[i], flags, &wait,
+			int r = kick_after_fence(vm->vcpus[i], flags, &wait,
 						 a ? &a->snaps[i] : &snap);
+
+			if (r < 0 && !*err)
+				*err = r;
+			else if (r > 0)
+				sent = 1;
 			if (wait && a)
 				a->waits[w] |= UINT64_C(1) << (i % 64);
 		}
@@ -337,7 +429,7 @@ static int request_targets(struct vcpureq_vm *vm, unsigned int req,
 	unsigned int flags = req & ~VCPUREQ_REQUEST_MASK;
 	unsigned int w, i, nr_waits = 0;
 	struct acks a = { NULL, NULL };
-	int sent, r = check_wait_deadlock(vm, req, t, NULL);
+	int sent, err = 0, r = check_wait_deadlock(vm, req, t, NULL);
 
 	if (r)
 		return r;
@@ -346,37 +438,37 @@ static int request_targets(struct vcpureq_vm *vm, unsigned int req,
 #ifndef VCPUREQ_MUTANT_REQUESTLESS_KICK
 	set_bits(vm, req, t);
 	VCPUREQ__MB_R(); /* [R] for every target at once */
-	sent = kick_all(vm, flags, t, a.waits ? &a : NULL);
+	sent = kick_all(vm, flags, t, a.waits ? &a : NULL, &err);
 #else
 	/* Mutant: a request-less kick, then a flag that the Dekker pattern
 	 * does not cover (what kvmtool and cloud-hypervisor do). */
 	VCPUREQ__MB_R();
-	sent = kick_all(vm, flags, t, a.waits ? &a : NULL);
+	sent = kick_all(vm, flags, t, a.waits ? &a : NULL, &err);
 	set_bits(vm, req, t);
 #endif
 	if (!a.waits)
-		return sent;
+		return err ? err : sent;
 	for_each_word(t, w)
 		nr_waits += (unsigned int)__builtin_popcountll(a.waits[w]);
 	for_each_word(t, w) {
 		uint64_t m = a.waits[w];
 
-		for_each_bit(m, i, w)
-			wait_ack(vm->vcpus[i], a.snaps[i],
-				 nr_waits == 1 && vm->nr_cpus > 1);
+		for_each_bit(m, i, w) {
+			r = wait_ack(vm->vcpus[i], a.snaps[i],
+				     nr_waits == 1 && vm->nr_cpus > 1);
+			if (r < 0 && !err)
+				err = r;
+		}
 	}
 	free(a.waits);
-	return sent;
+	return err ? err : sent;
 }
 
 static int check_vm_req(const struct vcpureq_vm *vm, unsigned int req)
 {
-	if (!vm)
-		return vcpureq__err(-EINVAL, "vm is NULL");
-	if (atomic_load_explicit(&vm->state, memory_order_relaxed) !=
-	    VCPUREQ__VM_LIVE)
-		return vcpureq__err(-ESHUTDOWN, "the VM has been destroyed");
-	return vcpureq__check_req(req, true);
+	int r = vcpureq__check_vm(vm);
+
+	return r ? r : vcpureq__check_req(req, true);
 }
 
 int vcpureq_make_all_cpus_request(struct vcpureq_vm *vm, unsigned int req)
@@ -402,6 +494,11 @@ int vcpureq_make_vcpus_request_mask(struct vcpureq_vm *vm, unsigned int req,
 		return r;
 	if (!mask && mask_bits)
 		return vcpureq__err(-EINVAL, "mask is NULL");
+	/* No VM has 2^32 vCPUs (KVM's ids are 32-bit): a longer mask is a
+	 * length gone wrong (a wrapped size), not a mask to read. */
+	if (mask_bits > UINT32_MAX)
+		return vcpureq__errf(-EINVAL, "mask_bits %zu is impossible (above 2^32 - 1)",
+				     mask_bits);
 	t.n = vcpureq__nr_vcpus(vm);
 	/* Every set bit must name an online vCPU: the words past the VM's
 	 * are read here (and only here), never copied. */
@@ -485,8 +582,12 @@ int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 		vcpureq__set_request(vcpu, req);
 	}
 #endif
-	if (wait)
-		wait_ack(vcpu, snap, vcpu->vm->nr_cpus > 1);
+	if (wait) {
+		int e = wait_ack(vcpu, snap, vcpu->vm->nr_cpus > 1);
+
+		if (e < 0)
+			return e;
+	}
 	return r;
 }
 
@@ -497,5 +598,5 @@ int vcpureq_vm_dead(struct vcpureq_vm *vm)
 
 bool vcpureq_vm_is_dead(const struct vcpureq_vm *vm)
 {
-	return atomic_load_explicit(&vm->dead, memory_order_acquire) != 0;
+	return vm && atomic_load_explicit(&vm->dead, memory_order_acquire) != 0;
 }

@@ -9,6 +9,23 @@
 
 VCPUREQ__TLS struct vcpureq_vcpu *vcpureq__self;
 
+_Atomic unsigned int vcpureq__fork_gen;
+
+static void forked_child(void)
+{
+	atomic_fetch_add_explicit(&vcpureq__fork_gen, 1, memory_order_relaxed);
+	/* The child has only the forking thread; if it was a vCPU thread,
+	 * it is not one in the child. */
+	vcpureq__self = NULL;
+	vcpureq__immediate_exit = NULL;
+}
+
+/* Registered once, when the library is loaded (no lazy global state). */
+__attribute__((constructor)) static void register_atfork(void)
+{
+	pthread_atfork(NULL, NULL, forked_child);
+}
+
 #define VALID_FLAGS (VCPUREQ_REQUEST_MASK | VCPUREQ_REQUEST_NO_WAKEUP | \
 		     VCPUREQ_REQUEST_WAIT | VCPUREQ_REQUEST_NO_ACTION)
 /* The architecture-independent requests the library defines: TLB_FLUSH (0),
@@ -17,6 +34,9 @@ VCPUREQ__TLS struct vcpureq_vcpu *vcpureq__self;
 
 int vcpureq__check_req(unsigned int req, bool allow_no_action)
 {
+	if (req & VCPUREQ_REQUEST_BAD_NR)
+		return vcpureq__err(-EINVAL,
+				    "VCPUREQ_ARCH_REQ(nr) with nr outside 0..55");
 	if (req & ~VALID_FLAGS)
 		return vcpureq__err(-EINVAL,
 				    "request has unknown flag bits (above bit 10)");
@@ -42,14 +62,25 @@ int vcpureq__check_req(unsigned int req, bool allow_no_action)
 	return 0;
 }
 
+int vcpureq__check_vm(const struct vcpureq_vm *vm)
+{
+	if (!vm)
+		return vcpureq__err(-EINVAL, "vm is NULL");
+	if (atomic_load_explicit(&vm->state, memory_order_relaxed) !=
+	    VCPUREQ__VM_LIVE)
+		return vcpureq__err(-ESHUTDOWN, "the VM has been destroyed");
+	if (vm->fork_gen != atomic_load_explicit(&vcpureq__fork_gen,
+						 memory_order_relaxed))
+		return vcpureq__err(-ECHILD,
+				    "the VM belongs to the parent process (inherited through fork()): create a new one in the child");
+	return 0;
+}
+
 int vcpureq__check_vcpu(const struct vcpureq_vcpu *vcpu)
 {
 	if (!vcpu)
 		return vcpureq__err(-EINVAL, "vcpu is NULL");
-	if (atomic_load_explicit(&vcpu->vm->state, memory_order_relaxed) !=
-	    VCPUREQ__VM_LIVE)
-		return vcpureq__err(-ESHUTDOWN, "the VM has been destroyed");
-	return 0;
+	return vcpureq__check_vm(vcpu->vm);
 }
 
 int vcpureq__check_self(const struct vcpureq_vcpu *vcpu)

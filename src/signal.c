@@ -51,9 +51,14 @@ int vcpureq__signal_acquire(int sig)
 	struct sigaction old, sa;
 	int r = 0;
 
-	if (sig <= 0 || sig >= _NSIG || sig == SIGKILL || sig == SIGSTOP)
-		return vcpureq__errf(-EINVAL, "kick signal %d is not a usable signal",
-				     sig);
+	/* Only signals nobody else gives a meaning to: a fault signal
+	 * (SIGSEGV, SIGBUS, ...) made the kick signal would loop on a real
+	 * fault; SIGCHLD, SIGINT, SIGPIPE, ... belong to the process. */
+	if (!((sig >= SIGRTMIN && sig <= SIGRTMAX) || sig == SIGUSR1 ||
+	      sig == SIGUSR2))
+		return vcpureq__errf(-EINVAL,
+				     "kick signal %d is not safe to repurpose: use SIGRTMIN..SIGRTMAX (%d..%d), SIGUSR1 or SIGUSR2",
+				     sig, SIGRTMIN, SIGRTMAX);
 	pthread_mutex_lock(&sig_lock);
 	if (sig_users[sig] > 0) {
 		sig_users[sig]++;
@@ -133,4 +138,12 @@ bool vcpureq__signal_pending(int sig)
 	sigset_t set;
 
 	return sigpending(&set) == 0 && sigismember(&set, sig) == 1;
+}
+
+bool vcpureq__signal_is_ours(int sig)
+{
+	struct sigaction cur;
+
+	return sigaction(sig, NULL, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO) &&
+	       cur.sa_handler == kick_handler;
 }

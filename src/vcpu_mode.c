@@ -167,11 +167,15 @@ int vcpureq_walk_lockless_end(struct vcpureq_vcpu *vcpu)
 
 enum vcpureq_mode vcpureq_vcpu_mode(const struct vcpureq_vcpu *vcpu)
 {
+	if (!vcpu)
+		return VCPUREQ_OUTSIDE_GUEST_MODE;
 	return (enum vcpureq_mode)atomic_load_explicit(&vcpu->mode,
 						       memory_order_relaxed);
 }
 
 uint32_t vcpureq_vcpu_exit_epoch(const struct vcpureq_vcpu *vcpu)
 {
+	if (!vcpu)
+		return 0;
 	return atomic_load_explicit(&vcpu->exit_epoch, memory_order_acquire);
 }

@@ -24,6 +24,12 @@ int vcpureq_vcpu_bind(struct vcpureq_vcpu *vcpu)
 	if (vcpureq__self)
 		return vcpureq__errf(-EBUSY, "this thread is already bound to vCPU %lu",
 				     vcpureq__self->id);
+	/* A handler installed over ours after create would swallow kicks
+	 * (IMMEDIATE_EXIT, thread backend): every kick a hang. */
+	if (!vcpureq__signal_is_ours(vcpu->vm->kick_signal))
+		return vcpureq__errf(-EBUSY,
+				     "the kick signal %d's handler was replaced after the VM was created; kicks would be lost",
+				     vcpu->vm->kick_signal);
 	/* Claim the vCPU (-1: binding in progress). */
 	if (!atomic_compare_exchange_strong_explicit(&vcpu->tid, &none, -1,
 						     memory_order_acquire,

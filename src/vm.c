@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -56,6 +57,11 @@ static int check_opts(const struct vcpureq_vm_opts *o)
 	if (o->backend == VCPUREQ_BACKEND_THREAD &&
 	    o->kick == VCPUREQ_KICK_SIGMASK)
 		return vcpureq__err(-EINVAL, "the thread backend has no KVM_RUN to give a signal mask: use VCPUREQ_KICK_DEFAULT");
+	if (o->halt_poll_ns > VCPUREQ_HALT_POLL_NS_MAX)
+		return vcpureq__errf(-EINVAL,
+				     "halt_poll_ns %llu is above VCPUREQ_HALT_POLL_NS_MAX (%u ns): a longer poll burns a CPU on every idle halt",
+				     (unsigned long long)o->halt_poll_ns,
+				     VCPUREQ_HALT_POLL_NS_MAX);
 	if (o->flags & ~KNOWN_FLAGS)
 		return vcpureq__err(-EINVAL, "unknown bits in opts.flags");
 	return 0;
@@ -105,6 +111,8 @@ int vcpureq_vm_open(const struct vcpureq_vm_opts *opts, int vm_fd,
 	}
 	pthread_mutex_init(&vm->add_lock, NULL);
 	vm->ops = pick_backend(&vm->opts);
+	vm->fork_gen = atomic_load_explicit(&vcpureq__fork_gen,
+					    memory_order_relaxed);
 	vm->can_run = vm->ops->run_guest &&
 		      (vm->opts.backend != VCPUREQ_BACKEND_THREAD ||
 		       vm->opts.guest);
@@ -183,11 +191,9 @@ static int add_vcpu(struct vcpureq_vm *vm, unsigned long id, bool adopt,
 
 	if (out)
 		*out = NULL;
-	if (!vm)
-		return vcpureq__err(-EINVAL, "vm is NULL");
-	if (atomic_load_explicit(&vm->state, memory_order_relaxed) !=
-	    VCPUREQ__VM_LIVE)
-		return vcpureq__err(-ESHUTDOWN, "the VM has been destroyed");
+	r = vcpureq__check_vm(vm);
+	if (r)
+		return r;
 	pthread_mutex_lock(&vm->add_lock);
 	n = atomic_load_explicit(&vm->nr_vcpus, memory_order_relaxed);
 	if (n >= vm->max_vcpus) {
@@ -249,20 +255,30 @@ int vcpureq_vm_destroy(struct vcpureq_vm *vm)
 {
 	unsigned int i, n;
 
-	if (!vm)
-		return vcpureq__err(-EINVAL, "vm is NULL");
-	if (atomic_load_explicit(&vm->state, memory_order_relaxed) !=
-	    VCPUREQ__VM_LIVE)
-		return vcpureq__err(-ESHUTDOWN, "the VM has been destroyed");
+	int r = vcpureq__check_vm(vm);
+
+	if (r)
+		return r;
 	if (vcpureq__self && vcpureq__self->vm == vm)
 		return vcpureq__err(-EBUSY, "a vCPU thread cannot destroy its own VM");
 	n = vcpureq__nr_vcpus(vm);
-	for (i = 0; i < n; i++)
-		if (atomic_load_explicit(&vm->vcpus[i]->tid,
-					 memory_order_acquire))
-			return vcpureq__errf(-EBUSY,
-					     "vCPU %lu is still bound to a thread; unbind it first",
-					     vm->vcpus[i]->id);
+	for (i = 0; i < n; i++) {
+		struct vcpureq_vcpu *v = vm->vcpus[i];
+		pid_t tid = atomic_load_explicit(&v->tid, memory_order_acquire);
+
+		if (!tid)
+			continue;
+		/* A vCPU thread that exited without unbinding leaves its
+		 * tid behind: the VM is not really in use any more. */
+		if (tid > 0 && syscall(SYS_tgkill, vm->pid, tid, 0) < 0 &&
+		    errno == ESRCH) {
+			atomic_store_explicit(&v->tid, 0, memory_order_relaxed);
+			continue;
+		}
+		return vcpureq__errf(-EBUSY,
+				     "vCPU %lu is still bound to a thread; unbind it first",
+				     v->id);
+	}
 	atomic_store_explicit(&vm->state, VCPUREQ__VM_DESTROYED,
 			      memory_order_relaxed);
 	for (i = 0; i < n; i++)
@@ -321,27 +337,29 @@ unsigned int vcpureq_vm_max_vcpus(const struct vcpureq_vm *vm)
 
 unsigned long vcpureq_vcpu_id(const struct vcpureq_vcpu *vcpu)
 {
-	return vcpu->id;
+	return vcpu ? vcpu->id : 0;
 }
 
 unsigned int vcpureq_vcpu_index(const struct vcpureq_vcpu *vcpu)
 {
-	return vcpu->index;
+	return vcpu ? vcpu->index : 0;
 }
 
 struct vcpureq_vm *vcpureq_vcpu_vm(const struct vcpureq_vcpu *vcpu)
 {
-	return vcpu->vm;
+	return vcpu ? vcpu->vm : NULL;
 }
 
 int vcpureq_vm_kick_signal(const struct vcpureq_vm *vm)
 {
-	return vm->kick_signal;
+	int r = vcpureq__check_vm(vm);
+
+	return r ? r : vm->kick_signal;
 }
 
 enum vcpureq_kick_mechanism vcpureq_vm_kick_mechanism(const struct vcpureq_vm *vm)
 {
-	return vm->ops->kick;
+	return vm ? vm->ops->kick : VCPUREQ_KICK_DEFAULT;
 }
 
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
@@ -358,8 +376,12 @@ int vcpureq_vcpu_stats(const struct vcpureq_vcpu *vcpu,
 	const struct vcpureq__vcpu_stats *v;
 	struct vcpureq_stats s;
 
-	if (!vcpu || !out)
-		return vcpureq__err(-EINVAL, "vcpu or out is NULL");
+	int e = vcpureq__check_vcpu(vcpu);
+
+	if (e)
+		return e;
+	if (!out)
+		return vcpureq__err(-EINVAL, "out is NULL");
 	if (size < STATS_SIZE_MIN)
 		return vcpureq__err(-EINVAL, "size is below the first struct vcpureq_stats: pass sizeof(*out)");
 	r = &vcpu->rstats;

@@ -88,7 +88,7 @@ TEST_BOTH(halt_poll_catches_quick_wakes)
 				      * covers the request's delay however
 				      * loaded the machine (it grows from 10 us
 				      * by doubling on each short block). */
-				     .halt_poll_ns = 1000000000 };
+				     .halt_poll_ns = VCPUREQ_HALT_POLL_NS_MAX };
 	struct vcpureq_stats s;
 	struct h_vm h;
 	int i;

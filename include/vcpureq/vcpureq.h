@@ -15,6 +15,19 @@
  * Conventions of every function below:
  *  - Errors are returned as negative errno values and never abort; a short
  *    message naming the problem is left in vcpureq_errmsg() (per thread).
+ *  - NULL handles: functions returning int give -EINVAL; accessors that
+ *    return a value give 0, NULL, false or VCPUREQ_OUTSIDE_GUEST_MODE.
+ *  - After vcpureq_vm_destroy() every int-returning call on the VM or its
+ *    vCPUs gives -ESHUTDOWN (vcpureq_vcpu_kvm_run() NULL).
+ *  - fork(): a VM belongs to the process that created it; in a child every
+ *    int-returning call on an inherited VM gives -ECHILD (its vCPU threads
+ *    are the parent's).  Create new VMs in the child.
+ *  - The kick signal is the library's: an application that later installs
+ *    its own handler for it makes vcpureq_vcpu_bind() fail with -EBUSY; one
+ *    that blocks it in a bound vCPU thread (IMMEDIATE_EXIT, thread
+ *    backend) or takes it with sigwait()/signalfd loses kicks.
+ *  - A vCPU thread must unbind before it exits; if it did not,
+ *    vcpureq_vm_destroy() finds the thread gone and goes on.
  *  - "vCPU thread" means the thread that called vcpureq_vcpu_bind() for that
  *    vCPU and has not unbound it.  Functions restricted to the vCPU thread
  *    return -EPERM from any other thread.
@@ -79,8 +92,33 @@ const char *vcpureq_version_string(void);
 #define VCPUREQ_REQUEST_ARCH_BASE 8
 #define VCPUREQ_REQUEST_NR_MAX 63u
 
+/*
+ * VCPUREQ_ARCH_REQ(nr): nr must be 0..55.  Out of range, a constant nr does
+ * not compile (GCC and Clang, C), and a run-time one gives
+ * VCPUREQ_REQUEST_BAD_NR, which every call that takes a request refuses
+ * with -EINVAL: it never aliases a generic request (249 + 8 would be bit 1,
+ * VM_DEAD, modulo 256).
+ */
+#define VCPUREQ_REQUEST_BAD_NR (1u << 31)
+#define VCPUREQ__ARCH_NR_OK(nr) \
+	((unsigned long long)(nr) <= \
+	 VCPUREQ_REQUEST_NR_MAX - VCPUREQ_REQUEST_ARCH_BASE)
+#define VCPUREQ__ARCH_REQ_RT(nr, flags) \
+	(VCPUREQ__ARCH_NR_OK(nr) ? \
+	 (((unsigned int)(nr) + VCPUREQ_REQUEST_ARCH_BASE) | \
+	  (unsigned int)(flags)) : VCPUREQ_REQUEST_BAD_NR)
+#if defined(__GNUC__) && !defined(__cplusplus)
+/* A negative bit-field width is a compile error (the kernel's
+ * BUILD_BUG_ON_ZERO); only a constant nr can make it negative. */
 #define VCPUREQ_ARCH_REQ_FLAGS(nr, flags) \
-	(((unsigned int)(nr) + VCPUREQ_REQUEST_ARCH_BASE) | (unsigned int)(flags))
+	(VCPUREQ__ARCH_REQ_RT(nr, flags) + \
+	 0 * (unsigned int)sizeof(struct { \
+		int vcpureq_arch_req_nr_above_55 : \
+			__builtin_choose_expr(__builtin_constant_p(nr), \
+				VCPUREQ__ARCH_NR_OK(nr) ? 1 : -1, 1); }))
+#else
+#define VCPUREQ_ARCH_REQ_FLAGS(nr, flags) VCPUREQ__ARCH_REQ_RT(nr, flags)
+#endif
 #define VCPUREQ_ARCH_REQ(nr) VCPUREQ_ARCH_REQ_FLAGS(nr, 0)
 
 /* Architecture independent requests (kernel: KVM_REQ_*). */
@@ -210,7 +248,8 @@ struct vcpureq_vm_opts {
 	void *opaque;
 	/* Halt polling: vcpureq_vcpu_block() spins up to this long (adaptive,
 	 * grown on success and shrunk on failure, as kvm_vcpu_halt()) before
-	 * sleeping.  0 disables polling. */
+	 * sleeping.  0 disables polling; at most VCPUREQ_HALT_POLL_NS_MAX
+	 * (a longer poll burns a CPU on every idle halt). */
 	uint64_t halt_poll_ns;
 	/* KVM backend: how kicks reach a vCPU in KVM_RUN. */
 	enum vcpureq_kick_mechanism kick;
@@ -225,6 +264,10 @@ struct vcpureq_vm_opts {
 };
 
 #define VCPUREQ_VM_OPTS_INIT { .size = sizeof(struct vcpureq_vm_opts) }
+
+/* Upper bound of opts.halt_poll_ns: 10 ms (KVM's own default is 200 us;
+ * the window adapts down to 0 when halts outlast it). */
+#define VCPUREQ_HALT_POLL_NS_MAX 10000000u
 
 /* Default (and maximum) vCPU count of a thread-backend VM. */
 #define VCPUREQ_THREAD_MAX_VCPUS 4096u
@@ -364,7 +407,11 @@ int vcpureq_make_request(unsigned int req, struct vcpureq_vcpu *vcpu);
  * sleep state and mode, pairing with the vCPU's fences after it publishes
  * IN_GUEST_MODE or registers as a sleeper (Dekker), so a request made before
  * the kick is never stranded.  Returns 1 if a signal was sent, 0 if not,
- * -errno.  Any thread; never blocks; async-signal-safe.
+ * -EAGAIN if the signal could not be queued (the real-time queue is full,
+ * RLIMIT_SIGPENDING; retried with a back-off of about 8 ms first; the vCPU
+ * is left IN_GUEST_MODE so that the next kick tries again), -ESRCH if the
+ * vCPU thread exited without unbinding, -errno.  Any thread; never blocks
+ * beyond that back-off; async-signal-safe.
  */
 int vcpureq_vcpu_kick(struct vcpureq_vcpu *vcpu);
 
@@ -380,24 +427,32 @@ int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu);
 
 /*
  * kvm_make_all_cpus_request() / kvm_make_vcpus_request_mask(): make the
- * request of every vCPU (or those whose bit is set in @mask, @mask_bits bits
- * long, bits >= nr_vcpus must be clear) and kick them; with WAIT, all signals
+ * request of every vCPU online when the call starts (or those whose index
+ * bit is set in @mask, @mask_bits bits long, at most 2^32 - 1; bits >= the
+ * vCPU count must be clear) and kick them; with WAIT, all signals
  * are sent first, then every acknowledgement is awaited (never holding a
  * lock): when it returns, every guest-mode or lockless-walk instance that
  * was in progress at the requester's fence has ended (VCPUREQ_REQUEST_WAIT
  * says what that does not cover).  Returns 1 if at least one signal was
  * sent (the kernel's bool), 0 if none, -EINVAL for a bad request or mask,
  * -EDEADLK for a WAIT request made from inside a lockless walk, or of
- * another vCPU from guest mode (the thread backend's guest callback): two
- * such callers could wait for each other forever.  Any thread; blocks only
- * with WAIT; a vCPU thread never waits on itself.  Any vCPU id may be named
- * once.
+ * another vCPU (of any VM) from guest mode (the thread backend's guest
+ * callback): two such callers could wait for each other forever.
+ * -EAGAIN if a kick signal could not be queued (RLIMIT_SIGPENDING full,
+ * after a bounded back-off): the requests are made and every other target
+ * was kicked and waited for; the one that could not be kicked sees its
+ * request at its next exit, and a WAIT that relied on that signal kicks it
+ * again itself after 20 ms.  -ENOMEM (nothing made) if a WAIT broadcast
+ * cannot allocate its per-target acknowledgement state.  Any thread;
+ * blocks only with WAIT; a vCPU thread never waits on itself; async-signal-
+ * safe without WAIT (the id-list form allocates: not async-signal-safe).
+ * Any vCPU may be named once.
  */
 int vcpureq_make_all_cpus_request(struct vcpureq_vm *vm, unsigned int req);
 int vcpureq_make_vcpus_request_mask(struct vcpureq_vm *vm, unsigned int req,
 				    const uint64_t *mask, size_t mask_bits);
-/* The same for a list of ids: -EINVAL if an id is out of range or named
- * twice (nothing is made then). */
+/* The same for a list of vCPU indexes: -EINVAL if one is out of range or
+ * named twice (nothing is made then). */
 int vcpureq_make_vcpus_request(struct vcpureq_vm *vm, unsigned int req,
 			       const unsigned int *ids, size_t nr_ids);
 
