@@ -73,14 +73,11 @@ void vcpureq__race_window(enum vcpureq__window w);
  * (tests/torture/CMakeLists.txt), report the data race on their plain
  * payload.
  */
+/* The real order stays written at each use: VCPUREQ__MO_PAYLOAD(mo) is mo. */
 #if defined(VCPUREQ_MUTANT_RELAXED_PAYLOAD)
-#define VCPUREQ__MO_REQ_SET memory_order_relaxed
-#define VCPUREQ__MO_REQ_TEST memory_order_relaxed
-#define VCPUREQ__MO_REQ_CHECK memory_order_relaxed
+#define VCPUREQ__MO_PAYLOAD(mo) memory_order_relaxed
 #else
-#define VCPUREQ__MO_REQ_SET memory_order_release
-#define VCPUREQ__MO_REQ_TEST memory_order_acquire
-#define VCPUREQ__MO_REQ_CHECK memory_order_seq_cst
+#define VCPUREQ__MO_PAYLOAD(mo) (mo)
 #endif
 
 #endif /* VCPUREQ_RACE_H */

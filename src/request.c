@@ -137,7 +137,7 @@ void vcpureq__set_request(struct vcpureq_vcpu *vcpu, unsigned int req)
 	 * could see the bit and read a stale payload.
 	 */
 	atomic_fetch_or_explicit(&vcpu->requests, req_bit(req),
-				 memory_order_release);
+				 VCPUREQ__MO_PAYLOAD(memory_order_release));
 	set_wake_hint(vcpu, req);
 }
 
@@ -172,7 +172,8 @@ int vcpureq_test_request(unsigned int req, const struct vcpureq_vcpu *vcpu)
 	if (r)
 		return r;
 	/* Acquire: pairs with the release in vcpureq_make_request(). */
-	return (atomic_load_explicit(&vcpu->requests, memory_order_acquire) &
+	return (atomic_load_explicit(&vcpu->requests,
+				     VCPUREQ__MO_PAYLOAD(memory_order_acquire)) &
 		req_bit(req)) != 0;
 }
 
@@ -209,7 +210,8 @@ int vcpureq_check_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 	 * the clear before the handler's reads of the payload, so a request
 	 * made again after those reads is not lost to this clear.
 	 */
-	atomic_fetch_and_explicit(&vcpu->requests, ~bit, memory_order_seq_cst);
+	atomic_fetch_and_explicit(&vcpu->requests, ~bit,
+				  VCPUREQ__MO_PAYLOAD(memory_order_seq_cst));
 	VCPUREQ__STAT_INC(vcpu, vstats, requests_handled);
 	return 1;
 }

@@ -20,7 +20,7 @@
 
 #include <sched.h>
 
-#define P_ROUNDS 2000
+#define P_ROUNDS 1000
 #define REQ_PAYLOAD (VCPUREQ_ARCH_REQ(40) | VCPUREQ_REQUEST_NO_WAKEUP)
 
 struct payload {

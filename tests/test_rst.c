@@ -254,7 +254,7 @@ TEST_BOTH(reserved_generic_numbers_refused)
  * its poster waiting forever.  Every post is taken, exactly once. */
 
 #define PI_POSTERS 3
-#define PI_ROUNDS 2000
+#define PI_ROUNDS 1000
 #define PI_VECTOR(p) (0x40u + (p))
 
 static struct h_vm *pi_h;
@@ -565,7 +565,7 @@ TEST_BOTH(vm_dead_of_one_vcpu_kills_vm)
  * (coalesced, no signal), OUTSIDE (nothing) or a new instance (signal):
  * the counters account for every kick exactly. */
 
-#define KE_ROUNDS 200
+#define KE_ROUNDS 50
 
 TEST(kick_in_to_exiting_kvm)
 {
@@ -611,11 +611,23 @@ TEST(kick_in_to_exiting_kvm)
 		seen_exiting += m == VCPUREQ_EXITING_GUEST_MODE;
 		/* The signal ends the instance: KVM_RUN returns -EINTR, an
 		 * exit with nothing pending (spurious, counted after the
-		 * kicked exit). */
+		 * kicked exit).  A hang detector of its own: on a loaded
+		 * machine the wait above may have taken seconds. */
+		end = h_now_ns() + HANG_NS;
 		while (stats(&h, 0).spurious_exits == s0.spurious_exits &&
 		       h_now_ns() < end)
 			sched_yield();
 		s1 = stats(&h, 0);
+		if (s1.spurious_exits == s0.spurious_exits)
+			fprintf(stderr, "round %d: r1 %d m %d r2 %d; kicked exits %llu -> %llu, spurious %llu -> %llu, exits %llu -> %llu, entries %llu -> %llu, aborts %llu -> %llu, signals %llu -> %llu, mode now %d\n",
+				i, r1, m, r2,
+				(unsigned long long)s0.kicked_exits, (unsigned long long)s1.kicked_exits,
+				(unsigned long long)s0.spurious_exits, (unsigned long long)s1.spurious_exits,
+				(unsigned long long)s0.exits, (unsigned long long)s1.exits,
+				(unsigned long long)s0.entries, (unsigned long long)s1.entries,
+				(unsigned long long)s0.entry_aborts, (unsigned long long)s1.entry_aborts,
+				(unsigned long long)s0.signals_sent, (unsigned long long)s1.signals_sent,
+				vcpureq_vcpu_mode(v));
 		CHECK(s1.spurious_exits > s0.spurious_exits);
 		CHECK(s1.kicked_exits > s0.kicked_exits);
 		CHECK(vcpureq_vcpu_exit_epoch(v) != e0);
