@@ -75,7 +75,7 @@ int h_set_prog(struct h_vm *h, unsigned int id, enum h_prog prog)
 	regs.rflags = 0x2;
 	if (ioctl(fd, KVM_SET_REGS, &regs) < 0)
 		return -errno;
-	if (h->flags & H_F_IRQCHIP) {
+	if (h->flags & (H_F_IRQCHIP | H_F_SPLIT_IRQCHIP)) {
 		/* With an in-kernel LAPIC, application processors wait for
 		 * INIT/SIPI; start every vCPU at once, as VMMs that load
 		 * the guest's state themselves do. */
@@ -191,11 +191,18 @@ static int setup_memory(struct h_vm *h, int vm_fd)
 	return 0;
 }
 
-/* VM-wide setup a production VMM does before its first vCPU. */
-static int setup_irqchip(int vm_fd)
+/* VM-wide setup a production VMM does before its first vCPU: a full
+ * in-kernel irqchip, or a split one (LAPIC in the kernel, PIC and IOAPIC
+ * in user space: QEMU's and cloud-hypervisor's default). */
+static int setup_irqchip(int vm_fd, bool split)
 {
-	if (ioctl(vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000ul) < 0 ||
-	    ioctl(vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_SPLIT_IRQCHIP,
+				      .args = { 24 } };
+
+	if (ioctl(vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000ul) < 0)
+		return -errno;
+	if (split ? ioctl(vm_fd, KVM_ENABLE_CAP, &cap) < 0 :
+		    ioctl(vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
 		return -errno;
 	return 0;
 }
@@ -316,7 +323,8 @@ int h_vm_create_cfg(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
 		return r;
 	if (be == VCPUREQ_BACKEND_KVM) {
 		vm_fd = vcpureq_vm_kvm_fd(h->vm);
-		if ((flags & H_F_IRQCHIP) && (r = setup_irqchip(vm_fd)))
+		if ((flags & (H_F_IRQCHIP | H_F_SPLIT_IRQCHIP)) &&
+		    (r = setup_irqchip(vm_fd, flags & H_F_SPLIT_IRQCHIP)))
 			return r;
 		if ((r = setup_memory(h, vm_fd)))
 			return r;

@@ -68,6 +68,7 @@ struct h_vcpu {
 /* h_vm_create_cfg() flags (KVM backend). */
 #define H_F_IRQCHIP 1u /* KVM_SET_TSS_ADDR + KVM_CREATE_IRQCHIP first */
 #define H_F_ADOPT 2u   /* the harness makes the VM and vCPU fds; adopted */
+#define H_F_SPLIT_IRQCHIP 4u /* KVM_CAP_SPLIT_IRQCHIP: in-kernel LAPIC only */
 
 struct h_vm {
 	struct vcpureq_vm *vm;

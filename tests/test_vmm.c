@@ -90,6 +90,35 @@ TEST(irqchip_kick_halted_vcpu)
 	return 0;
 }
 
+/* The same with a split irqchip (LAPIC in the kernel, PIC in user space:
+ * the guest's PIC programming exits to us, its hlt still sleeps in the
+ * kernel). */
+TEST(split_irqchip_kick_halted_vcpu)
+{
+	struct vcpureq_vm_opts o = { .handle_requests = count_handler };
+	struct vcpureq_stats s0, s1;
+	struct h_vm h;
+	uint64_t iters;
+
+	H_VM_CFG(&h, be, 1, H_PIC, &o, H_F_SPLIT_IRQCHIP, NULL);
+	CHECK(vcpureq_vcpu_lapic_in_kernel(vcpureq_vm_vcpu(h.vm, 0)));
+	CHECK_EQ(vcpureq_post_interrupt(vcpureq_vm_vcpu(h.vm, 0), 0x30),
+		 -ENOTSUP);
+	CHECK_EQ(h_start(&h), 0);
+	CHECK(h_wait_until(halted_in_kernel, &h, 0, HANG_MS));
+	iters = h_guest_iters(&h, 0);
+	CHECK(h_wait_until(h_in_guest, &h, 0, HANG_MS));
+	s0 = stats(&h, 0);
+	CHECK_EQ(vcpureq_request(REQ_WAIT, vcpureq_vm_vcpu(h.vm, 0)), 1);
+	CHECK(wait_handled(0, 1));
+	s1 = stats(&h, 0);
+	CHECK_EQ(s1.signals_sent - s0.signals_sent, 1);
+	CHECK_EQ(h_guest_iters(&h, 0), iters); /* still the same hlt */
+	CHECK_EQ(h_stop_all(&h), 0);
+	h_vm_destroy(&h);
+	return 0;
+}
+
 /* (b) KVM_IRQ_LINE from another thread wakes the halted vCPU through the
  * in-kernel PIC: the guest's handler counts each interrupt and reports it
  * on port 0x11; KVM delivers it itself, so vcpureq sends no signal. */
