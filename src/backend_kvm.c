@@ -147,7 +147,7 @@ static void kvm_vm_close(struct vcpureq_vm *vm)
  * KVM_GET_LAPIC; without one KVM refuses it with EINVAL. */
 static bool probe_lapic(int fd)
 {
-#ifdef KVM_GET_LAPIC
+#if defined(__x86_64__) || defined(__i386__)
 	struct kvm_lapic_state lapic;
 
 	return ioctl(fd, KVM_GET_LAPIC, &lapic) == 0;
