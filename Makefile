@@ -86,8 +86,8 @@ cross:
 			-DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake >/dev/null; \
 		cmake --build build-aarch64-$$kind -j$(JOBS) >/dev/null; \
 	done
-	readelf -h build-aarch64-static/libvcpureq.a | grep -q 'Machine:.*AArch64'
-	readelf -h build-aarch64-shared/libvcpureq.so | grep -q 'Machine:.*AArch64'
+	readelf -h build-aarch64-static/libvcpureq.a | grep 'Machine:.*AArch64' >/dev/null
+	readelf -h build-aarch64-shared/libvcpureq.so | grep 'Machine:.*AArch64' >/dev/null
 	@echo "cross: libvcpureq.a and libvcpureq.so built for aarch64"
 
 bench: all
