@@ -74,6 +74,9 @@ struct vcpureq__backend {
 	/* Complete a pending I/O or MMIO exit without running the guest
 	 * (api.rst: it completes only on the next KVM_RUN).  May be NULL. */
 	int (*complete_io)(struct vcpureq_vcpu *vcpu);
+	/* The vCPU parks for a pause (KVM: KVM_KVMCLOCK_CTRL).  May be
+	 * NULL. */
+	void (*on_park)(struct vcpureq_vcpu *vcpu);
 };
 
 extern const struct vcpureq__backend vcpureq__backend_kvm_sigmask;

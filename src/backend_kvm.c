@@ -435,6 +435,19 @@ static int kvm_classify_exit(struct vcpureq_vcpu *vcpu, int ret, int left)
 	return VCPUREQ__EXIT_GUEST;
 }
 
+/* A paused kvmclock guest must not take the stopped time for a soft
+ * lock-up: KVM_KVMCLOCK_CTRL sets PVCLOCK_GUEST_STOPPED for it (what
+ * Firecracker and cloud-hypervisor do on every pause).  A guest without
+ * kvmclock answers EINVAL: nothing to tell it. */
+static void kvm_on_park(struct vcpureq_vcpu *vcpu)
+{
+#ifdef KVM_KVMCLOCK_CTRL
+	(void)ioctl(vcpu->fd, KVM_KVMCLOCK_CTRL, 0);
+#else
+	(void)vcpu;
+#endif
+}
+
 const struct vcpureq__backend vcpureq__backend_kvm_sigmask = {
 	.name = "kvm (KVM_SET_SIGNAL_MASK)",
 	.kick = VCPUREQ_KICK_SIGMASK,
@@ -452,6 +465,7 @@ const struct vcpureq__backend vcpureq__backend_kvm_sigmask = {
 	.classify_exit = kvm_classify_exit,
 	.self_kick = kvm_self_kick,
 	.complete_io = kvm_complete_io,
+	.on_park = kvm_on_park,
 };
 
 const struct vcpureq__backend vcpureq__backend_kvm_immediate_exit = {
@@ -471,6 +485,7 @@ const struct vcpureq__backend vcpureq__backend_kvm_immediate_exit = {
 	.classify_exit = kvm_classify_exit,
 	.self_kick = kvm_self_kick,
 	.complete_io = kvm_complete_io,
+	.on_park = kvm_on_park,
 };
 
 int vcpureq_vm_kvm_fd(const struct vcpureq_vm *vm)

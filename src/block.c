@@ -119,7 +119,7 @@ static void adjust_poll(struct vcpureq_vcpu *vcpu, uint64_t blocked_ns)
 		vcpu->poll_ns = max;
 }
 
-int vcpureq_vcpu_block(struct vcpureq_vcpu *vcpu)
+static int block_until(struct vcpureq_vcpu *vcpu, const struct timespec *when)
 {
 	uint64_t start = 0;
 	int why = vcpureq__check_self(vcpu);
@@ -148,14 +148,30 @@ int vcpureq_vcpu_block(struct vcpureq_vcpu *vcpu)
 		}
 	}
 	for (;;) {
+		/* Release: a pauser that reads SLEEPING with acquire (it
+		 * counts us parked) sees our last guest instance done. */
 		atomic_store_explicit(&vcpu->sleep_state, VCPUREQ__SLEEPING,
-				      memory_order_relaxed);
+				      memory_order_release);
 		VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_SLEEP_REGISTER);
 		VCPUREQ__MB_S(); /* [S] pairs with the waker's [R] */
 		why = check_block(vcpu);
 		if (why)
 			break;
-		vcpureq__futex_wait(&vcpu->sleep_state, VCPUREQ__SLEEPING);
+		/* Asleep counts as parked for a pauser, who may be waiting
+		 * for this (the fence above orders SLEEPING before the read
+		 * of the pause count, pairing with the pauser's seq_cst
+		 * count increment and [R]). */
+		if (atomic_load_explicit(&vcpu->pause_word,
+					 memory_order_relaxed) &
+		    VCPUREQ__PAUSE_COUNT)
+			vcpureq__park_notify(vcpu);
+		if (vcpureq__futex_wait_until(&vcpu->sleep_state,
+					      VCPUREQ__SLEEPING, when) &&
+		    errno == ETIMEDOUT && !(why = check_block(vcpu))) {
+			why = vcpureq__err(-ETIMEDOUT,
+					   "no wake condition before the deadline");
+			break;
+		}
 	}
 	/* A waker may still CAS SLEEPING -> WOKEN before this store and then
 	 * futex_wake() nobody: harmless. */
@@ -164,6 +180,17 @@ int vcpureq_vcpu_block(struct vcpureq_vcpu *vcpu)
 	if (vcpu->vm->opts.halt_poll_ns)
 		adjust_poll(vcpu, now_ns() - start);
 	return why;
+}
+
+int vcpureq_vcpu_block(struct vcpureq_vcpu *vcpu)
+{
+	return block_until(vcpu, NULL);
+}
+
+int vcpureq_vcpu_block_deadline(struct vcpureq_vcpu *vcpu,
+				const struct timespec *when)
+{
+	return block_until(vcpu, when);
 }
 
 bool vcpureq_vcpu_is_blocking(const struct vcpureq_vcpu *vcpu)

@@ -5,6 +5,7 @@
 
 #include <linux/futex.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -17,12 +18,49 @@ static inline long vcpureq__futex_wait(_Atomic uint32_t *word, uint32_t val)
 		       NULL, NULL, 0);
 }
 
-/* The same, for at most @rel (relative, CLOCK_MONOTONIC): -1 ETIMEDOUT. */
-static inline long vcpureq__futex_wait_rel(_Atomic uint32_t *word, uint32_t val,
-					   const struct timespec *rel)
+/* Sleep while *word == val, until @abs (absolute CLOCK_MONOTONIC; NULL:
+ * no limit): -1 ETIMEDOUT past it. */
+static inline long vcpureq__futex_wait_until(_Atomic uint32_t *word,
+					     uint32_t val,
+					     const struct timespec *abs)
 {
-	return syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val,
-		       rel, NULL, 0);
+	return syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET_PRIVATE,
+		       val, abs, NULL, FUTEX_BITSET_MATCH_ANY);
+}
+
+/* The earlier of @a and @b (either may be NULL: no limit). */
+static inline const struct timespec *
+vcpureq__ts_min(const struct timespec *a, const struct timespec *b)
+{
+	if (!a)
+		return b;
+	if (!b)
+		return a;
+	return (a->tv_sec < b->tv_sec ||
+		(a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec)) ? a : b;
+}
+
+static inline bool vcpureq__ts_passed(const struct timespec *abs)
+{
+	struct timespec now;
+
+	if (!abs)
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return vcpureq__ts_min(&now, abs) == abs;
+}
+
+static inline struct timespec vcpureq__ts_after(long ns)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_nsec += ns;
+	while (t.tv_nsec >= 1000000000l) {
+		t.tv_nsec -= 1000000000l;
+		t.tv_sec++;
+	}
+	return t;
 }
 
 static inline long vcpureq__futex_wake(_Atomic uint32_t *word, int nr)

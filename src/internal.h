@@ -62,6 +62,31 @@ struct vcpureq__vcpu_stats {
 	_Atomic uint64_t foreign_exits;
 };
 
+/* pause_word */
+#define VCPUREQ__PAUSE_DEAD (1u << 31)
+#define VCPUREQ__PAUSE_COUNT (VCPUREQ__PAUSE_DEAD - 1)
+
+/* Generic request numbers the library uses itself (users' 3..7 are
+ * refused: reserved, as below the kernel's KVM_REQUEST_ARCH_BASE). */
+#define VCPUREQ__REQ_PAUSE (3u | VCPUREQ_REQUEST_NO_WAKEUP)
+#define VCPUREQ__REQ_WORK 4u
+
+/* A run-on-vCPU item (work.c). */
+struct vcpureq__work {
+	struct vcpureq__work *next;
+	vcpureq_work_fn fn;
+	void (*done)(void *arg, int result); /* async, may be NULL */
+	void *arg;
+	bool async;        /* heap item: freed once completed */
+	int result;
+	_Atomic uint32_t finished; /* sync: futex word of the caller */
+};
+
+/* Per request number, VM-wide (vcpureq_vm_dump_stats()). */
+struct vcpureq__nr_stats {
+	_Atomic uint64_t made, handled, signals, waits;
+};
+
 struct vcpureq_vcpu {
 	/*
 	 * Line 1, the protocol words every requester touches.
@@ -85,6 +110,23 @@ struct vcpureq_vcpu {
 	/* Line 2, the sleeper: futex word and the "waking request" hint. */
 	alignas(VCPUREQ__CACHELINE) _Atomic uint32_t sleep_state;
 	_Atomic uint32_t wake_hint;
+
+	/*
+	 * Pause and run-on-vCPU (pause.c, work.c).
+	 * pause_word: pauses in force (low bits) and VCPUREQ__PAUSE_DEAD;
+	 *   the futex a parked vCPU sleeps on.
+	 * park_epoch: bumped whenever the vCPU becomes parked (in enter, or
+	 *   asleep in block, or unbound) with a pause in force; futex word
+	 *   of pausers, who register in park_waiters.
+	 * parked: 1 while the vCPU thread waits in park().
+	 * work: pushed items, newest first (a Treiber stack; the vCPU takes
+	 *   it whole and runs it oldest first).
+	 */
+	alignas(VCPUREQ__CACHELINE) _Atomic uint32_t pause_word;
+	_Atomic uint32_t park_epoch;
+	_Atomic uint32_t park_waiters;
+	_Atomic uint32_t parked;
+	_Atomic(struct vcpureq__work *) work;
 
 	/* Line 3, the interrupt mailbox (PIR + ON). */
 	alignas(VCPUREQ__CACHELINE) _Atomic uint64_t pir[4];
@@ -146,6 +188,8 @@ struct vcpureq_vm {
 	 */
 	_Atomic unsigned int nr_vcpus;
 	struct vcpureq_vcpu **vcpus;
+	struct vcpureq__nr_stats nr_stats[VCPUREQ_REQUEST_NR_MAX + 1];
+	struct vcpureq__nr_stats kick_stats; /* kicks without a request */
 	pthread_mutex_t add_lock; /* serialises adds (not readers) */
 };
 
@@ -153,6 +197,15 @@ struct vcpureq_vm {
 static inline unsigned int vcpureq__nr_vcpus(const struct vcpureq_vm *vm)
 {
 	return atomic_load_explicit(&vm->nr_vcpus, memory_order_acquire);
+}
+
+/* The per-number counters a request (or a request-less kick) counts in. */
+static inline struct vcpureq__nr_stats *
+vcpureq__nr_stats_of(struct vcpureq_vm *vm, unsigned int req)
+{
+	if (req & VCPUREQ_REQUEST_NO_ACTION)
+		return &vm->kick_stats;
+	return &vm->nr_stats[req & VCPUREQ_REQUEST_NR_MAX];
 }
 
 /* ---- errors (errmsg.c) ---- */
@@ -186,7 +239,27 @@ bool vcpureq__enter_guest_mode(struct vcpureq_vcpu *vcpu);
  * thread. */
 int vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu);
 
+/* Test and clear a library-internal request (check_request's ordering,
+ * without the user-facing checks).  vCPU thread. */
+bool vcpureq__take_request(struct vcpureq_vcpu *vcpu, unsigned int req);
+
+/* ---- pause and work (pause.c, work.c) ---- */
+/* vCPU thread, before each entry: park while a pause is in force.
+ * Returns 0, or -EIO (VM dead), or complete_io's error. */
+int vcpureq__park_if_paused(struct vcpureq_vcpu *vcpu);
+/* The vCPU became parked by other means (asleep in block, unbound) while a
+ * pause may be in force: tell waiting pausers. */
+void vcpureq__park_notify(struct vcpureq_vcpu *vcpu);
+/* VM_DEAD: wake every parked vCPU for good. */
+void vcpureq__pause_kill(struct vcpureq_vm *vm);
+/* vCPU thread: run the queued work items; with @cancel complete them with
+ * -ECANCELED instead (VM_DEAD).  destroy: cancel what is left (any thread,
+ * no vCPU thread bound). */
+void vcpureq__work_run(struct vcpureq_vcpu *vcpu, bool cancel);
+
 /* ---- kick (kick.c) ---- */
+/* make + kick of one library-internal request, without WAIT. */
+int vcpureq__make_and_kick(struct vcpureq_vcpu *vcpu, unsigned int req);
 /* Full fence, then the per-target kick (the mailbox, after setting ON). */
 int vcpureq__kick_fenced(struct vcpureq_vcpu *vcpu);
 

@@ -88,7 +88,8 @@ static int send_kick_signal(struct vcpureq_vcpu *vcpu)
  * the next kick (or a waiter, see wait_ack()) tries again instead of
  * taking the lost signal as on its way.
  */
-static int kick_in_guest(struct vcpureq_vcpu *vcpu, int *old)
+static int kick_in_guest(struct vcpureq_vcpu *vcpu, int *old,
+			 struct vcpureq__nr_stats *ns)
 {
 	int sent = 0;
 
@@ -111,6 +112,8 @@ static int kick_in_guest(struct vcpureq_vcpu *vcpu, int *old)
 			sent = send_kick_signal(vcpu);
 			if (sent == 0) {
 				sent = 1;
+				atomic_fetch_add_explicit(&ns->signals, 1,
+							  memory_order_relaxed);
 				VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_SIGNAL);
 			} else {
 				int ex = VCPUREQ_EXITING_GUEST_MODE;
@@ -145,11 +148,12 @@ static int kick_in_guest(struct vcpureq_vcpu *vcpu, int *old)
  * sent (see kick_in_guest()) and it kicks again itself. */
 #define ACK_RECHECK_NS 20000000l
 
-/* Wait until the exit epoch moves past @snap.  0, or -errno if the target
- * could not be kicked out of its instance. */
-static int wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin)
+/* Wait until the exit epoch moves past @snap, or @deadline (absolute,
+ * CLOCK_MONOTONIC; NULL: none) passes.  0, -ETIMEDOUT, or -errno if the
+ * target could not be kicked out of its instance. */
+static int wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin,
+		    const struct timespec *deadline)
 {
-	static const struct timespec recheck = { 0, ACK_RECHECK_NS };
 	struct timespec t0, t;
 	unsigned int i;
 	int r = 0;
@@ -176,12 +180,20 @@ static int wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin)
 	vcpureq__smp_mb(); /* [W] pairs with [E] in vcpureq__exit_guest_mode() */
 	while (atomic_load_explicit(&vcpu->exit_epoch, memory_order_acquire) ==
 	       snap) {
+		struct timespec recheck = vcpureq__ts_after(ACK_RECHECK_NS);
+		const struct timespec *until = vcpureq__ts_min(&recheck, deadline);
 		int mode;
 
-		if (vcpureq__futex_wait_rel(&vcpu->exit_epoch, snap,
-					    &recheck) == 0 ||
+		if (vcpureq__futex_wait_until(&vcpu->exit_epoch, snap,
+					      until) == 0 ||
 		    errno != ETIMEDOUT)
 			continue;
+		if (until == deadline) {
+			r = atomic_load_explicit(&vcpu->exit_epoch,
+						 memory_order_acquire) == snap ?
+				    -ETIMEDOUT : 0;
+			break;
+		}
 		/* Still the same instance after a while.  EXITING: the
 		 * signal is on its way (the vCPU may just be descheduled);
 		 * IN_GUEST: nobody's signal went out: kick it ourselves. */
@@ -189,7 +201,7 @@ static int wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin)
 		if (mode == VCPUREQ_IN_GUEST_MODE &&
 		    atomic_load_explicit(&vcpu->exit_epoch,
 					 memory_order_acquire) == snap &&
-		    (r = kick_in_guest(vcpu, &mode)) < 0)
+		    (r = kick_in_guest(vcpu, &mode, &vcpu->vm->kick_stats)) < 0)
 			break;
 		r = 0;
 	}
@@ -202,9 +214,11 @@ static int wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin)
  * a signal was sent.  Sets *wait (and *snap) when a WAIT request must wait
  * for this target's acknowledgement.
  */
-static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int flags,
+static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int req,
 			    bool *wait, uint32_t *snap)
 {
+	unsigned int flags = req & ~VCPUREQ_REQUEST_MASK;
+	struct vcpureq__nr_stats *ns = vcpureq__nr_stats_of(vcpu->vm, req);
 	bool self = vcpureq__self == vcpu;
 	int sent = 0;
 	int old;
@@ -234,7 +248,7 @@ static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int flags,
 	 * its instance (a walk's reads) must happen before our return. */
 	old = atomic_load_explicit(&vcpu->mode, memory_order_acquire);
 	if (old == VCPUREQ_IN_GUEST_MODE)
-		sent = kick_in_guest(vcpu, &old);
+		sent = kick_in_guest(vcpu, &old, ns);
 #ifdef VCPUREQ_MUTANT_SNAPSHOT_AFTER_CAS
 	/* Mutant: the snapshot may see the bump of the instance we kicked,
 	 * and then we wait for the next one. */
@@ -250,6 +264,7 @@ static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int flags,
 		*wait = true;
 #endif
 		VCPUREQ__STAT_INC(vcpu, rstats, acks_waited);
+		atomic_fetch_add_explicit(&ns->waits, 1, memory_order_relaxed);
 	}
 	return sent;
 }
@@ -264,7 +279,7 @@ int vcpureq_vcpu_kick(struct vcpureq_vcpu *vcpu)
 		return r;
 	VCPUREQ__MB_R(); /* [R]: orders the caller's request before the
 			    reads of sleep state and mode */
-	return kick_after_fence(vcpu, 0, &wait, &snap);
+	return kick_after_fence(vcpu, VCPUREQ_REQUEST_NO_ACTION, &wait, &snap);
 }
 
 /* Used by the mailbox: ON was set by the caller. */
@@ -274,7 +289,7 @@ int vcpureq__kick_fenced(struct vcpureq_vcpu *vcpu)
 	bool wait;
 
 	VCPUREQ__MB_R(); /* [R], with ON in place of the request bit */
-	return kick_after_fence(vcpu, 0, &wait, &snap);
+	return kick_after_fence(vcpu, VCPUREQ_REQUEST_NO_ACTION, &wait, &snap);
 }
 
 /*
@@ -392,7 +407,7 @@ static int acks_alloc(struct acks *a, unsigned int n)
 /* Kick every target (after [R]); with @a, note those to wait for.
  * Returns 1 if a signal was sent, 0 if not; *err gets the first error
  * (the other targets are kicked all the same). */
-static int kick_all(struct vcpureq_vm *vm, unsigned int flags,
+static int kick_all(struct vcpureq_vm *vm, unsigned int req,
 		    const struct targets *t, struct acks *a, int *err)
 {
 	unsigned int w, i;
@@ -404,7 +419,7 @@ static int kick_all(struct vcpureq_vm *vm, unsigned int flags,
 
 		for_each_bit(m, i, w) {
 			bool wait;
-			int r = kick_after_fence(vm->vcpus[i], flags, &wait,
+			int r = kick_after_fence(vm->vcpus[i], req, &wait,
 						 a ? &a->snaps[i] : &snap);
 
 			if (r < 0 && !*err)
@@ -418,13 +433,30 @@ static int kick_all(struct vcpureq_vm *vm, unsigned int flags,
 	return sent;
 }
 
+/* A deadline's report: clear @dl->pending, the bits it can hold. */
+static void pending_clear(const struct vcpureq_deadline *dl)
+{
+	if (dl && dl->pending && dl->pending_bits)
+		memset(dl->pending, 0,
+		       (dl->pending_bits / 64 + (dl->pending_bits % 64 != 0)) *
+			       sizeof(uint64_t));
+}
+
+static void pending_set(const struct vcpureq_deadline *dl, unsigned int i)
+{
+	if (dl && dl->pending && i < dl->pending_bits)
+		dl->pending[i / 64] |= UINT64_C(1) << (i % 64);
+}
+
 /*
  * make + kick of every target (validated by the caller): set every bit,
  * one fence [R] for all, kick each (signals go out as we go), then wait
- * for every acknowledgement.  No lock is held at any point.
+ * for every acknowledgement, until @dl if given.  No lock is held at any
+ * point.
  */
 static int request_targets(struct vcpureq_vm *vm, unsigned int req,
-			   const struct targets *t)
+			   const struct targets *t,
+			   const struct vcpureq_deadline *dl)
 {
 	unsigned int flags = req & ~VCPUREQ_REQUEST_MASK;
 	unsigned int w, i, nr_waits = 0;
@@ -435,15 +467,16 @@ static int request_targets(struct vcpureq_vm *vm, unsigned int req,
 		return r;
 	if ((flags & VCPUREQ_REQUEST_WAIT) && (r = acks_alloc(&a, t->n)))
 		return r;
+	pending_clear(dl);
 #ifndef VCPUREQ_MUTANT_REQUESTLESS_KICK
 	set_bits(vm, req, t);
 	VCPUREQ__MB_R(); /* [R] for every target at once */
-	sent = kick_all(vm, flags, t, a.waits ? &a : NULL, &err);
+	sent = kick_all(vm, req, t, a.waits ? &a : NULL, &err);
 #else
 	/* Mutant: a request-less kick, then a flag that the Dekker pattern
 	 * does not cover (what kvmtool and cloud-hypervisor do). */
 	VCPUREQ__MB_R();
-	sent = kick_all(vm, flags, t, a.waits ? &a : NULL, &err);
+	sent = kick_all(vm, req, t, a.waits ? &a : NULL, &err);
 	set_bits(vm, req, t);
 #endif
 	if (!a.waits)
@@ -455,12 +488,17 @@ static int request_targets(struct vcpureq_vm *vm, unsigned int req,
 
 		for_each_bit(m, i, w) {
 			r = wait_ack(vm->vcpus[i], a.snaps[i],
-				     nr_waits == 1 && vm->nr_cpus > 1);
-			if (r < 0 && !err)
+				     nr_waits == 1 && vm->nr_cpus > 1,
+				     dl ? &dl->when : NULL);
+			if (r == -ETIMEDOUT)
+				pending_set(dl, i);
+			if (r < 0 && (!err || err == -ETIMEDOUT))
 				err = r;
 		}
 	}
 	free(a.waits);
+	if (err == -ETIMEDOUT)
+		vcpureq__err(err, "not every WAIT target acknowledged by the deadline (see the pending mask); the requests stay made");
 	return err ? err : sent;
 }
 
@@ -479,42 +517,243 @@ int vcpureq_make_all_cpus_request(struct vcpureq_vm *vm, unsigned int req)
 	if (r)
 		return r;
 	t.n = vcpureq__nr_vcpus(vm);
-	return request_targets(vm, req, &t);
+	return request_targets(vm, req, &t, NULL);
 }
+
+/* Validate @mask (its first @mask_bits bits; NULL: every vCPU) against the
+ * VM's vCPUs online now, into @t. */
+static int targets_of(const struct vcpureq_vm *vm, const uint64_t *mask,
+		      size_t mask_bits, struct targets *t)
+{
+	/* Not (mask_bits + 63) / 64: that wraps for a length near SIZE_MAX. */
+	size_t w, words = mask_bits / 64 + (mask_bits % 64 != 0);
+
+	t->mask = mask;
+	t->mask_bits = mask_bits;
+	t->n = vcpureq__nr_vcpus(vm);
+	if (!mask)
+		return 0;
+	/* No VM has 2^32 vCPUs (KVM's ids are 32-bit): a longer mask is a
+	 * length gone wrong (a wrapped size), not a mask to read. */
+	if (mask_bits > UINT32_MAX)
+		return vcpureq__errf(-EINVAL, "mask_bits %zu is impossible (above 2^32 - 1)",
+				     mask_bits);
+	/* Every set bit must name an online vCPU: the words past the VM's
+	 * are read here (and only here), never copied. */
+	for (w = t->n / 64; w < words; w++) {
+		uint64_t bits = mask[w];
+		size_t base = w * 64;
+
+		if (mask_bits - base < 64)
+			bits &= (UINT64_C(1) << (mask_bits - base)) - 1;
+		if (base < t->n)
+			bits >>= t->n - base; /* t->n - base < 64 here */
+		if (bits)
+			return vcpureq__err(-EINVAL,
+					    "mask names a vCPU index >= the VM's vCPU count");
+	}
+	return 0;
+}
+
+static const uint64_t no_target;
 
 int vcpureq_make_vcpus_request_mask(struct vcpureq_vm *vm, unsigned int req,
 				    const uint64_t *mask, size_t mask_bits)
 {
-	struct targets t = { mask, mask_bits, 0 };
-	/* Not (mask_bits + 63) / 64: that wraps for a length near SIZE_MAX. */
-	size_t w, words = mask_bits / 64 + (mask_bits % 64 != 0);
+	struct targets t;
 	int r = check_vm_req(vm, req);
 
 	if (r)
 		return r;
 	if (!mask && mask_bits)
 		return vcpureq__err(-EINVAL, "mask is NULL");
-	/* No VM has 2^32 vCPUs (KVM's ids are 32-bit): a longer mask is a
-	 * length gone wrong (a wrapped size), not a mask to read. */
-	if (mask_bits > UINT32_MAX)
-		return vcpureq__errf(-EINVAL, "mask_bits %zu is impossible (above 2^32 - 1)",
-				     mask_bits);
-	t.n = vcpureq__nr_vcpus(vm);
-	/* Every set bit must name an online vCPU: the words past the VM's
-	 * are read here (and only here), never copied. */
-	for (w = t.n / 64; w < words; w++) {
-		uint64_t bits = mask[w];
-		size_t base = w * 64;
+	if (!mask)
+		mask = &no_target; /* zero bits: no target */
+	r = targets_of(vm, mask, mask_bits, &t);
+	return r ? r : request_targets(vm, req, &t, NULL);
+}
 
-		if (mask_bits - base < 64)
-			bits &= (UINT64_C(1) << (mask_bits - base)) - 1;
-		if (base < t.n)
-			bits >>= t.n - base; /* t.n - base < 64 here */
-		if (bits)
-			return vcpureq__err(-EINVAL,
-					    "mask names a vCPU index >= the VM's vCPU count");
+int vcpureq_make_vcpus_request_deadline(struct vcpureq_vm *vm, unsigned int req,
+					const uint64_t *mask, size_t mask_bits,
+					const struct vcpureq_deadline *dl)
+{
+	struct targets t;
+	int r = check_vm_req(vm, req);
+
+	if (r)
+		return r;
+	if (dl && dl->size < sizeof(*dl))
+		return vcpureq__err(-EINVAL, "dl->size: set it to sizeof(struct vcpureq_deadline)");
+	r = targets_of(vm, mask, mask_bits, &t);
+	return r ? r : request_targets(vm, req, &t, dl);
+}
+
+/*
+ * The pause target will not run guest code until resumed and has done
+ * with its current exit: parked, asleep in block, unbound, or itself
+ * waiting in vcpureq_pause() (a vCPU thread pausing others).
+ */
+static bool parked(const struct vcpureq_vcpu *v)
+{
+	/* Acquire: pairs with the release store of parked (and the release
+	 * of the sleeper's and the unbinder's state): the target's last
+	 * guest run happens before our return. */
+	return atomic_load_explicit(&v->parked, memory_order_acquire) ||
+	       atomic_load_explicit(&v->sleep_state, memory_order_acquire) ==
+		       VCPUREQ__SLEEPING ||
+	       atomic_load_explicit(&v->tid, memory_order_acquire) == 0;
+}
+
+/* Wait until @v is parked or @deadline passes; re-kick it every
+ * ACK_RECHECK_NS if it is back IN_GUEST (a kick that could not be sent).
+ * 0, -ETIMEDOUT or the kick's error. */
+static int wait_parked(struct vcpureq_vcpu *v, const struct timespec *deadline)
+{
+	int r = 0;
+
+	atomic_fetch_add_explicit(&v->park_waiters, 1, memory_order_relaxed);
+	vcpureq__smp_mb(); /* [W'] pairs with [E'] in vcpureq__park_notify() */
+	for (;;) {
+		uint32_t e = atomic_load_explicit(&v->park_epoch,
+						  memory_order_acquire);
+		struct timespec recheck = vcpureq__ts_after(ACK_RECHECK_NS);
+		const struct timespec *until = vcpureq__ts_min(&recheck, deadline);
+		int mode;
+
+		if (parked(v))
+			break;
+		if (!vcpureq__futex_wait_until(&v->park_epoch, e, until) ||
+		    errno != ETIMEDOUT)
+			continue;
+		if (parked(v))
+			break;
+		if (until == deadline) {
+			r = -ETIMEDOUT;
+			break;
+		}
+		mode = atomic_load_explicit(&v->mode, memory_order_acquire);
+		if (mode == VCPUREQ_IN_GUEST_MODE &&
+		    (r = kick_in_guest(v, &mode, &v->vm->kick_stats)) < 0)
+			break;
+		r = 0;
 	}
-	return request_targets(vm, req, &t);
+	atomic_fetch_sub_explicit(&v->park_waiters, 1, memory_order_relaxed);
+	return r;
+}
+
+int vcpureq_pause(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits,
+		  const struct vcpureq_deadline *dl)
+{
+	struct vcpureq_vcpu *self = vcpureq__self;
+	unsigned int w, i;
+	struct targets t;
+	int err = 0, r = vcpureq__check_vm(vm);
+
+	if (r)
+		return r;
+	if (dl && dl->size < sizeof(*dl))
+		return vcpureq__err(-EINVAL, "dl->size: set it to sizeof(struct vcpureq_deadline)");
+	if (self && (self->in_walk ||
+		     atomic_load_explicit(&self->mode, memory_order_relaxed) !=
+			     VCPUREQ_OUTSIDE_GUEST_MODE))
+		return vcpureq__err(-EDEADLK,
+				    "pause from guest mode or a lockless walk could wait on a vCPU that waits for this one");
+	if (!mask && mask_bits)
+		return vcpureq__err(-EINVAL, "mask is NULL");
+	r = targets_of(vm, mask, mask_bits, &t);
+	if (r)
+		return r;
+	pending_clear(dl);
+	/* The count before the bit (seq_cst RMW, then the bit's release):
+	 * a vCPU that sees the bit sees the pause. */
+	for_each_word(&t, w) {
+		uint64_t m = tword(&t, w);
+
+		for_each_bit(m, i, w)
+			atomic_fetch_add_explicit(&vm->vcpus[i]->pause_word, 1,
+						  memory_order_seq_cst);
+	}
+	set_bits(vm, VCPUREQ__REQ_PAUSE, &t);
+	VCPUREQ__MB_R(); /* [R]: the bit before every mode read */
+	/* NO_WAKEUP: a sleeper stays asleep (it parks when it enters). */
+	kick_all(vm, VCPUREQ__REQ_PAUSE, &t, NULL, &err);
+	/* A vCPU thread pausing others counts as parked while it waits: it
+	 * is outside guest mode and parks at its next entry if paused, so
+	 * two vCPU threads pausing each other do not wait forever. */
+	if (self) {
+		atomic_store_explicit(&self->parked, 1, memory_order_release);
+		vcpureq__park_notify(self);
+	}
+	for_each_word(&t, w) {
+		uint64_t m = tword(&t, w);
+
+		for_each_bit(m, i, w) {
+			if (vm->vcpus[i] == self)
+				continue;
+			r = wait_parked(vm->vcpus[i], dl ? &dl->when : NULL);
+			if (r == -ETIMEDOUT)
+				pending_set(dl, i);
+			if (r < 0 && (!err || err == -ETIMEDOUT))
+				err = r;
+		}
+	}
+	if (self)
+		atomic_store_explicit(&self->parked, 0, memory_order_relaxed);
+	if (err == -ETIMEDOUT)
+		vcpureq__err(err, "not every vCPU had parked by the deadline (see the pending mask); the pause stays in force");
+	return err;
+}
+
+int vcpureq_resume(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits)
+{
+	unsigned int w, i;
+	struct targets t;
+	int r = vcpureq__check_vm(vm);
+
+	if (r)
+		return r;
+	if (!mask && mask_bits)
+		return vcpureq__err(-EINVAL, "mask is NULL");
+	r = targets_of(vm, mask, mask_bits, &t);
+	if (r)
+		return r;
+	for_each_word(&t, w) {
+		uint64_t m = tword(&t, w);
+
+		for_each_bit(m, i, w)
+			if (!(atomic_load_explicit(&vm->vcpus[i]->pause_word,
+						   memory_order_relaxed) &
+			      VCPUREQ__PAUSE_COUNT))
+				return vcpureq__errf(-EINVAL,
+						     "vCPU %lu is not paused (nothing resumed)",
+						     vm->vcpus[i]->id);
+	}
+	for_each_word(&t, w) {
+		uint64_t m = tword(&t, w);
+
+		for_each_bit(m, i, w) {
+			struct vcpureq_vcpu *v = vm->vcpus[i];
+
+			/* Release: pairs with the parked vCPU's acquire
+			 * load of the word. */
+			if ((atomic_fetch_sub_explicit(&v->pause_word, 1,
+						       memory_order_release) &
+			     VCPUREQ__PAUSE_COUNT) == 1)
+				vcpureq__futex_wake(&v->pause_word, 1);
+		}
+	}
+	return 0;
+}
+
+/* make + kick of one internal request, no WAIT (run-on-vCPU's WORK). */
+int vcpureq__make_and_kick(struct vcpureq_vcpu *vcpu, unsigned int req)
+{
+	uint32_t snap;
+	bool wait;
+
+	vcpureq__set_request(vcpu, req);
+	VCPUREQ__MB_R(); /* [R] */
+	return kick_after_fence(vcpu, req, &wait, &snap);
 }
 
 int vcpureq_make_vcpus_request(struct vcpureq_vm *vm, unsigned int req,
@@ -548,7 +787,7 @@ int vcpureq_make_vcpus_request(struct vcpureq_vm *vm, unsigned int req,
 	}
 	t.mask = m;
 	t.mask_bits = t.n;
-	r = request_targets(vm, req, &t);
+	r = request_targets(vm, req, &t, NULL);
 	free(m);
 	return r;
 }
@@ -573,17 +812,17 @@ int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 		vcpureq__set_request(vcpu, req);
 	}
 	VCPUREQ__MB_R(); /* [R] */
-	r = kick_after_fence(vcpu, req & ~VCPUREQ_REQUEST_MASK, &wait, &snap);
+	r = kick_after_fence(vcpu, req, &wait, &snap);
 #else
 	VCPUREQ__MB_R();
-	r = kick_after_fence(vcpu, req & ~VCPUREQ_REQUEST_MASK, &wait, &snap);
+	r = kick_after_fence(vcpu, req, &wait, &snap);
 	if (act) {
 		vcpureq__mark_dead(vcpu->vm, req);
 		vcpureq__set_request(vcpu, req);
 	}
 #endif
 	if (wait) {
-		int e = wait_ack(vcpu, snap, vcpu->vm->nr_cpus > 1);
+		int e = wait_ack(vcpu, snap, vcpu->vm->nr_cpus > 1, NULL);
 
 		if (e < 0)
 			return e;

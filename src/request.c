@@ -116,10 +116,13 @@ int vcpureq_make_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 void vcpureq__mark_dead(struct vcpureq_vm *vm, unsigned int req)
 {
 	if ((req & VCPUREQ_REQUEST_MASK) ==
-	    (VCPUREQ_REQ_VM_DEAD & VCPUREQ_REQUEST_MASK))
+	    (VCPUREQ_REQ_VM_DEAD & VCPUREQ_REQUEST_MASK)) {
 		/* Sticky, VM-wide; published before the bits (the release
-		 * in vcpureq__set_request()). */
+		 * in vcpureq__set_request()).  Parked vCPUs leave their
+		 * parking for good. */
 		atomic_store_explicit(&vm->dead, 1, memory_order_relaxed);
+		vcpureq__pause_kill(vm);
+	}
 }
 
 static void set_wake_hint(struct vcpureq_vcpu *vcpu, unsigned int req);
@@ -130,6 +133,8 @@ void vcpureq__set_request(struct vcpureq_vcpu *vcpu, unsigned int req)
 	 * count with the bit, so a handler that has checked the request
 	 * reads a requests_made that includes it. */
 	VCPUREQ__STAT_INC(vcpu, rstats, requests_made);
+	atomic_fetch_add_explicit(&vcpureq__nr_stats_of(vcpu->vm, req)->made, 1,
+				  memory_order_relaxed);
 	/*
 	 * kernel: smp_wmb(); set_bit().  Release orders the caller's payload
 	 * (and the dead flag) before the bit; pairs with the acquire in
@@ -190,18 +195,13 @@ int vcpureq_clear_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 	return 0;
 }
 
-int vcpureq_check_request(unsigned int req, struct vcpureq_vcpu *vcpu)
+/* Test and clear @req's bit (the vCPU thread; checks done). */
+static bool take_bit(struct vcpureq_vcpu *vcpu, unsigned int req)
 {
-	uint64_t bit;
-	int r = vcpureq__check_self(vcpu);
+	uint64_t bit = req_bit(req);
 
-	if (!r)
-		r = vcpureq__check_req(req, false);
-	if (r)
-		return r;
-	bit = req_bit(req);
 	if (!(atomic_load_explicit(&vcpu->requests, memory_order_relaxed) & bit))
-		return 0;
+		return false;
 	/*
 	 * kernel: clear_bit(); smp_mb__after_atomic().  A seq_cst RMW: its
 	 * acquire half pairs with the release of every make that set the bit
@@ -213,5 +213,23 @@ int vcpureq_check_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 	atomic_fetch_and_explicit(&vcpu->requests, ~bit,
 				  VCPUREQ__MO_PAYLOAD(memory_order_seq_cst));
 	VCPUREQ__STAT_INC(vcpu, vstats, requests_handled);
-	return 1;
+	atomic_fetch_add_explicit(&vcpureq__nr_stats_of(vcpu->vm, req)->handled,
+				  1, memory_order_relaxed);
+	return true;
+}
+
+bool vcpureq__take_request(struct vcpureq_vcpu *vcpu, unsigned int req)
+{
+	return take_bit(vcpu, req);
+}
+
+int vcpureq_check_request(unsigned int req, struct vcpureq_vcpu *vcpu)
+{
+	int r = vcpureq__check_self(vcpu);
+
+	if (!r)
+		r = vcpureq__check_req(req, false);
+	if (r)
+		return r;
+	return take_bit(vcpu, req);
 }

@@ -47,6 +47,12 @@ static int process_requests(struct vcpureq_vcpu *vcpu)
 		return vcpureq__err(-EIO, "the VM is dead (VM_DEAD)");
 	/* UNBLOCK is for block only: it never carries work into entry. */
 	vcpureq_clear_request(VCPUREQ_REQ_UNBLOCK, vcpu);
+	/* The library's own requests, before the handler sees any bit. */
+	if (vcpureq__take_request(vcpu, VCPUREQ__REQ_PAUSE) &&
+	    (r = vcpureq__park_if_paused(vcpu)))
+		return r;
+	if (vcpureq__take_request(vcpu, VCPUREQ__REQ_WORK))
+		vcpureq__work_run(vcpu, false);
 	before = atomic_load_explicit(&vcpu->requests, memory_order_relaxed);
 	if (!before)
 		return 0;
@@ -87,9 +93,14 @@ static int enter(struct vcpureq_vcpu *vcpu)
 	int r;
 
 	for (;;) {
-		if (dead(vcpu))
-			return vcpureq__err(-EIO, "the VM is dead (VM_DEAD)");
-		r = process_requests(vcpu);
+		r = dead(vcpu) ? vcpureq__err(-EIO, "the VM is dead (VM_DEAD)") :
+				 process_requests(vcpu);
+		if (r == -EIO) {
+			/* Queued work will never run: complete it as
+			 * cancelled, on this thread. */
+			vcpureq__work_run(vcpu, true);
+			return r;
+		}
 		if (r) {
 			/* api.rst: I/O completes only on re-entry; do it
 			 * now so the VMM sees consistent registers. */

@@ -87,5 +87,7 @@ int vcpureq_vcpu_unbind(struct vcpureq_vcpu *vcpu)
 	vcpureq__self = NULL;
 	pthread_sigmask(SIG_SETMASK, &vcpu->saved_mask, NULL);
 	atomic_store_explicit(&vcpu->tid, 0, memory_order_release);
+	/* Unbound counts as parked for a pauser (no thread, no guest). */
+	vcpureq__park_notify(vcpu);
 	return 0;
 }

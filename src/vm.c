@@ -281,8 +281,12 @@ int vcpureq_vm_destroy(struct vcpureq_vm *vm)
 	}
 	atomic_store_explicit(&vm->state, VCPUREQ__VM_DESTROYED,
 			      memory_order_relaxed);
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		/* Work no vCPU thread will take: completed as cancelled,
+		 * here (every waiter wakes, every async done() is called). */
+		vcpureq__work_run(vm->vcpus[i], true);
 		vm->ops->vcpu_release(vm->vcpus[i]);
+	}
 	vm->ops->vm_close(vm);
 	vcpureq__signal_release(vm->kick_signal);
 	return 0;

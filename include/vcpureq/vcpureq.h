@@ -41,6 +41,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <time.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -636,6 +638,128 @@ uint32_t vcpureq_vcpu_exit_epoch(const struct vcpureq_vcpu *vcpu);
 
 /* The current mode (relaxed load); any thread; for tests and monitoring. */
 enum vcpureq_mode vcpureq_vcpu_mode(const struct vcpureq_vcpu *vcpu);
+
+/* ---------------------------------------------------------------------- */
+/* Operations built on requests: deadlines, pause/resume, run-on-vCPU. */
+
+/*
+ * A deadline for a call that waits for vCPUs (WAIT requests, pause).
+ * Set .size to sizeof(struct vcpureq_deadline).  @when is absolute,
+ * CLOCK_MONOTONIC.  If @pending is not NULL, the call sets bit i of it
+ * (@pending_bits bits long; bits it cannot hold are not reported) for each
+ * target of index i that had not acknowledged (or parked) by the deadline,
+ * and clears the others.  Nothing is lost at a timeout: the requests stay
+ * made (the bits set, the vCPUs kicked), a pause stays in force; a later
+ * call can wait again.
+ */
+struct vcpureq_deadline {
+	size_t size;
+	struct timespec when;
+	uint64_t *pending;
+	size_t pending_bits;
+};
+
+/*
+ * vcpureq_make_vcpus_request_mask() with a deadline (@dl NULL: none) and
+ * @mask NULL meaning every vCPU.  -ETIMEDOUT if a WAIT target had not
+ * acknowledged by @dl->when (named in @dl->pending); otherwise as
+ * vcpureq_make_vcpus_request_mask().  Any thread; blocks only with WAIT,
+ * at most until the deadline; not async-signal-safe with WAIT.
+ */
+int vcpureq_make_vcpus_request_deadline(struct vcpureq_vm *vm, unsigned int req,
+					const uint64_t *mask, size_t mask_bits,
+					const struct vcpureq_deadline *dl);
+
+/*
+ * Pause the vCPUs of @mask (NULL: every vCPU online when the call starts):
+ * returns when every target is *parked*: outside guest mode and staying
+ * out until resumed.  A target in guest mode gets one kick signal (all
+ * signals are sent before any wait: N at most); a pending I/O or MMIO exit
+ * is completed first (KVM_RUN with immediate_exit, as api.rst requires);
+ * KVM_KVMCLOCK_CTRL is issued for every parked KVM vCPU (so that a
+ * kvmclock guest does not report soft lock-ups; the EINVAL of a guest
+ * without kvmclock is ignored).  A vCPU asleep in vcpureq_vcpu_block(), or
+ * with no bound thread, counts as parked without being woken: it parks at
+ * its next vcpureq_vcpu_enter().  A vCPU halted inside KVM_RUN (in-kernel
+ * irqchip) is kicked like a running one: KVM can wake it there without
+ * returning to user space.  Pauses are counted: a vCPU paused twice needs
+ * two resumes.  Parked vCPU threads wait inside vcpureq_vcpu_enter() /
+ * vcpureq_vcpu_run(), and return -EIO from there at VM_DEAD.
+ * No lock is held while waiting.  From a vCPU thread, its own vCPU may be
+ * in @mask: it is counted paused (and parks at its next entry) but never
+ * waited for.  -ETIMEDOUT past @dl (the pause stays in force: resume it,
+ * or call again); -EDEADLK from guest mode or a lockless walk (a paused
+ * vCPU could be the one this thread waits on); -EINVAL bad mask.
+ * Ordering: everything a target did in guest mode happens before the
+ * return (acquire on its park publication).  Any thread; blocks.
+ */
+int vcpureq_pause(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits,
+		  const struct vcpureq_deadline *dl);
+/*
+ * Undo one pause of each vCPU of @mask (NULL: all); a vCPU whose last pause
+ * is undone leaves its parking at once (one futex wake each, no hand-off
+ * through a lock).  -EINVAL (nothing resumed) if a target is not paused.
+ * Release: what the caller wrote before is visible to the resumed vCPU.
+ * Any thread; never blocks; async-signal-safe.
+ */
+int vcpureq_resume(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits);
+/* Whether the vCPU is paused (a pause in force; relaxed) and parked (its
+ * thread waits in its parking; relaxed).  Any thread. */
+bool vcpureq_vcpu_paused(const struct vcpureq_vcpu *vcpu);
+bool vcpureq_vcpu_parked(const struct vcpureq_vcpu *vcpu);
+
+/* A function run on a vCPU's thread, outside guest mode. */
+typedef int (*vcpureq_work_fn)(struct vcpureq_vcpu *vcpu, void *arg);
+
+/*
+ * Run @fn(@vcpu, @arg) on the vCPU's thread, outside guest mode, and
+ * return when it has run, with its result in *@result (may be NULL).
+ * Work items run in FIFO order per vCPU (the order in which their calls
+ * were made, across callers), before the request handler; they never
+ * coalesce.  From the vCPU's own thread outside guest mode it runs inline
+ * (so a function may call it again); @fn may queue more work.  The item is
+ * queued with a request (WORK) and a kick, so a vCPU asleep in
+ * vcpureq_vcpu_block() is woken for it and one in guest mode exits.
+ * Returns 0, or -ECANCELED (*@result too) if the VM died or was destroyed
+ * before it ran, -EIO if the VM is already dead (nothing queued), -EDEADLK
+ * from the vCPU's own thread in guest mode.  Ordering: what the caller
+ * wrote before happens before @fn runs; what @fn did happens before the
+ * return.  Any thread; blocks until the vCPU thread runs it.
+ */
+int vcpureq_run_on_vcpu(struct vcpureq_vcpu *vcpu, vcpureq_work_fn fn,
+			void *arg, int *result);
+/*
+ * The same without waiting: @done(@arg, result) is called after @fn ran
+ * (on the vCPU thread), or with -ECANCELED if it never will (at VM_DEAD on
+ * the vCPU thread, or from vcpureq_vm_destroy()'s thread for items no
+ * vCPU thread took).  @done may be NULL.  Allocates the item: -ENOMEM.
+ * Any thread; never blocks; not async-signal-safe (malloc).
+ */
+int vcpureq_run_on_vcpu_async(struct vcpureq_vcpu *vcpu, vcpureq_work_fn fn,
+			      void (*done)(void *arg, int result), void *arg);
+
+/*
+ * vcpureq_vcpu_block() with a deadline (@when absolute, CLOCK_MONOTONIC;
+ * NULL: none): -ETIMEDOUT if none of the wake conditions came by then
+ * (nothing is consumed).  vCPU thread only; blocks.
+ */
+int vcpureq_vcpu_block_deadline(struct vcpureq_vcpu *vcpu,
+				const struct timespec *when);
+
+enum vcpureq_dump_format {
+	VCPUREQ_DUMP_TEXT = 0,
+	VCPUREQ_DUMP_JSON = 1,
+};
+
+/*
+ * Write every counter of the VM: per vCPU (struct vcpureq_stats) and per
+ * request number (made, handled, signals sent for it, WAIT targets waited
+ * for; kicks without a request under "no-request"), as text or as one
+ * JSON object.  -EINVAL bad format; -EIO a write error.  Any thread; not
+ * async-signal-safe (stdio).
+ */
+int vcpureq_vm_dump_stats(const struct vcpureq_vm *vm, FILE *f,
+			  enum vcpureq_dump_format format);
 
 /* ---------------------------------------------------------------------- */
 /* Interrupt mailbox (kernel: posted interrupts, PIR + ON). */

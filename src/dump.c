@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: MIT */
+/* vcpureq_vm_dump_stats(): every counter of a VM, as text or JSON. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+#define LD(x) ((unsigned long long)atomic_load_explicit(&(x), memory_order_relaxed))
+
+/* The fields of struct vcpureq_stats, in order, by name. */
+#define STATS_FIELDS(X)                                                     \
+	X(requests_made) X(requests_handled) X(kicks) X(signals_sent)      \
+	X(signals_coalesced) X(wakeups) X(acks_waited) X(entries)           \
+	X(entry_aborts) X(exits) X(kicked_exits) X(spurious_exits) X(blocks) \
+	X(halt_poll_hits) X(interrupts_posted) X(interrupts_injected)       \
+	X(foreign_exits)
+
+static const char *nr_name(unsigned int nr)
+{
+	switch (nr) {
+	case 0: return "TLB_FLUSH";
+	case 1: return "VM_DEAD";
+	case 2: return "UNBLOCK";
+	case 3: return "PAUSE";
+	case 4: return "WORK";
+	default: return NULL;
+	}
+}
+
+static void dump_text(const struct vcpureq_vm *vm, FILE *f, unsigned int n)
+{
+	unsigned int i;
+
+	fprintf(f, "vcpureq VM: %u vCPUs, kick signal %d\n", n, vm->kick_signal);
+	for (i = 0; i < n; i++) {
+		const struct vcpureq_vcpu *v = vm->vcpus[i];
+		struct vcpureq_stats s;
+
+		vcpureq_vcpu_stats(v, &s, sizeof(s));
+		fprintf(f, "vCPU %u (id %lu):", i, v->id);
+#define X(name) fprintf(f, " " #name "=%llu", (unsigned long long)s.name);
+		STATS_FIELDS(X)
+#undef X
+		fputc('\n', f);
+	}
+	fprintf(f, "%-10s %12s %12s %12s %12s\n", "request", "made", "handled",
+		"signals", "waits");
+	for (i = 0; i <= VCPUREQ_REQUEST_NR_MAX + 1; i++) {
+		const struct vcpureq__nr_stats *ns =
+			i <= VCPUREQ_REQUEST_NR_MAX ? &vm->nr_stats[i] :
+						      &vm->kick_stats;
+		char name[24];
+
+		if (!LD(ns->made) && !LD(ns->handled) && !LD(ns->signals) &&
+		    !LD(ns->waits))
+			continue;
+		if (i > VCPUREQ_REQUEST_NR_MAX)
+			snprintf(name, sizeof(name), "no-request");
+		else if (nr_name(i))
+			snprintf(name, sizeof(name), "%s", nr_name(i));
+		else
+			snprintf(name, sizeof(name), "ARCH(%u)",
+				 i - VCPUREQ_REQUEST_ARCH_BASE);
+		fprintf(f, "%-10s %12llu %12llu %12llu %12llu\n", name,
+			LD(ns->made), LD(ns->handled), LD(ns->signals),
+			LD(ns->waits));
+	}
+}
+
+static void dump_json(const struct vcpureq_vm *vm, FILE *f, unsigned int n)
+{
+	unsigned int i;
+	const char *sep = "";
+
+	fprintf(f, "{\"vcpus\":[");
+	for (i = 0; i < n; i++) {
+		const struct vcpureq_vcpu *v = vm->vcpus[i];
+		struct vcpureq_stats s;
+
+		vcpureq_vcpu_stats(v, &s, sizeof(s));
+		fprintf(f, "%s{\"index\":%u,\"id\":%lu", i ? "," : "", i, v->id);
+#define X(name) fprintf(f, ",\"" #name "\":%llu", (unsigned long long)s.name);
+		STATS_FIELDS(X)
+#undef X
+		fputc('}', f);
+	}
+	fprintf(f, "],\"requests\":[");
+	for (i = 0; i <= VCPUREQ_REQUEST_NR_MAX + 1; i++) {
+		const struct vcpureq__nr_stats *ns =
+			i <= VCPUREQ_REQUEST_NR_MAX ? &vm->nr_stats[i] :
+						      &vm->kick_stats;
+
+		if (!LD(ns->made) && !LD(ns->handled) && !LD(ns->signals) &&
+		    !LD(ns->waits))
+			continue;
+		if (i > VCPUREQ_REQUEST_NR_MAX)
+			fprintf(f, "%s{\"nr\":null,\"name\":\"no-request\"", sep);
+		else if (nr_name(i))
+			fprintf(f, "%s{\"nr\":%u,\"name\":\"%s\"", sep, i, nr_name(i));
+		else
+			fprintf(f, "%s{\"nr\":%u,\"name\":\"ARCH(%u)\"", sep, i,
+				i - VCPUREQ_REQUEST_ARCH_BASE);
+		fprintf(f, ",\"made\":%llu,\"handled\":%llu,\"signals\":%llu,\"waits\":%llu}",
+			LD(ns->made), LD(ns->handled), LD(ns->signals),
+			LD(ns->waits));
+		sep = ",";
+	}
+	fprintf(f, "]}\n");
+}
+
+int vcpureq_vm_dump_stats(const struct vcpureq_vm *vm, FILE *f,
+			  enum vcpureq_dump_format format)
+{
+	int r = vcpureq__check_vm(vm);
+
+	if (r)
+		return r;
+	if (!f)
+		return vcpureq__err(-EINVAL, "f is NULL");
+	if (format == VCPUREQ_DUMP_TEXT)
+		dump_text(vm, f, vcpureq__nr_vcpus(vm));
+	else if (format == VCPUREQ_DUMP_JSON)
+		dump_json(vm, f, vcpureq__nr_vcpus(vm));
+	else
+		return vcpureq__err(-EINVAL, "unknown dump format");
+	if (fflush(f) || ferror(f))
+		return vcpureq__err(-EIO, "writing the counters failed");
+	return 0;
+}
