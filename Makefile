@@ -8,7 +8,7 @@ CMAKE_FLAGS ?=
 SAN = -DCMAKE_BUILD_TYPE=Debug -DVCPUREQ_SANITIZE
 # The progress lines of the long ctest steps (ctest -V prints everything;
 # all of it is in <build>/Testing/Temporary/LastTest.log, named on failure).
-PROGRESS = grep -E --line-buffered '^[0-9]+/[0-9]+ Test|model: |mutants: |^([0-9]+: )?\| |torture: |% tests passed|tests failed|Total Test time|FAIL'
+PROGRESS = grep -E --line-buffered '^[0-9]+/[0-9]+ Test|model: |mutants: |^([0-9]+: )?\| |torture: |% tests passed|tests failed|Total Test time|still running|FAIL'
 # Budget of the torture run of test-full (s); make test's is 20 s.
 FULL_TORTURE_SECONDS ?= 180
 
@@ -46,9 +46,10 @@ test: deps all
 # The long tier (CI runs it too): the exhaustive model (FULL=1, 17-22
 # minutes and up to 6.5 GB) and a torture run of FULL_TORTURE_SECONDS.
 test-full: deps all
-	cd $(BUILD) && ctest --output-on-failure -V -L full \
+	cd $(BUILD) && $(CURDIR)/tools/with-heartbeat.sh test-full ctest --output-on-failure -V -L full \
 		| $(PROGRESS) || { echo "full output: $(BUILD)/Testing/Temporary/LastTest.log"; false; }
-	TORTURE_SECONDS=$(FULL_TORTURE_SECONDS) tests/torture/long.sh $(BUILD)/tests/torture/torture
+	TORTURE_SECONDS=$(FULL_TORTURE_SECONDS) tools/with-heartbeat.sh test-full \
+		tests/torture/long.sh $(BUILD)/tests/torture/torture
 
 # Fast tier only: unit and protocol tests, man pages, demo, example.
 unit: all
