@@ -14,7 +14,7 @@
 # comment above the first: the first name gets the page, the others a .so
 # link to it.  Struct and enum definitions named in a prototype (by
 # "struct vcpureq_x" / "enum vcpureq_x") are shown in the page with their
-# comments.  A function without such a comment gets no page: the generator
+# comments (for a definition, also a comment a blank line above it).  A function without such a comment gets no page: the generator
 # names it on stderr (and still exits 0, so that a header being rewritten
 # does not break the build); tools/check-man.sh, a CTest test, fails then.
 use strict;
@@ -111,14 +111,17 @@ sub func_name {	# the name of a function declared by a declaration, or undef
 
 my (%types, @groups, @undocumented, @overview);
 my $comment;	# the comment directly above, if nothing came between
+my $section;	# the comment above a blank line (for a type definition)
 my $group;	# the open group of declarations sharing $comment
 for my $it (@items) {
 	my $k = $it->{kind};
 	if ($k eq 'comment') {
 		$comment = $it->{text};
+		$section = undef;
 		$group = undef;
 		next;
 	}
+	$section = $comment if $k eq 'blank' && defined $comment;
 	if ($k eq 'blank' || $k eq 'pp') {
 		push @overview, { comment => $comment, text => $it->{text} }
 			if $k eq 'pp' && $it->{text} =~ /^#define\s+VCPUREQ_\w+\s*\S/
@@ -129,12 +132,14 @@ for my $it (@items) {
 	}
 	my $d = $it->{text};
 	if ($d =~ /^\s*(struct|enum)\s+(vcpureq_\w+)\s*\{/) {
-		$types{"$1 $2"} = { comment => $comment, text => $d };
-		push @overview, { comment => $comment, text => $d };
+		my $c = $comment // $section;
+		$types{"$1 $2"} = { comment => $c, text => $d };
+		push @overview, { comment => $c, text => $d };
 		$comment = undef;
 		$group = undef;
 		next;
 	}
+	$section = undef;
 	my $name = func_name($d);
 	if (!defined $name) {
 		$comment = undef;
