@@ -53,7 +53,7 @@ my @items;
 		} else {
 			# a declaration: up to the ';' at brace depth 0 (comments
 			# inside it kept, a stray '}' such as extern "C"'s ends it)
-			my ($depth, $i, $start) = (0, $pos, $pos);
+			my ($depth, $i, $start, $open) = (0, $pos, $pos, -1);
 			while ($i < $len) {
 				my $c = substr($s, $i, 1);
 				if (substr($s, $i, 2) eq '/*') {
@@ -62,6 +62,7 @@ my @items;
 					next;
 				}
 				if ($c eq '{') {
+					$open = $i if $depth == 0;
 					$depth++;
 					# extern "C" { opens no declaration
 					if (substr($s, $start, $i - $start) =~ /^extern\s+"C"\s*$/) {
@@ -74,6 +75,12 @@ my @items;
 				} elsif ($c eq '}') {
 					if ($depth == 0) { $i++; last; }
 					$depth--;
+					# the body of an inline function ends it
+					if ($depth == 0 &&
+					    substr($s, $start, $open - $start) =~ /\)\s*$/) {
+						$i++;
+						last;
+					}
 				} elsif ($c eq ';' && $depth == 0) {
 					$i++;
 					last;
@@ -143,6 +150,7 @@ for my $it (@items) {
 	my $name = func_name($d);
 	if (!defined $name) {
 		$comment = undef;
+		$group = undef;
 		next;
 	}
 	if ($group) {
