@@ -6,6 +6,9 @@ BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 SAN = -DCMAKE_BUILD_TYPE=Debug -DVCPUREQ_SANITIZE
+# The progress lines of the long ctest steps (ctest -V prints everything;
+# all of it is in <build>/Testing/Temporary/LastTest.log, named on failure).
+PROGRESS = grep -E --line-buffered '^[0-9]+/[0-9]+ Test|model: |mutants: |^([0-9]+: )?\| |torture: |% tests passed|tests failed|Total Test time|still running|FAIL'
 # Budget of the torture run of test-full (s); make test's is 20 s.
 FULL_TORTURE_SECONDS ?= 180
 
@@ -38,14 +41,15 @@ test: deps all
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE 'model|torture|bench|full'
 	@echo "== one at a time: model (default bound, 2-2.5 min), torture (20 s), mutants (about 1 min), quick bench"
 	cd $(BUILD) && ctest --output-on-failure -V -L 'model|torture|bench' -LE full \
-		| grep -E --line-buffered '^[0-9]+/[0-9]+ Test|model: |mutants: |^([0-9]+: )?\| |torture: |% tests passed|tests failed|Total Test time|FAIL'
+		| $(PROGRESS) || { echo "full output: $(BUILD)/Testing/Temporary/LastTest.log"; false; }
 
 # The long tier (CI runs it too): the exhaustive model (FULL=1, 17-22
 # minutes and up to 6.5 GB) and a torture run of FULL_TORTURE_SECONDS.
 test-full: deps all
-	cd $(BUILD) && ctest --output-on-failure -V -L full \
-		| grep -E --line-buffered '^[0-9]+/[0-9]+ Test|model: |torture: |% tests passed|tests failed|Total Test time|FAIL'
-	TORTURE_SECONDS=$(FULL_TORTURE_SECONDS) tests/torture/long.sh $(BUILD)/tests/torture/torture
+	cd $(BUILD) && $(CURDIR)/tools/with-heartbeat.sh test-full ctest --output-on-failure -V -L full \
+		| $(PROGRESS) || { echo "full output: $(BUILD)/Testing/Temporary/LastTest.log"; false; }
+	TORTURE_SECONDS=$(FULL_TORTURE_SECONDS) tools/with-heartbeat.sh test-full \
+		tests/torture/long.sh $(BUILD)/tests/torture/torture
 
 # Fast tier only: unit and protocol tests, man pages, demo, example.
 unit: all
@@ -77,7 +81,7 @@ consumer-check:
 	tools/consumer-check.sh build-consumer
 
 # The library cross-compiled for aarch64 (gcc-aarch64-linux-gnu), static
-# and shared.
+# and shared; the example run under qemu-aarch64 (qemu-user).
 cross:
 	set -e; for kind in static shared; do \
 		shared=OFF; [ $$kind = static ] || shared=ON; \
@@ -89,6 +93,12 @@ cross:
 	readelf -h build-aarch64-static/libvcpureq.a | grep 'Machine:.*AArch64' >/dev/null
 	readelf -h build-aarch64-shared/libvcpureq.so | grep 'Machine:.*AArch64' >/dev/null
 	@echo "cross: libvcpureq.a and libvcpureq.so built for aarch64"
+	@# The README's example (thread backend) on aarch64 under qemu-user:
+	@# functional only (the x86 host's memory order, not aarch64's).
+	aarch64-linux-gnu-gcc -std=c11 -D_GNU_SOURCE -O2 -pthread -Iinclude \
+		-Ibuild-aarch64-static/include -o build-aarch64-static/minimal \
+		examples/minimal.c build-aarch64-static/libvcpureq.a
+	qemu-aarch64 -L /usr/aarch64-linux-gnu build-aarch64-static/minimal
 
 bench: all
 	$(BUILD)/bench/vcpureq-bench --out $(BUILD)/bench-out

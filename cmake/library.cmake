@@ -15,8 +15,12 @@ target_include_directories(vcpureq PUBLIC
 target_compile_options(vcpureq PRIVATE ${VCPUREQ_WARNINGS})
 target_link_libraries(vcpureq PUBLIC Threads::Threads)
 
-# The shared library exports the public vcpureq_* functions only: the
-# version script makes every other global (the vcpureq__ internals) local.
+# Only the public vcpureq_* functions are visible: the sources are compiled
+# with hidden visibility but for the public header's declarations
+# (cmake/visibility.h), and the shared library's version script makes every
+# other global (the vcpureq__ internals) local as well.
+target_compile_options(vcpureq PRIVATE -fvisibility=hidden
+  -include ${PROJECT_SOURCE_DIR}/cmake/visibility.h)
 # A SONAME per minor version while the major is 0 (the ABI may change
 # between 0.x releases), per major version from 1.0 on.
 if(PROJECT_VERSION_MAJOR EQUAL 0)

@@ -14,6 +14,7 @@ work=${1:-$src/build-consumer}
 CC=${CC:-cc}
 rm -rf "$work"
 mkdir -p "$work"
+work=$(cd "$work" && pwd)
 n=0
 
 step() { echo "consumer-check: $*"; }

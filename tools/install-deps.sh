@@ -5,7 +5,8 @@
 #                                CMake: spin (the model), gnuplot-nox (the
 #                                bench plot), pkg-config
 #   tools/install-deps.sh ci     also what .ci/run needs: the aarch64 cross
-#                                compiler, binutils (nm, objdump)
+#                                compiler, qemu-user to run its output,
+#                                binutils (nm, objdump)
 # As root it runs apt-get (apt-get update first, once); otherwise it prints
 # the exact command to run and exits 1 if something is missing.
 set -eu
@@ -13,7 +14,7 @@ tier=${1:-test}
 pkgs="build-essential cmake spin gnuplot-nox pkg-config"
 case $tier in
 test) ;;
-ci) pkgs="$pkgs linux-libc-dev binutils gcc-aarch64-linux-gnu libc6-dev-arm64-cross" ;;
+ci) pkgs="$pkgs linux-libc-dev binutils gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user" ;;
 *) echo "install-deps: unknown tier '$tier' (test or ci)" >&2; exit 2 ;;
 esac
 

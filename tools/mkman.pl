@@ -14,7 +14,7 @@
 # comment above the first: the first name gets the page, the others a .so
 # link to it.  Struct and enum definitions named in a prototype (by
 # "struct vcpureq_x" / "enum vcpureq_x") are shown in the page with their
-# comments.  A function without such a comment gets no page: the generator
+# comments (for a definition, also a comment a blank line above it).  A function without such a comment gets no page: the generator
 # names it on stderr (and still exits 0, so that a header being rewritten
 # does not break the build); tools/check-man.sh, a CTest test, fails then.
 use strict;
@@ -53,7 +53,7 @@ my @items;
 		} else {
 			# a declaration: up to the ';' at brace depth 0 (comments
 			# inside it kept, a stray '}' such as extern "C"'s ends it)
-			my ($depth, $i, $start) = (0, $pos, $pos);
+			my ($depth, $i, $start, $open) = (0, $pos, $pos, -1);
 			while ($i < $len) {
 				my $c = substr($s, $i, 1);
 				if (substr($s, $i, 2) eq '/*') {
@@ -62,6 +62,7 @@ my @items;
 					next;
 				}
 				if ($c eq '{') {
+					$open = $i if $depth == 0;
 					$depth++;
 					# extern "C" { opens no declaration
 					if (substr($s, $start, $i - $start) =~ /^extern\s+"C"\s*$/) {
@@ -74,6 +75,12 @@ my @items;
 				} elsif ($c eq '}') {
 					if ($depth == 0) { $i++; last; }
 					$depth--;
+					# the body of an inline function ends it
+					if ($depth == 0 &&
+					    substr($s, $start, $open - $start) =~ /\)\s*$/) {
+						$i++;
+						last;
+					}
 				} elsif ($c eq ';' && $depth == 0) {
 					$i++;
 					last;
@@ -111,14 +118,17 @@ sub func_name {	# the name of a function declared by a declaration, or undef
 
 my (%types, @groups, @undocumented, @overview);
 my $comment;	# the comment directly above, if nothing came between
+my $section;	# the comment above a blank line (for a type definition)
 my $group;	# the open group of declarations sharing $comment
 for my $it (@items) {
 	my $k = $it->{kind};
 	if ($k eq 'comment') {
 		$comment = $it->{text};
+		$section = undef;
 		$group = undef;
 		next;
 	}
+	$section = $comment if $k eq 'blank' && defined $comment;
 	if ($k eq 'blank' || $k eq 'pp') {
 		push @overview, { comment => $comment, text => $it->{text} }
 			if $k eq 'pp' && $it->{text} =~ /^#define\s+VCPUREQ_\w+\s*\S/
@@ -129,15 +139,18 @@ for my $it (@items) {
 	}
 	my $d = $it->{text};
 	if ($d =~ /^\s*(struct|enum)\s+(vcpureq_\w+)\s*\{/) {
-		$types{"$1 $2"} = { comment => $comment, text => $d };
-		push @overview, { comment => $comment, text => $d };
+		my $c = $comment // $section;
+		$types{"$1 $2"} = { comment => $c, text => $d };
+		push @overview, { comment => $c, text => $d };
 		$comment = undef;
 		$group = undef;
 		next;
 	}
+	$section = undef;
 	my $name = func_name($d);
 	if (!defined $name) {
 		$comment = undef;
+		$group = undef;
 		next;
 	}
 	if ($group) {
