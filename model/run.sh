@@ -92,10 +92,10 @@ check tso-no-sleep-fence tso "-DNO_SLEEP_FENCE" \
 check tso-snap-after-cas tso "-DSNAP_AFTER_CAS" \
 	"invalid end state" "hang: snapshot after the CAS"
 check tso-snap-before-fence tso "-DSNAP_BEFORE_FENCE" \
-	"assertion violated ok_b" "(b) snapshot before [R] (DESIGN.md order)"
+	"assertion violated ok_b" "(b) snapshot before [R] (the design brief's first order)"
 check tso-x86-noaction   tso "-DX86_LOCKED_OR -DKINDS=2 -DNO_BLOCK" pass
 check tso-snap-before-fence-x86-noaction tso "-DSNAP_BEFORE_FENCE -DX86_LOCKED_OR -DKINDS=2 -DNO_BLOCK" \
-	"assertion violated ok_b" "(b) OUTSIDE_GUEST_MODE with the DESIGN.md order, even on x86"
+	"assertion violated ok_b" "(b) OUTSIDE_GUEST_MODE with the snapshot before [R], even on x86"
 
 if [ "$FULL" != 0 ]; then
 	check full-sc-2v2r        sc  "-DNV=2 -DNR=2 -DVB=1 -DRB=1" pass "" collapse

@@ -43,7 +43,7 @@
  *   NO_REQ_FENCE      remove [R]           -> (a) fails
  *   NO_SLEEP_FENCE    remove [S]           -> (d) fails (lost wake-up)
  *   SNAP_AFTER_CAS    epoch snapshot after the mode read / CAS -> hang
- *   SNAP_BEFORE_FENCE epoch snapshot before [R] (DESIGN.md section 3's
+ *   SNAP_BEFORE_FENCE epoch snapshot before [R] (docs/design.md's first
  *                     order) -> (b) fails, unless X86_LOCKED_OR
  *   X86_LOCKED_OR     the request OR is a locked RMW (what x86 executes)
  */
