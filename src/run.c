@@ -51,8 +51,13 @@ static int process_requests(struct vcpureq_vcpu *vcpu)
 	if (vcpureq__take_request(vcpu, VCPUREQ__REQ_PAUSE) &&
 	    (r = vcpureq__park_if_paused(vcpu)))
 		return r;
-	if (vcpureq__take_request(vcpu, VCPUREQ__REQ_WORK))
+	if (vcpureq__take_request(vcpu, VCPUREQ__REQ_WORK)) {
+		/* Work functions run where the handler does, with its limits
+		 * (no run, enter or unbind from inside). */
+		vcpu->in_handler = true;
 		vcpureq__work_run(vcpu, false);
+		vcpu->in_handler = false;
+	}
 	before = atomic_load_explicit(&vcpu->requests, memory_order_relaxed);
 	if (!before)
 		return 0;
