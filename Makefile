@@ -8,7 +8,7 @@ CMAKE_FLAGS ?=
 SAN = -DCMAKE_BUILD_TYPE=Debug -DVCPUREQ_SANITIZE
 # The progress lines of the long ctest steps (ctest -V prints everything;
 # all of it is in <build>/Testing/Temporary/LastTest.log, named on failure).
-PROGRESS = grep -E --line-buffered '^[0-9]+/[0-9]+ Test|model: |mutants: |^([0-9]+: )?\| |torture: |% tests passed|tests failed|Total Test time|still running|FAIL'
+PROGRESS = grep -E --line-buffered '^[0-9]+/[0-9]+ Test|model: |mutants: |SURVIVED|torture: |% tests passed|tests failed|Total Test time|still running|FAIL'
 # Budget of the torture run of test-full (s); make test's is 20 s.
 FULL_TORTURE_SECONDS ?= 180
 
