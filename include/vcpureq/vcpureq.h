@@ -185,7 +185,10 @@ enum vcpureq_backend {
  *    crosvm do).  A late kick can interrupt a system call of the vCPU
  *    thread outside KVM_RUN with EINTR.
  * The thread backend always works like IMMEDIATE_EXIT (its handler sets
- * the flag vcpureq_guest_kicked() reads).
+ * the flag vcpureq_guest_kicked() reads).  A ThreadSanitizer build of the
+ * library uses SIGMASK for DEFAULT and refuses IMMEDIATE_EXIT (-ENOTSUP):
+ * TSan runs signal handlers late, at its next safe point, which loses
+ * kicks that land just before KVM_RUN.
  */
 enum vcpureq_kick_mechanism {
 	VCPUREQ_KICK_DEFAULT = 0, /* the one measured better: IMMEDIATE_EXIT */
