@@ -424,6 +424,8 @@ void report_write(FILE *f, double seconds)
 	if (g_bc[0][0].ran || g_bc[1][0].ran)
 		fprintf(f, "%s\n\n", plot_note);
 
+	pause_report(f);
+
 	/* Targets. */
 	fprintf(f, "## Targets (reported, not asserted)\n\n");
 	for (i = 0; i < nt; i++)
@@ -597,6 +599,8 @@ int report_files(const char *dir, double seconds)
 	}
 	if (g_bc[0][0].ran || g_bc[1][0].ran)
 		write_plot(dir);
+	if (pause_files(dir) < 0)
+		return -1;
 
 	snprintf(path, sizeof(path), "%s/report.md", dir);
 	f = fopen(path, "w");
