@@ -250,7 +250,9 @@ int pause_files(const char *dir);
 #define B_NIMPL 4
 extern const unsigned int g_n_values[B_NN];
 struct bc_cell {
-	struct samples lat;     /* ns per pause */
+	struct samples lat;     /* ns per pause (sorted by the percentiles) */
+	struct samples seq;     /* the same in the order taken: iteration k
+				   of every implementation is paired */
 	struct samples sig;     /* signals per pause */
 	struct samples cpu;     /* requester CPU ns per pause */
 	double rep_p50[B_MAX_REP];
