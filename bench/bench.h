@@ -228,6 +228,8 @@ struct pr_sample {
 	double pause_cpu, resume_cpu;
 	double pause_sig, resume_sig;
 	bool failed;    /* a guest counter moved after pause returned */
+	bool timed_out; /* resume (or cycle) finish line given up: resume is
+			   a lower bound, cycle NAN */
 };
 struct pr_cell {
 	/* s[impl][k]: sample k, in the order taken (paired across impls) */

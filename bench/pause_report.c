@@ -27,7 +27,8 @@ static double impl_pct(int ci, int ii, int q, double p)
 	unsigned int k;
 
 	for (k = 0; k < g_pr[ci].ns; k++)
-		samples_add(&t, q_of(&g_pr[ci].s[ii][k], q));
+		if (!isnan(q_of(&g_pr[ci].s[ii][k], q)))
+			samples_add(&t, q_of(&g_pr[ci].s[ii][k], q));
 	v = samples_pct(&t, p);
 	samples_free(&t);
 	return v;
@@ -57,10 +58,11 @@ static double ratio_pct(int ci, int pi, int q, double p)
 	unsigned int k;
 
 	for (k = 0; k < g_pr[ci].ns; k++) {
+		double a = q_of(&g_pr[ci].s[0][k], q);
 		double b = q_of(&g_pr[ci].s[pi][k], q);
 
-		if (b > 0)
-			samples_add(&t, q_of(&g_pr[ci].s[0][k], q) / b);
+		if (b > 0 && !isnan(a))
+			samples_add(&t, a / b);
 	}
 	v = samples_pct(&t, p);
 	samples_free(&t);
@@ -82,6 +84,16 @@ static int best_peer(int ci, int q)
 		}
 	}
 	return bi;
+}
+
+/* Samples of implementation @ii in cell @ci whose resume timed out. */
+static unsigned int timeouts(int ci, int ii)
+{
+	unsigned int k, n = 0;
+
+	for (k = 0; k < g_pr[ci].ns; k++)
+		n += g_pr[ci].s[ii][k].timed_out;
+	return n;
 }
 
 static const char *fmt_ns(char *buf, size_t sz, double ns)
@@ -138,10 +150,16 @@ static void q_table(FILE *f, int q)
 			continue;
 		fprintf(f, "| %s | %u |", cfg_name(a, sizeof(a), ci), g_pr[ci].ns);
 		for (i = 0; i < PR_NIMPL; i++)
-			fprintf(f, " %s%s |", fmt_ns(b, sizeof(b), impl_pct(ci, i, q, 50)),
-				g_pr[ci].failures[i] ? " (FAILED to park every vCPU)" : "");
+			fprintf(f, " %s%s%s |",
+				q != Q_PAUSE && timeouts(ci, i) ? "≥ " : "",
+				fmt_ns(b, sizeof(b), impl_pct(ci, i, q, 50)),
+				g_pr[ci].failures[i] ? " (FAILED to park every vCPU)" :
+				q != Q_PAUSE && timeouts(ci, i) ?
+				" (not every vCPU back after 60 s: lower bound; cycle not measured)" : "");
 		for (i = 1; i < PR_NIMPL; i++)
-			fprintf(f, " %.2f× (%.2f–%.2f) |", ratio_pct(ci, i, q, 50),
+			fprintf(f, " %s%.2f× (%.2f–%.2f) |",
+				q != Q_PAUSE && timeouts(ci, i) ? "≤ " : "",
+				ratio_pct(ci, i, q, 50),
 				ratio_pct(ci, i, q, 25), ratio_pct(ci, i, q, 75));
 		bp = best_peer(ci, q);
 		t = target_of(ci, q);
@@ -240,16 +258,17 @@ int pause_files(const char *dir)
 	f = fopen(path, "w");
 	if (!f)
 		return -1;
-	fprintf(f, "N,mix,sample,implementation,pause_ns,resume_ns,cycle_ns,pause_signals,resume_signals,pause_cpu_ns,resume_cpu_ns,failed\n");
+	fprintf(f, "N,mix,sample,implementation,pause_ns,resume_ns,cycle_ns,pause_signals,resume_signals,pause_cpu_ns,resume_cpu_ns,failed,resume_timed_out\n");
 	for (ci = 0; ci < PR_NCFG; ci++)
 		for (k = 0; k < g_pr[ci].ns; k++)
 			for (i = 0; i < PR_NIMPL; i++) {
 				const struct pr_sample *s = &g_pr[ci].s[i][k];
 
-				fprintf(f, "%u,%d,%u,\"%s\",%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%d\n",
+				fprintf(f, "%u,%d,%u,\"%s\",%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%d,%d\n",
 					g_pr_cfg[ci].n, g_pr_cfg[ci].mix, k, pr_impl_name(i),
 					s->pause, s->resume, s->cycle, s->pause_sig,
-					s->resume_sig, s->pause_cpu, s->resume_cpu, s->failed);
+					s->resume_sig, s->pause_cpu, s->resume_cpu, s->failed,
+					s->timed_out);
 			}
 	fclose(f);
 	return 0;
