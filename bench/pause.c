@@ -25,7 +25,7 @@
  *   default timer slack: the resolution of this finish line), the same
  *   for every implementation; it does not spin, which would keep one of
  *   the two CPUs from the vCPU threads it waits for.  It gives up after
- *   60 s: the sample is then a lower bound (reported as such) and the
+ *   60 s (10 s with --quick): the sample is then a lower bound (reported as such) and the
  *   cycle is not measured.  Halted vCPUs stay halted across a pause
  *   and a resume under every implementation and are not waited for.
  * - cycle: a pause and a resume back to back, from the pause call to the
@@ -151,7 +151,7 @@ static enum h_prog mix_prog(const struct pr_cfg *cfg, unsigned int i)
 static unsigned int nr_samples(int ci)
 {
 	static const unsigned int full[PR_NCFG] = { 8, 6, 5, 4, 1, 1, 4 };
-	static const unsigned int quick[PR_NCFG] = { 3, 3, 2, 1, 0, 0, 1 };
+	static const unsigned int quick[PR_NCFG] = { 3, 3, 1, 1, 0, 0, 1 };
 	unsigned int base = g_opt.quick ? quick[ci] : full[ci];
 	double s = (double)base * g_opt.scale;
 
@@ -171,12 +171,16 @@ struct pr_run {
 	uint32_t *snap, *tmp;
 };
 
-/* The finish line of a resume is given up after this long: the sample is
- * kept as a lower bound (timed_out) and its cycle is not measured. */
-#define PR_FINISH_CAP_NS 60000000000ull
+/* The finish line of a resume is given up after this long (10 s with
+ * --quick, which must stay short): the sample is kept as a lower bound
+ * (timed_out) and its cycle is not measured. */
+static uint64_t finish_cap_ns(void)
+{
+	return g_opt.quick ? 10000000000ull : 60000000000ull;
+}
 
 /* Until every vCPU that runs guest code (not halted) moved past snap;
- * false if one had not after PR_FINISH_CAP_NS. */
+ * false if one had not after finish_cap_ns(). */
 static bool wait_running(struct pr_run *r, uint64_t t0)
 {
 	unsigned int i = 0, n = r->c->n;
@@ -187,7 +191,7 @@ static bool wait_running(struct pr_run *r, uint64_t t0)
 			i++;
 			continue;
 		}
-		if (b_now() - t0 > PR_FINISH_CAP_NS)
+		if (b_now() - t0 > finish_cap_ns())
 			return false;
 		/* Sleep, never spin: a requester spinning here would hold
 		 * one of the two CPUs that the woken vCPU threads need (a
@@ -279,7 +283,7 @@ static void run_one(int ii, struct pr_run *r, struct pr_sample *out)
 	/* cycle */
 	if (out->timed_out) {
 		b_progress("  %s: not every vCPU ran guest code %.0f s after resume: kept as a lower bound, no cycle\n",
-			   phase, PR_FINISH_CAP_NS / 1e9);
+			   phase, (double)finish_cap_ns() / 1e9);
 		out->cycle = NAN;
 	} else {
 		t0 = b_now();

@@ -151,14 +151,14 @@ static void q_table(FILE *f, int q)
 		fprintf(f, "| %s | %u |", cfg_name(a, sizeof(a), ci), g_pr[ci].ns);
 		for (i = 0; i < PR_NIMPL; i++)
 			if (isnan(impl_pct(ci, i, q, 50)))
-				fprintf(f, " not measured (resume not finished after 60 s) |");
+				fprintf(f, " not measured (resume not finished in time) |");
 			else
 				fprintf(f, " %s%s%s |",
 				q != Q_PAUSE && timeouts(ci, i) ? "≥ " : "",
 				fmt_ns(b, sizeof(b), impl_pct(ci, i, q, 50)),
 				g_pr[ci].failures[i] ? " (FAILED to park every vCPU)" :
 				q != Q_PAUSE && timeouts(ci, i) ?
-				" (not every vCPU back after 60 s: lower bound; cycle not measured)" : "");
+				" (not every vCPU back in time: lower bound; cycle not measured)" : "");
 		for (i = 1; i < PR_NIMPL; i++)
 			if (isnan(ratio_pct(ci, i, q, 50)))
 				fprintf(f, " n/a |");
