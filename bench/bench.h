@@ -43,6 +43,7 @@ enum {
 	B_PART_REQUESTERS = 1u << 5,
 	B_PART_BROADCAST = 1u << 6,
 	B_PART_KICKAB = 1u << 7,
+	B_PART_PAUSE = 1u << 8,
 };
 bool b_part(unsigned int part);
 
@@ -211,13 +212,49 @@ int part_requesters(int rep);
 int part_broadcast(int rep);
 int part_kickab(int rep);
 void kickab_report(FILE *f);
+int part_pause(int rep);
+
+/* ---- pause / resume results (pause.c) ---- */
+#define PR_NIMPL 4      /* vcpureq, QEMU, cloud-hypervisor, kvmtool */
+#define PR_NCFG 7       /* N = 1 ... 1024 spinning, then the mix */
+#define PR_MAX_SAMPLES 64
+struct pr_cfg {
+	unsigned int n;
+	bool mix;       /* a third each spinning, I/O-looping, halted */
+};
+/* One implementation's measurements in one sample (ns, signals). */
+struct pr_sample {
+	double pause, resume, cycle;
+	double pause_cpu, resume_cpu;
+	double pause_sig, resume_sig;
+	bool failed;    /* a guest counter moved after pause returned */
+	bool timed_out; /* resume (or cycle) finish line given up: resume is
+			   a lower bound, cycle NAN */
+};
+struct pr_cell {
+	/* s[impl][k]: sample k, in the order taken (paired across impls) */
+	struct pr_sample s[PR_NIMPL][PR_MAX_SAMPLES];
+	unsigned int ns;
+	int failures[PR_NIMPL];
+	bool ran;
+};
+extern const struct pr_cfg g_pr_cfg[PR_NCFG];
+extern struct pr_cell g_pr[PR_NCFG];
+const char *pr_impl_name(int i);
+const char *pr_impl_source(int i);
+/* The pause/resume section of the report (with its targets) and its
+ * sample file DIR/pause-samples.csv. */
+void pause_report(FILE *f);
+int pause_files(const char *dir);
 
 /* ---- broadcast results (broadcast.c) ---- */
 #define B_NN 6
 #define B_NIMPL 4
 extern const unsigned int g_n_values[B_NN];
 struct bc_cell {
-	struct samples lat;     /* ns per pause */
+	struct samples lat;     /* ns per pause (sorted by the percentiles) */
+	struct samples seq;     /* the same in the order taken: iteration k
+				   of every implementation is paired */
 	struct samples sig;     /* signals per pause */
 	struct samples cpu;     /* requester CPU ns per pause */
 	double rep_p50[B_MAX_REP];

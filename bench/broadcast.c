@@ -8,11 +8,18 @@
  * The job is the peers' "pause": the requester returns once every vCPU has
  * left guest mode and acknowledged, and the vCPUs stay out.  The library
  * does it with one WAIT request (B_REQ_PAUSE) made of every vCPU with
- * vcpureq_make_all_cpus_request(); its handler parks the vCPU.  Each
- * iteration (run_impl()): start the vCPU threads, wait until every one
- * has run guest code (all spinning in the guest), time the pause, count
- * the signals it sent and the requester's CPU time (getrusage
- * RUSAGE_THREAD), check that no guest counter moves any more, stop.
+ * vcpureq_make_all_cpus_request(); its handler parks the vCPU.  Not the
+ * same finish line: the WAIT returns at the exit-epoch bump of each vCPU,
+ * before its handler has parked it (up to tens of µs before), while each
+ * peer returns once every vCPU is parked; this part compares vcpureq's
+ * WAIT acknowledgement with the peers' pause (a bias in vcpureq's
+ * favour).  The pause/resume part (pause.c) compares vcpureq_pause(),
+ * which returns at parked, with the same peers.  Each iteration
+ * (run_iter()): start the vCPU threads, wait until every one has run
+ * guest code (all spinning in the guest), time the pause, count the
+ * signals it sent and the requester's CPU time (getrusage RUSAGE_THREAD),
+ * check that no guest counter moves any more, stop.  The implementations
+ * are interleaved iteration by iteration (run_n()).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +66,7 @@ static uint64_t vq_signals(struct bc_ctx *c)
 
 static const struct bc_impl bc_vcpureq = {
 	.name = "vcpureq",
-	.source = "vcpureq_make_all_cpus_request() of a WAIT request; the handler parks the vCPU",
+	.source = "vcpureq_make_all_cpus_request() of a WAIT request; the handler parks the vCPU (the call returns at the acknowledgement, before the park)",
 	.start = vq_start,
 	.pause = vq_pause,
 	.stop = vq_stop,
@@ -95,9 +102,10 @@ static unsigned int max_iters(unsigned int n)
 	return it < 1 ? 1 : (unsigned int)it;
 }
 
+/* Per N and repeat, for all four implementations together. */
 static uint64_t budget_ns(void)
 {
-	return g_opt.quick ? 1000000000ull : 6000000000ull;
+	return g_opt.quick ? 4000000000ull : 24000000000ull;
 }
 
 /* true if no guest counter moves for a while: every vCPU is out. */
@@ -118,84 +126,105 @@ static bool all_out(struct bc_ctx *c, uint32_t *snap, uint32_t *tmp)
 }
 
 /*
- * One (implementation, N) cell of one repeat.  Each iteration starts the
- * N vCPU threads afresh, waits until every one has run guest code (all
- * spinning in the guest), times one pause, checks that every vCPU is out
- * and stays out, and stops the threads from the paused state.  Fresh
- * threads instead of resume: under this much oversubscription the peers'
- * resume paths (a BQL or pause_lock hand-off from vCPU to vCPU, each
- * competing with the vCPUs already back in the guest) take tens of
- * seconds at N = 256, and they are not what is measured.
+ * One iteration of implementation @ii at N = c->n: start the N vCPU
+ * threads afresh, wait until every one has run guest code (all spinning
+ * in the guest), time one pause, check that every vCPU is out and stays
+ * out, and stop the threads from the paused state.  Fresh threads instead
+ * of resume: this part times the pause alone (the pause/resume part,
+ * pause.c, times resume).  Returns the latency.
  */
-static void run_impl(int ii, int ni, struct bc_ctx *c, int rep)
+static double run_iter(int ii, int ni, struct bc_ctx *c, uint32_t *snap,
+		       uint32_t *tmp)
 {
 	const struct bc_impl *im = impls[ii];
 	struct bc_cell *cell = &g_bc[ii][ni];
+	uint64_t s0, s1, c0, c1, t0, t1;
+	char phase[128];
+
+	snprintf(phase, sizeof(phase), "broadcast: %s, N=%u", im->name, c->n);
+	b_phase(phase);
+	atomic_store(&c->signals, 0);
+	b_snap_counters(c->h, 0, c->n, snap);
+	im->start(c);
+	if (!b_wait_progress(c->h, 0, c->n, snap, 300000000000ull))
+		b_die("%s: vCPUs did not all run guest code within 300 s", phase);
+	s0 = im->signals(c);
+	c0 = b_thread_cpu_ns();
+	t0 = b_now();
+	im->pause(c);
+	t1 = b_now();
+	c1 = b_thread_cpu_ns();
+	s1 = im->signals(c);
+	if (!all_out(c, snap, tmp)) {
+		cell->failures++;
+		b_progress("  %s: a vCPU still runs guest code after pause returned\n",
+			   phase);
+	}
+	if (getenv("VCPUREQ_BENCH_TRACE") && ii == 0) {
+		/* Development aid: when did each vCPU's handler see the
+		 * request, relative to the call? */
+		struct samples h = { 0 };
+		unsigned int k;
+
+		for (k = 0; k < c->n; k++)
+			samples_add(&h, ((double)c->recs[k].pause_t -
+					 (double)t0) / 1e3);
+		fprintf(stderr, "  trace N=%u: returned at %+.0f us; handlers saw PAUSE at p10 %+.0f p50 %+.0f p90 %+.0f max %+.0f us\n",
+			c->n, (double)(t1 - t0) / 1e3, samples_pct(&h, 10),
+			samples_pct(&h, 50), samples_pct(&h, 90),
+			samples_pct(&h, 100));
+		samples_free(&h);
+	}
+	samples_add(&cell->lat, (double)(t1 - t0));
+	samples_add(&cell->seq, (double)(t1 - t0));
+	samples_add(&cell->sig, (double)(s1 - s0));
+	samples_add(&cell->cpu, (double)(c1 - c0));
+	cell->iters++;
+	b_phase("broadcast: stopping the vCPU threads");
+	im->stop(c);
+	return (double)(t1 - t0);
+}
+
+/*
+ * All implementations at one N in one repeat, interleaved: iteration k
+ * runs each of the four once, in an order rotated from iteration to
+ * iteration (and repeat to repeat), so that the k-th samples of the four
+ * are taken within moments of each other and their ratios are paired.
+ */
+static void run_n(int ni, struct bc_ctx *c, int rep)
+{
 	unsigned int iters = max_iters(c->n), it;
 	uint32_t *snap = calloc(c->n, sizeof(*snap));
 	uint32_t *tmp = calloc(c->n, sizeof(*tmp));
-	struct samples rep_lat = { 0 };
+	struct samples rep_lat[B_NIMPL];
 	uint64_t t_begin = b_now();
-	char phase[128];
+	int i;
 
 	if (!snap || !tmp)
 		b_die("out of memory");
-	snprintf(phase, sizeof(phase), "broadcast: %s, N=%u", im->name, c->n);
+	memset(rep_lat, 0, sizeof(rep_lat));
 	for (it = 0; it < iters; it++) {
-		uint64_t s0, s1, c0, c1, t0, t1;
-
 		if (it >= 1 && b_now() - t_begin > budget_ns())
 			break;
-		b_phase(phase);
-		atomic_store(&c->signals, 0);
-		b_snap_counters(c->h, 0, c->n, snap);
-		im->start(c);
-		if (!b_wait_progress(c->h, 0, c->n, snap, 300000000000ull))
-			b_die("%s: vCPUs did not all run guest code within 300 s",
-			      phase);
-		s0 = im->signals(c);
-		c0 = b_thread_cpu_ns();
-		t0 = b_now();
-		im->pause(c);
-		t1 = b_now();
-		c1 = b_thread_cpu_ns();
-		s1 = im->signals(c);
-		if (!all_out(c, snap, tmp)) {
-			cell->failures++;
-			b_progress("  %s: a vCPU still runs guest code after pause returned\n",
-				   phase);
-		}
-		if (getenv("VCPUREQ_BENCH_TRACE") && ii == 0) {
-			/* Development aid: when did each vCPU's handler see
-			 * the request, relative to the call? */
-			struct samples h = { 0 };
-			unsigned int k;
+		for (i = 0; i < B_NIMPL; i++) {
+			int ii = (int)((i + it + (unsigned int)rep) % B_NIMPL);
 
-			for (k = 0; k < c->n; k++)
-				samples_add(&h, ((double)c->recs[k].pause_t -
-						 (double)t0) / 1e3);
-			fprintf(stderr, "  trace N=%u: returned at %+.0f us; handlers saw PAUSE at p10 %+.0f p50 %+.0f p90 %+.0f max %+.0f us\n",
-				c->n, (double)(t1 - t0) / 1e3, samples_pct(&h, 10),
-				samples_pct(&h, 50), samples_pct(&h, 90),
-				samples_pct(&h, 100));
-			samples_free(&h);
+			samples_add(&rep_lat[ii], run_iter(ii, ni, c, snap, tmp));
 		}
-		samples_add(&cell->lat, (double)(t1 - t0));
-		samples_add(&rep_lat, (double)(t1 - t0));
-		samples_add(&cell->sig, (double)(s1 - s0));
-		samples_add(&cell->cpu, (double)(c1 - c0));
-		cell->iters++;
-		b_phase("broadcast: stopping the vCPU threads");
-		im->stop(c);
 	}
-	cell->ran = true;
-	if (cell->nrep < B_MAX_REP && rep_lat.n)
-		cell->rep_p50[cell->nrep++] = samples_pct(&rep_lat, 50);
-	b_progress("  N=%-4u %-36s p50 %9.1f us  signals/pause %7.1f  (repeat %d: %u iterations, %.1f s)\n",
-		   c->n, im->name, samples_pct(&rep_lat, 50) / 1e3,
-		   samples_mean(&cell->sig), rep + 1, it,
+	for (i = 0; i < B_NIMPL; i++) {
+		struct bc_cell *cell = &g_bc[i][ni];
+
+		cell->ran = true;
+		if (cell->nrep < B_MAX_REP && rep_lat[i].n)
+			cell->rep_p50[cell->nrep++] = samples_pct(&rep_lat[i], 50);
+		b_progress("  N=%-4u %-36s p50 %9.1f us  signals/pause %7.1f  (repeat %d: %u iterations)\n",
+			   c->n, impls[i]->name, samples_pct(&rep_lat[i], 50) / 1e3,
+			   samples_mean(&cell->sig), rep + 1, it);
+		samples_free(&rep_lat[i]);
+	}
+	b_progress("  N=%-4u %u interleaved iterations in %.1f s\n", c->n, it,
 		   (double)(b_now() - t_begin) / 1e9);
-	samples_free(&rep_lat);
 	free(snap);
 	free(tmp);
 }
@@ -210,7 +239,6 @@ int part_broadcast(int rep)
 		struct vr_rec *recs;
 		struct bc_ctx c;
 		struct h_vm h;
-		int k;
 
 		if (n > g_opt.max_n)
 			break;
@@ -237,9 +265,7 @@ int part_broadcast(int rep)
 			c.pv[i].fd = vcpureq_vcpu_kvm_fd(v);
 			c.pv[i].run = vcpureq_vcpu_kvm_run(v);
 		}
-		/* Rotate the order from repeat to repeat. */
-		for (k = 0; k < B_NIMPL; k++)
-			run_impl((k + rep) % B_NIMPL, ni, &c, rep);
+		run_n(ni, &c, rep);
 		free(c.pv);
 		h_vm_destroy(&h);
 		free(recs);

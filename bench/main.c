@@ -40,6 +40,7 @@ static const struct {
 	{ "requesters", B_PART_REQUESTERS, part_requesters },
 	{ "broadcast", B_PART_BROADCAST, part_broadcast },
 	{ "kickab", B_PART_KICKAB, part_kickab },
+	{ "pause", B_PART_PAUSE, part_pause },
 };
 #define NPARTS (sizeof(parts) / sizeof(parts[0]))
 
@@ -50,7 +51,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: vcpureq-bench [--quick] [--out DIR] [--reps N] [--max-n N]\n"
 		"                     [--only PART[,PART...]] [--outside-requests N] [--scale X]\n"
-		"  --quick    a run of a few seconds (CI): 1 repeat, broadcast up to N = 64\n"
+		"  --quick    a run of a few tens of seconds (CI): 1 repeat, broadcast and\n"
+		"             pause/resume up to N = 64, few samples\n"
 		"  --out DIR  also write report.md, data files and the plot into DIR\n"
 		"  --reps N   repeat runs (default 3; 1 with --quick)\n"
 		"  --max-n N  largest broadcast N (default 1024; 64 with --quick)\n"
@@ -161,7 +163,7 @@ int main(int argc, char **argv)
 	if (i)
 		return i;
 	if (!getenv("VCPUREQ_BENCH_NO_WATCHDOG"))
-		b_watchdog_start(g_opt.quick ? 280 : 1800);
+		b_watchdog_start(g_opt.quick ? 280 : 3600);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	t0 = b_now();
 	b_load_start();
@@ -176,7 +178,8 @@ int main(int argc, char **argv)
 				continue;
 			/* One-vCPU parts: the requester on CPU 0, the vCPU
 			 * thread (or the other party) on CPU 1. */
-			b_pin(parts[p].bit & (B_PART_REQUESTERS | B_PART_BROADCAST) ?
+			b_pin(parts[p].bit & (B_PART_REQUESTERS | B_PART_BROADCAST |
+					      B_PART_PAUSE) ?
 				      -1 : 0);
 			if (parts[p].fn(rep) == H_SKIP) {
 				printf("SKIP: /dev/kvm could not be used\n");

@@ -1,32 +1,44 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * cloud-hypervisor's CpuManager::pause(), re-implemented on the benchmark's
- * vCPUs.
+ * cloud-hypervisor's CpuManager::pause() and resume(), re-implemented on
+ * the benchmark's vCPUs.
  *
- * Follows cloud-hypervisor/cloud-hypervisor vmm/src/cpu.rs:
- *   impl Pausable for CpuManager: pause()
+ * Follows cloud-hypervisor/cloud-hypervisor at commit
+ * ae44c2971c83dd2b1bd704fa81102ec0dec4e7d4 (2026-08-22; vmm/src/cpu.rs
+ * last changed by 18366e1b79b8f11a6f0feea61ff20991e5684ea7), read on
+ * 2026-12-01 from a fetched snapshot:
+ *   vmm/src/cpu.rs
+ *   impl Pausable for CpuManager: pause(), resume()
  *   CpuManager::signal_vcpus()   signal every vCPU thread first, then wait
- *                                for each acknowledgement
+ *                                for each acknowledgement (PR #7290:
+ *                                254 vCPUs from over 254 ms to about 4 ms)
  *   VcpuState::signal_thread()   pthread_kill(SIGRTMIN)
  *   VcpuState::wait_until_signal_acknowledged()
  *                                poll vcpu_run_interrupted every 1 ms
  *                                (thread::sleep), re-signal every 10 ms,
- *                                give up after 1000 ms (as merged in
- *                                cloud-hypervisor PR #7459, "Retry signalling
- *                                the vCPU thread if it doesn't acknowledge")
+ *                                give up after 1000 ms (PR #7459)
+ *   VcpuState::unpark_thread()   thread::unpark()
  *   the vCPU thread loop of CpuManager::start_vcpu(): an empty SIGRTMIN
  *   handler; at the top of the loop, if vcpus_pause_signalled: one KVM_RUN
- *   with immediate_exit set (completes a pending I/O), then
- *   vcpu_run_interrupted = true, paused = true, thread::park() until the
- *   flag clears; else lock the vCPU and run it (EINTR/EAGAIN map to
- *   VmExit::Ignore in the hypervisor crate).
- * After the acknowledgements pause() locks each vCPU (Vcpu::pause(); the
- * KVM_KVMCLOCK_CTRL notification is left out: the guest has no kvmclock)
- * and then waits, sleeping 1 ms at a time, until each vCPU reports paused.
+ *   with immediate_exit set (completes a pending I/O; three separate
+ *   lockings of the vCPU), then vcpu_run_interrupted = true, paused =
+ *   true, thread::park() until the flag clears, then paused = false,
+ *   vcpu_run_interrupted = false; else lock the vCPU and run it
+ *   (EINTR/EAGAIN map to VmExit::Ignore in the hypervisor crate).
+ *   hypervisor/src/kvm/mod.rs    KvmVcpu::notify_guest_clock_paused():
+ *                                KVM_KVMCLOCK_CTRL, EINVAL ignored
+ * pause(): set vcpus_pause_signalled, signal_vcpus(), then for every vCPU
+ * lock it and issue KVM_KVMCLOCK_CTRL ("must be called unconditionally":
+ * on every pause, whatever the guest; the EINVAL of a guest without
+ * kvmclock, like the benchmark's, is ignored, so the ioctl is paid all
+ * the same), then wait, sleeping 1 ms at a time, until each vCPU reports
+ * paused.  resume(): clear the flag, unpark every thread, then wait,
+ * sleeping 1 ms at a time, until each vCPU has cleared paused.
  * A kick that lands between the flag check and KVM_RUN is lost (the
  * handler is empty and the signal is not masked), which is why the
  * re-signal exists.  thread::park()/unpark() are modelled on Rust's futex
- * parker.
+ * parker.  On x86 cloud-hypervisor keeps the LAPIC in the kernel: a halted
+ * vCPU sleeps inside KVM_RUN, modelled by peer_halt_wait().
  */
 #include <errno.h>
 #include <limits.h>
@@ -73,6 +85,7 @@ struct c_vcpu {
 	struct parker parker;
 	/* VcpuState */
 	_Atomic bool vcpu_run_interrupted, paused, kill;
+	bool halted; /* in the (modelled) in-kernel halt; vCPU thread only */
 };
 
 struct c_state {
@@ -91,13 +104,24 @@ static void handle_signal(int sig)
 /* Vcpu::run(): 0 for VmExit::Ignore (EINTR/EAGAIN) and handled exits. */
 static int vcpu_run(struct c_vcpu *v)
 {
-	int r = ioctl(v->pv->fd, KVM_RUN, 0);
+	int r;
 
+	if (v->halted) {
+		/* In-kernel halt: KVM_RUN with immediate_exit returns at
+		 * once, otherwise it sleeps until a signal (EINTR). */
+		if (!__atomic_load_n(&v->pv->run->immediate_exit,
+				     __ATOMIC_RELAXED))
+			peer_halt_wait();
+		return 0;
+	}
+	r = ioctl(v->pv->fd, KVM_RUN, 0);
 	if (r < 0) {
 		if (errno == EINTR || errno == EAGAIN)
 			return 0;
 		b_die("cloud-hypervisor peer: KVM_RUN: %s", strerror(errno));
 	}
+	if (v->pv->run->exit_reason == KVM_EXIT_HLT)
+		v->halted = true; /* the guest halts: see peer_halt_wait() */
 	return 0; /* KVM_EXIT_IO on the benchmark's ports: ignored */
 }
 
@@ -142,6 +166,7 @@ static void *vcpu_thread(void *arg)
 			atomic_store(&v->paused, true);
 			while (atomic_load(&s->vcpus_pause_signalled))
 				thread_park(&v->parker);
+			atomic_store(&v->paused, false);
 			atomic_store(&v->vcpu_run_interrupted, false);
 		}
 		if (atomic_load(&s->vcpus_kill_signalled) ||
@@ -227,12 +252,30 @@ static void c_pause(struct bc_ctx *c)
 	atomic_store(&s->vcpus_pause_signalled, true);
 	signal_vcpus(s);
 	for (i = 0; i < s->n; i++) {
-		/* vcpu.lock().pause() */
+		/* vcpu.lock().vcpu.notify_guest_clock_paused() */
 		pthread_mutex_lock(&s->vcpus[i].lock);
+		if (ioctl(s->vcpus[i].pv->fd, KVM_KVMCLOCK_CTRL, 0) < 0 &&
+		    errno != EINVAL)
+			b_die("cloud-hypervisor peer: KVM_KVMCLOCK_CTRL: %s",
+			      strerror(errno));
 		pthread_mutex_unlock(&s->vcpus[i].lock);
 	}
 	for (i = 0; i < s->n; i++)
 		while (!atomic_load(&s->vcpus[i].paused))
+			b_sleep_us(1000);
+}
+
+/* impl Pausable for CpuManager: resume() */
+static void c_resume(struct bc_ctx *c)
+{
+	struct c_state *s = c->priv;
+	unsigned int i;
+
+	atomic_store(&s->vcpus_pause_signalled, false);
+	for (i = 0; i < s->n; i++)
+		thread_unpark(&s->vcpus[i].parker);
+	for (i = 0; i < s->n; i++)
+		while (atomic_load(&s->vcpus[i].paused))
 			b_sleep_us(1000);
 }
 
@@ -259,16 +302,12 @@ static void c_stop(struct bc_ctx *c)
 	c->priv = NULL;
 }
 
-static uint64_t c_signals(struct bc_ctx *c)
-{
-	return atomic_load(&c->signals);
-}
-
 const struct bc_impl bc_cloud_hypervisor = {
 	.name = "cloud-hypervisor CpuManager::pause",
-	.source = "cloud-hypervisor/cloud-hypervisor vmm/src/cpu.rs (with PR #7459)",
+	.source = "cloud-hypervisor/cloud-hypervisor vmm/src/cpu.rs at ae44c29 (PR #7290, #7459; KVM_KVMCLOCK_CTRL on every pause)",
 	.start = c_start,
 	.pause = c_pause,
+	.resume = c_resume,
 	.stop = c_stop,
-	.signals = c_signals,
+	.signals = peer_signals,
 };

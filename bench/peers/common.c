@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "peers.h"
 
@@ -13,6 +14,17 @@ void peer_vcpu_init(struct peer_vcpu *pv)
 	if (ioctl(pv->fd, KVM_SET_SIGNAL_MASK, NULL) < 0)
 		b_die("KVM_SET_SIGNAL_MASK(NULL) on vCPU %u", pv->id);
 	__atomic_store_n(&pv->run->immediate_exit, 0, __ATOMIC_RELAXED);
+	atomic_store(&pv->tid, b_gettid());
+}
+
+uint64_t peer_signals(struct bc_ctx *c)
+{
+	return atomic_load(&c->signals);
+}
+
+void peer_halt_wait(void)
+{
+	pause();
 }
 
 void peer_sigaction(int sig, void (*fn)(int), int flags)

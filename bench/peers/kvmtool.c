@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * kvmtool's kvm__pause(), re-implemented on the benchmark's vCPUs.
+ * kvmtool's kvm__pause() and kvm__continue(), re-implemented on the
+ * benchmark's vCPUs.
  *
- * Follows kvmtool/kvmtool:
+ * Follows kvmtool/kvmtool at commit
+ * b48735e5d562eaffb96cf98a91da212176f1534c (2024-08-30), read on
+ * 2026-12-01 from a fetched snapshot:
  *   kvm.c      kvm__pause(): take pause_lock, create the pause_event
  *              eventfd, pthread_kill(SIGKVMPAUSE) every vCPU that is
  *              running and not paused, then read() the eventfd, adding up
@@ -18,8 +21,14 @@
  *   include/kvm/kvm.h  SIGKVMEXIT = SIGRTMIN + 0, SIGKVMPAUSE = SIGRTMIN + 1.
  * The signal is unblocked in the vCPU thread and not masked around
  * KVM_RUN: a SIGKVMPAUSE that lands outside KVM_RUN is handled at once in
- * user space (the vCPU pauses inside the handler), so pause is not lost;
+ * user space (the vCPU pauses inside the handler, even half-way through an
+ * I/O exit, which kvmtool does not complete), so pause is not lost;
  * a SIGKVMEXIT that lands between the is_running check and KVM_RUN is.
+ * Resume is kvm__continue(): one unlock, after which the paused vCPUs go
+ * through pause_lock one after the other (each takes it, clears paused,
+ * releases it, wakes the next).  kvmtool issues no KVM_KVMCLOCK_CTRL.
+ * On x86 kvmtool always creates the in-kernel irqchip: a halted vCPU
+ * sleeps inside KVM_RUN, modelled by peer_halt_wait().
  */
 #include <errno.h>
 #include <signal.h>
@@ -40,6 +49,7 @@ struct k_cpu {
 	volatile sig_atomic_t is_running;
 	volatile sig_atomic_t paused;
 	_Atomic bool finished;
+	bool halted; /* in the (modelled) in-kernel halt; vCPU thread only */
 };
 
 struct k_state {
@@ -76,15 +86,24 @@ static void kvm_cpu_signal_handler(int signum)
 	}
 }
 
-static void kvm_cpu__run(struct k_cpu *cpu)
+/* Returns the exit reason. */
+static uint32_t kvm_cpu__run(struct k_cpu *cpu)
 {
 	int err;
 
 	if (!cpu->is_running)
-		return;
+		return cpu->pv->run->exit_reason;
+	if (cpu->halted) {
+		/* In-kernel halt until a signal: KVM_EXIT_INTR. */
+		peer_halt_wait();
+		return KVM_EXIT_INTR;
+	}
 	err = ioctl(cpu->pv->fd, KVM_RUN, 0);
 	if (err < 0 && errno != EINTR && errno != EAGAIN)
 		b_die("kvmtool peer: KVM_RUN failed: %s", strerror(errno));
+	if (cpu->pv->run->exit_reason == KVM_EXIT_HLT)
+		cpu->halted = true; /* see peer_halt_wait() */
+	return cpu->pv->run->exit_reason;
 }
 
 /* kvm_cpu__start() */
@@ -101,13 +120,13 @@ static void *kvm_cpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	b_gate_arrive(); /* the benchmark's start gate */
 	while (cpu->is_running) {
-		kvm_cpu__run(cpu);
-		switch (cpu->pv->run->exit_reason) {
+		switch (kvm_cpu__run(cpu)) {
 		case KVM_EXIT_INTR:
 			if (cpu->is_running)
 				break;
 			goto exit_kvm;
 		case KVM_EXIT_IO: /* the benchmark's ports: nothing to do */
+		case KVM_EXIT_HLT: /* the in-kernel halt begins (model) */
 		default:
 			break;
 		}
@@ -167,6 +186,13 @@ static void k_pause(struct bc_ctx *c)
 	close(pause_event);
 }
 
+/* kvm__continue() */
+static void k_resume(struct bc_ctx *c)
+{
+	(void)c;
+	pthread_mutex_unlock(&pause_lock);
+}
+
 /* From the paused state: kvm_cpu__reboot() (SIGKVMEXIT to every vCPU; the
  * handler runs nested in the paused one and clears is_running), then
  * kvm__continue(): each vCPU takes and releases pause_lock, returns from
@@ -198,16 +224,12 @@ static void k_stop(struct bc_ctx *c)
 	c->priv = NULL;
 }
 
-static uint64_t k_signals(struct bc_ctx *c)
-{
-	return atomic_load(&c->signals);
-}
-
 const struct bc_impl bc_kvmtool = {
 	.name = "kvmtool kvm__pause",
-	.source = "kvmtool/kvmtool kvm.c, kvm-cpu.c",
+	.source = "kvmtool/kvmtool kvm.c, kvm-cpu.c at b48735e",
 	.start = k_start,
 	.pause = k_pause,
+	.resume = k_resume,
 	.stop = k_stop,
-	.signals = k_signals,
+	.signals = peer_signals,
 };

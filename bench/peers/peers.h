@@ -19,6 +19,7 @@ struct peer_vcpu {
 	unsigned int id;
 	int fd;
 	struct kvm_run *run;
+	_Atomic pid_t tid;      /* the thread driving it now (set at start) */
 };
 
 struct bc_ctx {
@@ -37,8 +38,13 @@ struct bc_impl {
 	 * start gate (b_gate_arrive()), then runs; start opens the gate once
 	 * all have arrived. */
 	void (*start)(struct bc_ctx *c);
-	/* The measured job: broadcast, then wait for every acknowledgement. */
+	/* The measured job: broadcast, then wait until every vCPU is parked
+	 * (out of guest mode and staying out until resumed). */
 	void (*pause)(struct bc_ctx *c);
+	/* From the paused state: the VMM's resume; returns when the VMM's
+	 * own resume returns (the pause/resume part then waits until every
+	 * vCPU runs guest code again). */
+	void (*resume)(struct bc_ctx *c);
 	/* From the paused state: make the threads exit (without running the
 	 * guest again) and join them.  Not measured. */
 	void (*stop)(struct bc_ctx *c);
@@ -49,8 +55,23 @@ struct bc_impl {
 extern const struct bc_impl bc_qemu, bc_cloud_hypervisor, bc_kvmtool;
 
 /* On the vCPU thread before its first KVM_RUN: no KVM signal mask (the
- * library may have set one on this vCPU fd earlier), immediate_exit 0. */
+ * library may have set one on this vCPU fd earlier), immediate_exit 0,
+ * the thread id recorded. */
 void peer_vcpu_init(struct peer_vcpu *pv);
+/* Signals sent so far (c->signals): the .signals of every peer. */
+uint64_t peer_signals(struct bc_ctx *c);
+/*
+ * The halt of a vCPU whose VMM keeps the LAPIC in the kernel
+ * (cloud-hypervisor, kvmtool: KVM_CREATE_IRQCHIP on x86): there the vCPU
+ * thread sleeps inside KVM_RUN until an interrupt or a signal, and a
+ * signal makes KVM_RUN return -EINTR after its handler ran.  The
+ * benchmark's VM has the user-space irqchip (H_HALT exits with
+ * KVM_EXIT_HLT), so after that exit such a peer sleeps here instead:
+ * until a signal handler has run on this thread (pause()).  A signal
+ * handled just before the call is not seen, as a signal handled just
+ * before KVM_RUN is not seen by the in-kernel halt.
+ */
+void peer_halt_wait(void);
 /* Install @fn as the handler of @sig (flags as given). */
 void peer_sigaction(int sig, void (*fn)(int), int flags);
 /* pthread_kill and count it in c->signals. */

@@ -1,28 +1,55 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * QEMU's pause_all_vcpus(), re-implemented on the benchmark's vCPUs.
+ * QEMU's pause_all_vcpus() and resume_all_vcpus(), re-implemented on the
+ * benchmark's vCPUs.
  *
- * Follows qemu/qemu:
- *   system/cpus.c            pause_all_vcpus(), cpu_pause(),
- *                            cpu_remove_sync(), qemu_cpu_kick(),
- *                            cpus_kick_thread(), qemu_wait_io_event(),
- *                            qemu_wait_io_event_common(), qemu_cpu_stop(),
- *                            cpu_can_run(), cpu_thread_is_idle(),
- *                            all_vcpus_paused()
- *   accel/kvm/kvm-accel-ops.c kvm_vcpu_thread_fn()
+ * Follows qemu/qemu as read on 2026-12-01 from the stored snapshot of
+ * system/cpus.c at commit 048a23851cd44e39c166bb31b733e9fd38c77cb8 (the
+ * 10.2 shape: qemu_process_cpu_events(), cpu_pause() through cpu_exit());
+ * cpu_exit() as changed for 10.2 by "hw/core/cpu-common: cpu_exit() kicks
+ * for all accelerators" (Paolo Bonzini, qemu-devel, August 2025: a
+ * store-release of exit_request, then qemu_cpu_kick()), read from the
+ * posted patch (hw/core/cpu-common.c at that commit not verified); the
+ * KVM side (accel/kvm/, target/i386/kvm/kvm.c) as the earlier version of
+ * this file read it, adapted to the 10.2 thread loop (commit not
+ * verified):
+ *   system/cpus.c            pause_all_vcpus(), resume_all_vcpus(),
+ *                            cpu_pause(), cpu_resume(), qemu_cpu_kick(),
+ *                            cpus_kick_thread(), qemu_process_cpu_events(),
+ *                            qemu_process_cpu_events_common(),
+ *                            qemu_cpu_stop(), cpu_can_run(),
+ *                            cpu_thread_is_idle(), all_vcpus_paused()
+ *   hw/core/cpu-common.c     cpu_exit()
+ *   accel/kvm/kvm-accel-ops.c kvm_vcpu_thread_fn(),
+ *                            kvm_vcpu_thread_is_idle() (!halt in kernel)
  *   accel/kvm/kvm-all.c      kvm_cpu_exec(), kvm_init_cpu_signals(),
  *                            kvm_ipi_signal(), kvm_cpu_kick(),
  *                            kvm_eat_signals() (KVM_CAP_IMMEDIATE_EXIT case)
+ *   target/i386/kvm/kvm.c    kvm_handle_halt(),
+ *                            kvm_arch_process_async_events() (halted)
  *
  * The shape that matters here: the requester holds the Big QEMU Lock (BQL)
- * throughout; it sets cpu->stop and kicks every vCPU (a broadcast of the
- * vCPU's halt condition, and SIG_IPI unless thread_kicked is already set),
- * then waits on qemu_pause_cond and, after every wake-up, kicks every vCPU
- * again (O(N) kicks per wake-up, O(N^2) in all).  SIG_IPI's handler sets
- * kvm_run->immediate_exit; the vCPU thread takes the BQL after KVM_RUN
- * returns, marks itself stopped, broadcasts qemu_pause_cond and sleeps on
- * its halt condition under the BQL.  Omitted, as irrelevant to the job:
- * the replay mutex, virtual clock, plugins, queued CPU work, MCE handling.
+ * throughout; cpu_pause() sets cpu->stop and calls cpu_exit(), which sets
+ * exit_request and kicks the vCPU (a broadcast of its halt condition, and
+ * SIG_IPI unless thread_kicked is already set); pause_all_vcpus() then
+ * waits on qemu_pause_cond and, after every wake-up, kicks every vCPU
+ * again (O(N) kicks per wake-up); once all are stopped it drops the BQL
+ * and takes it again (the replay mutex, a no-op without record/replay, is
+ * taken in between), competing with the vCPU threads its last kick round
+ * woke.  SIG_IPI's handler sets kvm_run->immediate_exit; the vCPU thread
+ * takes the BQL after KVM_RUN returns, marks itself stopped, broadcasts
+ * qemu_pause_cond and sleeps on its halt condition under the BQL.
+ * resume_all_vcpus() (BQL held) clears stop/stopped and kicks each vCPU:
+ * a broadcast and, as a stopped vCPU has cleared thread_kicked, a SIG_IPI
+ * that usually makes its first KVM_RUN return at once; every woken vCPU
+ * must take the BQL before it can run, one after the other.
+ * With the user-space irqchip (kernel-irqchip=off), an HLT exit halts the
+ * CPU (cpu->halted) and the thread sleeps on its halt condition;
+ * pause wakes it to stop it, resume wakes it to go back to sleep.
+ * KVM_KVMCLOCK_CTRL is not part of these two functions (QEMU's kvmclock
+ * device issues it from its VM state change handler).  Omitted, as
+ * irrelevant to the job: the replay mutex, virtual clock, plugins, queued
+ * CPU work, MCE handling, interrupt injection.
  */
 #include <errno.h>
 #include <signal.h>
@@ -42,7 +69,7 @@ struct q_cpu {
 	pthread_t thread;
 	pthread_cond_t halt_cond;
 	/* Under the BQL, as in CPUState. */
-	bool stop, stopped, unplug, created;
+	bool stop, stopped, unplug, created, halted;
 	bool gated; /* passed the benchmark's start gate */
 	_Atomic bool thread_kicked;
 	_Atomic bool exit_request;
@@ -72,14 +99,17 @@ static bool cpu_can_run(struct q_cpu *cpu)
 	return !cpu->stop && !cpu->stopped;
 }
 
-/* Our guests never halt, and the VM always is in the running state. */
+/* No queued work; the VM is in the running state; KVM without an
+ * in-kernel irqchip: a halted CPU is idle. */
 static bool cpu_thread_is_idle(struct q_cpu *cpu)
 {
 	if (cpu->stop)
 		return false;
 	if (cpu->stopped)
 		return true;
-	return false;
+	if (!cpu->halted)
+		return false;
+	return true; /* kvm_vcpu_thread_is_idle(): !kvm_halt_in_kernel() */
 }
 
 static void qemu_cpu_stop(struct q_cpu *cpu)
@@ -89,18 +119,19 @@ static void qemu_cpu_stop(struct q_cpu *cpu)
 	pthread_cond_broadcast(&qemu_pause_cond);
 }
 
-static void qemu_wait_io_event_common(struct q_cpu *cpu)
+static void qemu_process_cpu_events_common(struct q_cpu *cpu)
 {
 	atomic_store(&cpu->thread_kicked, false); /* qatomic_set_mb */
 	if (cpu->stop)
 		qemu_cpu_stop(cpu);
 }
 
-static void qemu_wait_io_event(struct q_cpu *cpu)
+static void qemu_process_cpu_events(struct q_cpu *cpu)
 {
+	atomic_store_explicit(&cpu->exit_request, false, memory_order_relaxed);
 	while (cpu_thread_is_idle(cpu))
 		pthread_cond_wait(&cpu->halt_cond, &bql);
-	qemu_wait_io_event_common(cpu);
+	qemu_process_cpu_events_common(cpu);
 }
 
 static void cpus_kick_thread(struct q_cpu *cpu)
@@ -117,11 +148,22 @@ static void qemu_cpu_kick(struct q_cpu *cpu)
 	cpus_kick_thread(cpu);
 }
 
+/* hw/core/cpu-common.c, 10.2 */
+static void cpu_exit(struct q_cpu *cpu)
+{
+	atomic_store_explicit(&cpu->exit_request, true, memory_order_release);
+	qemu_cpu_kick(cpu);
+}
+
 static int kvm_cpu_exec(struct q_cpu *cpu)
 {
 	struct kvm_run *run = cpu->pv->run;
 	int ret, r;
 
+	/* kvm_arch_process_async_events(): a halted x86 CPU without a
+	 * pending interrupt stays halted. */
+	if (cpu->halted)
+		return EXCP_HLT;
 	pthread_mutex_unlock(&bql);
 	if (!cpu->gated) {
 		/* The benchmark's start gate, before the first KVM_RUN and
@@ -131,7 +173,7 @@ static int kvm_cpu_exec(struct q_cpu *cpu)
 	}
 	do {
 		if (atomic_load_explicit(&cpu->exit_request,
-					 memory_order_relaxed))
+					 memory_order_acquire))
 			/* kvm_cpu_kick_self() */
 			__atomic_store_n(&run->immediate_exit, 1,
 					 __ATOMIC_RELAXED);
@@ -150,19 +192,19 @@ static int kvm_cpu_exec(struct q_cpu *cpu)
 			b_die("qemu peer: KVM_RUN: %s", strerror(errno));
 		}
 		switch (run->exit_reason) {
-		case KVM_EXIT_IO:
-			ret = 0;
-			break;
 		case KVM_EXIT_HLT:
+			/* kvm_handle_halt(): no interrupt pending (the
+			 * benchmark injects none), so the CPU halts. */
+			cpu->halted = true;
 			ret = EXCP_HLT;
 			break;
+		case KVM_EXIT_IO: /* the benchmark's ports: unassigned */
 		default:
 			ret = 0;
 			break;
 		}
 	} while (ret == 0);
 	pthread_mutex_lock(&bql);
-	atomic_store_explicit(&cpu->exit_request, false, memory_order_relaxed);
 	return ret;
 }
 
@@ -183,9 +225,9 @@ static void *kvm_vcpu_thread_fn(void *arg)
 	cpu->created = true;
 	pthread_cond_signal(&qemu_cpu_cond);
 	do {
+		qemu_process_cpu_events(cpu);
 		if (cpu_can_run(cpu))
 			kvm_cpu_exec(cpu);
-		qemu_wait_io_event(cpu);
 	} while (!cpu->unplug || cpu_can_run(cpu));
 	pthread_mutex_unlock(&bql);
 	return NULL;
@@ -201,20 +243,41 @@ static bool all_vcpus_paused(struct q_state *q)
 	return true;
 }
 
+/* cpu_pause() of another thread's vCPU */
+static void cpu_pause(struct q_cpu *cpu)
+{
+	cpu->stop = true;
+	cpu_exit(cpu);
+}
+
 /* Caller holds the BQL, as QEMU's main loop does. */
 static void pause_all_vcpus(struct q_state *q)
 {
 	unsigned int i;
 
-	for (i = 0; i < q->n; i++) {
-		/* cpu_pause() of another thread's vCPU */
-		q->cpus[i].stop = true;
-		qemu_cpu_kick(&q->cpus[i]);
-	}
+	for (i = 0; i < q->n; i++)
+		cpu_pause(&q->cpus[i]);
 	while (!all_vcpus_paused(q)) {
 		pthread_cond_wait(&qemu_pause_cond, &bql);
+		/* "FIXME: is this needed?" */
 		for (i = 0; i < q->n; i++)
 			qemu_cpu_kick(&q->cpus[i]);
+	}
+	/* bql_unlock(); replay_mutex_lock(); bql_lock(); */
+	pthread_mutex_unlock(&bql);
+	pthread_mutex_lock(&bql);
+}
+
+/* Caller holds the BQL. */
+static void resume_all_vcpus(struct q_state *q)
+{
+	unsigned int i;
+
+	for (i = 0; i < q->n; i++) {
+		/* cpu_resume() */
+		q->cpus[i].stop = false;
+		q->cpus[i].stopped = false;
+		qemu_cpu_kick(&q->cpus[i]);
 	}
 }
 
@@ -229,7 +292,8 @@ static void q_start(struct bc_ctx *c)
 	 * before its first KVM_RUN, without the BQL: starting 1024 vCPUs
 	 * through a BQL hand-off while the started ones spin in the guest
 	 * takes minutes on two cores, and starting is not what is measured
-	 * (resume_all_vcpus(), kick and all, is left out). */
+	 * (resume_all_vcpus() is measured from the paused state by the
+	 * pause/resume part). */
 	if (!q || !(q->cpus = calloc(c->n, sizeof(*q->cpus))))
 		b_die("out of memory");
 	q->n = c->n;
@@ -252,10 +316,20 @@ static void q_start(struct bc_ctx *c)
 	b_gate_open(c->n);
 }
 
+/* The main loop's do_vm_stop() -> pause_all_vcpus(), BQL held around it
+ * (the main loop releases it afterwards). */
 static void q_pause(struct bc_ctx *c)
 {
 	pthread_mutex_lock(&bql);
 	pause_all_vcpus(c->priv);
+	pthread_mutex_unlock(&bql);
+}
+
+/* vm_start() -> resume_all_vcpus(), BQL held around it. */
+static void q_resume(struct bc_ctx *c)
+{
+	pthread_mutex_lock(&bql);
+	resume_all_vcpus(c->priv);
 	pthread_mutex_unlock(&bql);
 }
 
@@ -270,7 +344,7 @@ static void q_stop(struct bc_ctx *c)
 	for (i = 0; i < q->n; i++) {
 		q->cpus[i].stop = true;
 		q->cpus[i].unplug = true;
-		qemu_cpu_kick(&q->cpus[i]);
+		cpu_exit(&q->cpus[i]);
 	}
 	pthread_mutex_unlock(&bql);
 	for (i = 0; i < q->n; i++) {
@@ -282,16 +356,12 @@ static void q_stop(struct bc_ctx *c)
 	c->priv = NULL;
 }
 
-static uint64_t q_signals(struct bc_ctx *c)
-{
-	return atomic_load(&c->signals);
-}
-
 const struct bc_impl bc_qemu = {
 	.name = "QEMU pause_all_vcpus",
-	.source = "qemu/qemu system/cpus.c, accel/kvm/kvm-all.c, accel/kvm/kvm-accel-ops.c",
+	.source = "qemu/qemu system/cpus.c (048a238, 10.2 shape), hw/core/cpu-common.c cpu_exit(), accel/kvm/",
 	.start = q_start,
 	.pause = q_pause,
+	.resume = q_resume,
 	.stop = q_stop,
-	.signals = q_signals,
+	.signals = peer_signals,
 };
