@@ -456,6 +456,14 @@ TEST_BOTH(unblock_wakes_and_is_consumed)
 /* A broadcast WAIT request: every target that was IN_GUEST or READING has
  * left that instance when it returns; a sleeping target (NO_WAKEUP) is
  * neither woken nor waited for; all signals first, then the waits. */
+static uint32_t bw_e0[4];
+
+/* vCPU @id has left the instance it was in at bw_e0[id]. */
+static bool left_instance(struct h_vm *h, unsigned int id)
+{
+	return vcpureq_vcpu_exit_epoch(V(h, id)) != bw_e0[id];
+}
+
 TEST_BOTH(broadcast_wait_acks)
 {
 	struct vcpureq_vm_opts o = { .handle_requests = count_handler };
@@ -481,15 +489,16 @@ TEST_BOTH(broadcast_wait_acks)
 	while (!atomic_load(&in_walk))
 		;
 	for (i = 0; i < 4; i++)
-		e0[i] = vcpureq_vcpu_exit_epoch(V(&h, i));
+		bw_e0[i] = e0[i] = vcpureq_vcpu_exit_epoch(V(&h, i));
 	b.vm = h.vm;
 	b.req = VCPUREQ_REQ_TLB_FLUSH;
 	CHECK_EQ(pthread_create(&t, NULL, waiter_main, &b), 0);
-	h_sleep_us(50000);
+	/* Signals go out before the wait: 0 and 1 leave the guest while the
+	 * walk still holds the broadcast (however long the machine takes to
+	 * schedule them: no time limit but the hang bound). */
+	CHECK(h_wait_until(left_instance, &h, 0, HANG_MS));
+	CHECK(h_wait_until(left_instance, &h, 1, HANG_MS));
 	CHECK_EQ(atomic_load(&b.done), 0); /* held by the walk */
-	/* Signals went out before the wait: 0 and 1 already left the guest. */
-	CHECK(vcpureq_vcpu_exit_epoch(V(&h, 0)) != e0[0]);
-	CHECK(vcpureq_vcpu_exit_epoch(V(&h, 1)) != e0[1]);
 	atomic_store(&walk_hold, 0);
 	pthread_join(t, NULL);
 	CHECK_EQ(b.ret, 1);
