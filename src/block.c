@@ -32,6 +32,7 @@ bool vcpureq__wake_if_sleeping(struct vcpureq_vcpu *vcpu)
 		return true; /* another waker is on it */
 	if (s != VCPUREQ__SLEEPING)
 		return false;
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_WAKE_CAS);
 	if (!atomic_compare_exchange_strong_explicit(
 		    &vcpu->sleep_state, &s, VCPUREQ__WOKEN,
 		    memory_order_relaxed, memory_order_relaxed))
@@ -155,6 +156,7 @@ int vcpureq_vcpu_block(struct vcpureq_vcpu *vcpu)
 		why = check_block(vcpu);
 		if (why)
 			break;
+		VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_SLEEP);
 		vcpureq__futex_wait(&vcpu->sleep_state, VCPUREQ__SLEEPING);
 	}
 	/* A waker may still CAS SLEEPING -> WOKEN before this store and then

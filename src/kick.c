@@ -174,6 +174,7 @@ static int wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin)
 	}
 	atomic_fetch_add_explicit(&vcpu->ack_waiters, 1, memory_order_relaxed);
 	vcpureq__smp_mb(); /* [W] pairs with [E] in vcpureq__exit_guest_mode() */
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_ACK_REGISTER);
 	while (atomic_load_explicit(&vcpu->exit_epoch, memory_order_acquire) ==
 	       snap) {
 		int mode;
@@ -229,6 +230,7 @@ static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int flags,
 	 * may be performed out of order (C11, ARM64, POWER; not x86). */
 	*snap = atomic_load_explicit(&vcpu->exit_epoch, memory_order_acquire);
 #endif
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_SNAPSHOT);
 	/* Acquire: a target seen OUTSIDE (the release store of
 	 * vcpureq__exit_guest_mode()) is not waited for, so what it did in
 	 * its instance (a walk's reads) must happen before our return. */

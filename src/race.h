@@ -28,6 +28,31 @@ enum vcpureq__window {
 	VCPUREQ__WIN_BEFORE_EPOCH,
 	/* requester: after sending the signal (before waiting). */
 	VCPUREQ__WIN_AFTER_SIGNAL,
+	/* requester: between setting the request bit and the wake hint. */
+	VCPUREQ__WIN_AFTER_BIT,
+	/* requester: bit and hint published, before the fence [R]. */
+	VCPUREQ__WIN_AFTER_HINT,
+	/* requester: between the exit-epoch snapshot and the mode read. */
+	VCPUREQ__WIN_AFTER_SNAPSHOT,
+	/* vCPU: the guest-mode instance ended, before publishing OUTSIDE. */
+	VCPUREQ__WIN_BEFORE_EXIT,
+	/* vCPU: between bumping the exit epoch and waking ack waiters. */
+	VCPUREQ__WIN_AFTER_EPOCH,
+	/* WAIT requester: registered as an ack waiter, before re-reading
+	 * the epoch and sleeping. */
+	VCPUREQ__WIN_ACK_REGISTER,
+	/* poster: between the PIR bit and ON. */
+	VCPUREQ__WIN_AFTER_PIR,
+	/* poster: ON set, before the fence [R] and the kick. */
+	VCPUREQ__WIN_AFTER_ON,
+	/* vCPU: between clearing ON and taking PIR into IRR. */
+	VCPUREQ__WIN_SYNC_ON,
+	/* waker: between reading SLEEPING and the SLEEPING -> WOKEN CAS. */
+	VCPUREQ__WIN_WAKE_CAS,
+	/* sleeper: between its last check and futex_wait(). */
+	VCPUREQ__WIN_BEFORE_SLEEP,
+	/* walker: between publishing READING and its fence. */
+	VCPUREQ__WIN_WALK_PUBLISH,
 	VCPUREQ__WIN_NR
 };
 

@@ -138,7 +138,9 @@ void vcpureq__set_request(struct vcpureq_vcpu *vcpu, unsigned int req)
 	 */
 	atomic_fetch_or_explicit(&vcpu->requests, req_bit(req),
 				 memory_order_release);
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_BIT);
 	set_wake_hint(vcpu, req);
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_HINT);
 }
 
 static void set_wake_hint(struct vcpureq_vcpu *vcpu, unsigned int req)

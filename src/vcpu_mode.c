@@ -95,7 +95,10 @@ int vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu)
 	 * wait, so what this instance did (a walk's reads) must be visible
 	 * to it first.
 	 */
-	int left = atomic_exchange_explicit(&vcpu->mode,
+	int left;
+
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_EXIT);
+	left = atomic_exchange_explicit(&vcpu->mode,
 					    VCPUREQ_OUTSIDE_GUEST_MODE,
 					    memory_order_release);
 
@@ -107,6 +110,7 @@ int vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu)
 	 * WAIT requester returns and, say, frees that structure.
 	 */
 	atomic_fetch_add_explicit(&vcpu->exit_epoch, 1, memory_order_release);
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_EPOCH);
 	/*
 	 * [E] pairs with [W] in wait_ack(): either the waiter sees the new
 	 * epoch, or we see its registration and wake it.  Without it the
@@ -147,6 +151,7 @@ int vcpureq_walk_lockless_begin(struct vcpureq_vcpu *vcpu)
 	vcpu->in_walk = true;
 	atomic_store_explicit(&vcpu->mode, VCPUREQ_READING_SHADOW_PAGE_TABLES,
 			      memory_order_relaxed);
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_WALK_PUBLISH);
 	vcpureq__smp_mb(); /* [V] pairs with the requester's [R] in kick.c */
 	return 0;
 }
