@@ -55,14 +55,20 @@ bool vcpureq__enter_guest_mode(struct vcpureq_vcpu *vcpu)
 	 * requester read "outside": a request stranded in guest mode.
 	 */
 	VCPUREQ__MB_V();
+#ifndef VCPUREQ_MUTANT_NO_ENTRY_SYNC
 	vcpureq__mailbox_sync(vcpu);
+#endif
 	mode = atomic_load_explicit(&vcpu->mode, memory_order_relaxed);
 	if (mode != VCPUREQ_IN_GUEST_MODE ||
 #ifndef VCPUREQ_MUTANT_NO_FINAL_CHECK
 	    atomic_load_explicit(&vcpu->requests, memory_order_relaxed) ||
 #endif
 	    dead(vcpu)) {
+#ifndef VCPUREQ_MUTANT_ABORT_COUNTED_AS_ENTRY
 		VCPUREQ__STAT_INC(vcpu, vstats, entry_aborts);
+#else
+		VCPUREQ__STAT_INC(vcpu, vstats, entries);
+#endif
 		vcpureq__exit_guest_mode(vcpu);
 		/*
 		 * A kicker won IN -> EXITING: its signal is for this aborted
@@ -166,7 +172,12 @@ int vcpureq_walk_lockless_end(struct vcpureq_vcpu *vcpu)
 		return vcpureq__err(-EINVAL, "no lockless walk in progress");
 	vcpu->in_walk = false;
 	/* Release OUTSIDE, release epoch bump, wake waiters. */
+#ifndef VCPUREQ_MUTANT_WALK_END_NO_EPOCH
 	vcpureq__exit_guest_mode(vcpu);
+#else
+	atomic_store_explicit(&vcpu->mode, VCPUREQ_OUTSIDE_GUEST_MODE,
+			      memory_order_release);
+#endif
 	return 0;
 }
 
