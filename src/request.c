@@ -141,7 +141,7 @@ void vcpureq__set_request(struct vcpureq_vcpu *vcpu, unsigned int req)
 	 * could see the bit and read a stale payload.
 	 */
 	atomic_fetch_or_explicit(&vcpu->requests, req_bit(req),
-				 memory_order_release);
+				 VCPUREQ__MO_REQ_SET);
 	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_BIT);
 	set_wake_hint(vcpu, req);
 	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_HINT);
@@ -182,7 +182,7 @@ int vcpureq_test_request(unsigned int req, const struct vcpureq_vcpu *vcpu)
 	if (r)
 		return r;
 	/* Acquire: pairs with the release in vcpureq_make_request(). */
-	return (atomic_load_explicit(&vcpu->requests, memory_order_acquire) &
+	return (atomic_load_explicit(&vcpu->requests, VCPUREQ__MO_REQ_TEST) &
 #ifndef VCPUREQ_MUTANT_TEST_WRONG_BIT
 		req_bit(req)) != 0;
 #else
@@ -228,7 +228,7 @@ int vcpureq_check_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 	 * made again after those reads is not lost to this clear.
 	 */
 #ifndef VCPUREQ_MUTANT_CHECK_NO_CLEAR
-	atomic_fetch_and_explicit(&vcpu->requests, ~bit, memory_order_seq_cst);
+	atomic_fetch_and_explicit(&vcpu->requests, ~bit, VCPUREQ__MO_REQ_CHECK);
 #endif
 	VCPUREQ__STAT_INC(vcpu, vstats, requests_handled);
 	return 1;
