@@ -421,7 +421,9 @@ static bool await_handled(unsigned int r, unsigned int v, int ret,
 			int mode = vcpureq_vcpu_mode(vc);
 			uint64_t it1 = h_guest_iters(&H, v);
 
-			if (e1 != e || mode != VCPUREQ_IN_GUEST_MODE ||
+			/* Not while a kick could not be sent (-EAGAIN):
+			 * then the vCPU stays IN_GUEST until one can. */
+			if (ret < 0 || e1 != e || mode != VCPUREQ_IN_GUEST_MODE ||
 			    vcpureq_vcpu_exit_epoch(vc) != e1) {
 				armed = false;
 			} else if (!armed) {
