@@ -513,22 +513,25 @@ static bool spinning(struct h_vm *h, unsigned int id)
 	return h_in_guest(h, id) && h_guest_iters(h, id) > 100;
 }
 
-/* Wait until the vCPU is back in the guest, spinning, @entries entries
- * after @s0 (the counts are final then: a spinning guest does not exit by
- * itself). */
+/* Wait until the vCPU is back in the guest, @entries entries after @s0,
+ * running guest code (its iterations moved since the last look), so the
+ * counts are final: a spinning guest does not exit by itself. */
 static bool settle(struct h_vm *h, const struct vcpureq_stats *s0,
 		   uint64_t entries)
 {
 	uint64_t end = h_now_ns() + (uint64_t)HANG_MS * 1000000u;
 	struct vcpureq_vcpu *v = vcpureq_vm_vcpu(h->vm, 0);
+	uint64_t it = h_guest_iters(h, 0);
 
 	while (h_now_ns() < end) {
-		uint64_t it = h_guest_iters(h, 0);
+		uint64_t it1;
 
+		h_sleep_us(1000);
+		it1 = h_guest_iters(h, 0);
 		if (stats(v).entries - s0->entries >= entries &&
-		    h_in_guest(h, 0) && h_guest_iters(h, 0) != it)
+		    h_in_guest(h, 0) && it1 != it)
 			return true;
-		h_sleep_us(200);
+		it = it1;
 	}
 	return false;
 }
