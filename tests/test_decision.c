@@ -249,6 +249,15 @@ static void *waiter_main(void *arg)
 	return NULL;
 }
 
+/* A WAIT requester has decided to wait for vCPU @id (acks_waited, counted
+ * before it waits, moved past ack_base). */
+static uint64_t ack_base;
+
+static bool ack_awaited(struct h_vm *h, unsigned int id)
+{
+	return stats(h, id).acks_waited > ack_base;
+}
+
 /* Rows: no WAIT, EXITING -> no signal (coalesced); WAIT, EXITING -> no
  * signal, but wait for the exit. */
 TEST(row_exiting_coalesced_thread)
@@ -278,8 +287,11 @@ TEST(row_exiting_coalesced_thread)
 	CHECK_EQ(s1.signals_coalesced - s0.signals_coalesced, 1);
 	w.v = V(&h, 0);
 	w.req = REQ_C | VCPUREQ_REQUEST_WAIT;
+	ack_base = s1.acks_waited;
 	CHECK_EQ(pthread_create(&t, NULL, waiter_main, &w), 0);
-	h_sleep_us(50000);
+	/* Its request is made while the exit is held (however late the
+	 * machine runs the thread): it has decided to wait. */
+	CHECK(h_wait_until(ack_awaited, &h, 0, HANG_MS));
 	CHECK_EQ(atomic_load(&w.done), 0); /* really waiting for the ack */
 	CHECK_EQ(vcpureq_vcpu_exit_epoch(V(&h, 0)), e0);
 	atomic_store(&exit_hold, 0);
@@ -321,8 +333,9 @@ TEST_BOTH(row_reading_waited)
 	CHECK_EQ(vcpureq_request(REQ_A, V(&h, 0)), 0);
 	w.v = V(&h, 0);
 	w.req = VCPUREQ_REQ_TLB_FLUSH;
+	ack_base = s0.acks_waited;
 	CHECK_EQ(pthread_create(&t, NULL, waiter_main, &w), 0);
-	h_sleep_us(50000);
+	CHECK(h_wait_until(ack_awaited, &h, 0, HANG_MS));
 	CHECK_EQ(atomic_load(&w.done), 0);
 	atomic_store(&walk_hold, 0);
 	pthread_join(t, NULL);
