@@ -602,17 +602,26 @@ TEST(kick_in_to_exiting_kvm)
 		uint32_t e0;
 		int r1, r2, m;
 
-		/* In a guest instance that is running guest code. */
-		do {
-			uint64_t it = h_guest_iters(&h, 0);
+		/* In a guest instance that is running guest code: its
+		 * iterations moved between two looks in the same instance
+		 * (across a yield: on a loaded machine the vCPU is seldom
+		 * running at any one instant). */
+		uint64_t it = h_guest_iters(&h, 0);
+		uint32_t e_prev = vcpureq_vcpu_exit_epoch(v);
 
+		do {
+			uint64_t it1;
+
+			sched_yield();
 			s0 = stats(&h, 0);
 			e0 = vcpureq_vcpu_exit_epoch(v);
+			it1 = h_guest_iters(&h, 0);
 			if (vcpureq_vcpu_mode(v) == VCPUREQ_IN_GUEST_MODE &&
-			    h_guest_iters(&h, 0) != it &&
+			    e0 == e_prev && it1 != it &&
 			    vcpureq_vcpu_exit_epoch(v) == e0)
 				break;
-			sched_yield();
+			it = it1;
+			e_prev = e0;
 		} while (h_now_ns() < end);
 		CHECK_EQ(vcpureq_vcpu_mode(v), VCPUREQ_IN_GUEST_MODE);
 		r1 = vcpureq_vcpu_kick(v);
@@ -630,6 +639,7 @@ TEST(kick_in_to_exiting_kvm)
 		/* The signal ends the instance: KVM_RUN returns -EINTR, an
 		 * exit with nothing pending (spurious, counted after the
 		 * kicked exit). */
+		end = h_now_ns() + HANG_NS;
 		while (stats(&h, 0).spurious_exits == s0.spurious_exits &&
 		       h_now_ns() < end)
 			sched_yield();
