@@ -36,7 +36,7 @@ deps:
 test: deps all
 	@echo "== unit, protocol (both backends), man pages, demo, example"
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE 'model|torture|bench|full'
-	@echo "== one at a time: model (default bound, 2-2.5 min), torture (20 s), mutants (about 1 min), quick bench"
+	@echo "== one at a time: model (default bound, 2-2.5 min), torture (2 x 20 s + 4 x 8 s), mutants (about 1.5 min), quick bench"
 	cd $(BUILD) && ctest --output-on-failure -V -L 'model|torture|bench' -LE full \
 		| grep -E --line-buffered '^[0-9]+/[0-9]+ Test|model: |mutants: |^([0-9]+: )?\| |torture: |% tests passed|tests failed|Total Test time|FAIL'
 
