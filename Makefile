@@ -39,7 +39,7 @@ deps:
 test: deps all
 	@echo "== unit, protocol (both backends), man pages, demo, example"
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE 'model|torture|bench|full'
-	@echo "== one at a time: model (default bound, 2-2.5 min), torture (20 s), mutants (about 1 min), quick bench"
+	@echo "== one at a time: model (default bound, 2-2.5 min), torture (2 x 20 s + 4 x 8 s), mutants (about 1.5 min), quick bench"
 	cd $(BUILD) && ctest --output-on-failure -V -L 'model|torture|bench' -LE full \
 		| $(PROGRESS) || { echo "full output: $(BUILD)/Testing/Temporary/LastTest.log"; false; }
 

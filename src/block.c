@@ -32,6 +32,7 @@ bool vcpureq__wake_if_sleeping(struct vcpureq_vcpu *vcpu)
 		return true; /* another waker is on it */
 	if (s != VCPUREQ__SLEEPING)
 		return false;
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_WAKE_CAS);
 	if (!atomic_compare_exchange_strong_explicit(
 		    &vcpu->sleep_state, &s, VCPUREQ__WOKEN,
 		    memory_order_relaxed, memory_order_relaxed))
@@ -80,17 +81,29 @@ static int check_block(struct vcpureq_vcpu *vcpu)
 
 	if (vm_dead(vcpu))
 		why |= VCPUREQ_WAKE_DEAD;
+#ifndef VCPUREQ_MUTANT_BLOCK_IGNORES_RUNNABLE
 	if (o->runnable && o->runnable(vcpu, o->opaque))
+#else
+	if (0 && o->runnable)
+#endif
 		why |= VCPUREQ_WAKE_RUNNABLE;
 	if (atomic_load_explicit(&vcpu->pir_on, memory_order_relaxed) ||
 	    vcpureq__irr_pending(vcpu))
 		why |= VCPUREQ_WAKE_INTERRUPT;
+#ifndef VCPUREQ_MUTANT_UNBLOCK_NOT_CONSUMED
 	if (vcpureq_check_request(VCPUREQ_REQ_UNBLOCK, vcpu) > 0)
+#else
+	if (vcpureq_test_request(VCPUREQ_REQ_UNBLOCK, vcpu) > 0)
+#endif
 		why |= VCPUREQ_WAKE_UNBLOCK;
 	/* Acquire: pairs with the waker's release store of the hint, which
 	 * follows its bit, so the bit is visible to the caller's checks. */
 	if (atomic_load_explicit(&vcpu->wake_hint, memory_order_relaxed) &&
+#ifndef VCPUREQ_MUTANT_HINT_NOT_CONSUMED
 	    atomic_exchange_explicit(&vcpu->wake_hint, 0, memory_order_acquire))
+#else
+	    atomic_load_explicit(&vcpu->wake_hint, memory_order_acquire))
+#endif
 		why |= VCPUREQ_WAKE_REQUEST;
 	return why;
 }
@@ -165,6 +178,7 @@ static int block_until(struct vcpureq_vcpu *vcpu, const struct timespec *when)
 					 memory_order_relaxed) &
 		    VCPUREQ__PAUSE_COUNT)
 			vcpureq__park_notify(vcpu);
+		VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_SLEEP);
 		if (vcpureq__futex_wait_until(&vcpu->sleep_state,
 					      VCPUREQ__SLEEPING, when) &&
 		    errno == ETIMEDOUT && !(why = check_block(vcpu))) {

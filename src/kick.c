@@ -102,7 +102,11 @@ static int kick_in_guest(struct vcpureq_vcpu *vcpu, int *old,
 		    &vcpu->mode, old, VCPUREQ_EXITING_GUEST_MODE,
 		    memory_order_seq_cst, memory_order_acquire)) {
 		VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_SIGNAL);
+#ifndef VCPUREQ_MUTANT_SELF_SIGNAL
 		if (vcpureq__self == vcpu) {
+#else
+		if (0) {
+#endif
 			/* A request from the vCPU thread while it is in
 			 * guest mode (a signal handler, or the thread
 			 * backend's guest callback): no signal to ourselves,
@@ -118,6 +122,9 @@ static int kick_in_guest(struct vcpureq_vcpu *vcpu, int *old,
 			} else {
 				int ex = VCPUREQ_EXITING_GUEST_MODE;
 
+#ifdef VCPUREQ_MUTANT_KICK_FAIL_KEEPS_EXITING
+				ex = -1; /* the CAS back to IN_GUEST fails */
+#endif
 				atomic_compare_exchange_strong_explicit(
 					&vcpu->mode, &ex, VCPUREQ_IN_GUEST_MODE,
 					memory_order_relaxed,
@@ -178,6 +185,7 @@ static int wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin,
 	}
 	atomic_fetch_add_explicit(&vcpu->ack_waiters, 1, memory_order_relaxed);
 	vcpureq__smp_mb(); /* [W] pairs with [E] in vcpureq__exit_guest_mode() */
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_ACK_REGISTER);
 	while (atomic_load_explicit(&vcpu->exit_epoch, memory_order_acquire) ==
 	       snap) {
 		struct timespec recheck = vcpureq__ts_after(ACK_RECHECK_NS);
@@ -227,7 +235,11 @@ static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int req,
 	VCPUREQ__STAT_INC(vcpu, rstats, kicks);
 	/* kvm_vcpu_wake_up(): a sleeper is woken, not signalled or waited
 	 * for (it is outside guest mode). */
+#ifndef VCPUREQ_MUTANT_NO_WAKEUP_IGNORED
 	if (!(flags & VCPUREQ_REQUEST_NO_WAKEUP) &&
+#else
+	if (
+#endif
 	    vcpureq__wake_if_sleeping(vcpu))
 		return 0;
 	/*
@@ -243,6 +255,7 @@ static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int req,
 	 * may be performed out of order (C11, ARM64, POWER; not x86). */
 	*snap = atomic_load_explicit(&vcpu->exit_epoch, memory_order_acquire);
 #endif
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_SNAPSHOT);
 	/* Acquire: a target seen OUTSIDE (the release store of
 	 * vcpureq__exit_guest_mode()) is not waited for, so what it did in
 	 * its instance (a walk's reads) must happen before our return. */
@@ -311,7 +324,11 @@ static uint64_t tword(const struct targets *t, unsigned int w)
 	uint64_t m = ~UINT64_C(0);
 
 	if (t->mask) {
+#ifndef VCPUREQ_MUTANT_MASK_ONE_WORD
 		if (base >= t->mask_bits)
+#else
+		if (base >= t->mask_bits || w > 0)
+#endif
 			return 0;
 		m = t->mask[w];
 		if (t->mask_bits - base < 64)
@@ -362,7 +379,11 @@ static int check_wait_deadlock(const struct vcpureq_vm *vm, unsigned int req,
 
 	/* Any VM: two vCPU threads of different VMs waiting for each
 	 * other's vCPU deadlock just the same. */
+#ifndef VCPUREQ_MUTANT_NO_DEADLOCK_CHECK
 	if (!(req & VCPUREQ_REQUEST_WAIT) || !self)
+#else
+	if (1 || !(req & VCPUREQ_REQUEST_WAIT) || !self)
+#endif
 		return 0;
 	if (self->in_walk)
 		return vcpureq__err(-EDEADLK,
@@ -517,6 +538,9 @@ int vcpureq_make_all_cpus_request(struct vcpureq_vm *vm, unsigned int req)
 	if (r)
 		return r;
 	t.n = vcpureq__nr_vcpus(vm);
+#ifdef VCPUREQ_MUTANT_ALL_CPUS_32
+	t.n = t.n > 32 ? 32 : t.n; /* a 32-bit "all" mask */
+#endif
 	return request_targets(vm, req, &t, NULL);
 }
 
@@ -548,7 +572,11 @@ static int targets_of(const struct vcpureq_vm *vm, const uint64_t *mask,
 			bits &= (UINT64_C(1) << (mask_bits - base)) - 1;
 		if (base < t->n)
 			bits >>= t->n - base; /* t->n - base < 64 here */
+#ifndef VCPUREQ_MUTANT_MASK_EXTRA_BITS_OK
 		if (bits)
+#else
+		if (0)
+#endif
 			return vcpureq__err(-EINVAL,
 					    "mask names a vCPU index >= the VM's vCPU count");
 	}
@@ -794,7 +822,11 @@ int vcpureq_make_vcpus_request(struct vcpureq_vm *vm, unsigned int req,
 
 int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 {
+#ifndef VCPUREQ_MUTANT_NO_ACTION_SETS_BIT
 	bool act = !(req & VCPUREQ_REQUEST_NO_ACTION);
+#else
+	bool act = true;
+#endif
 	uint32_t snap;
 	bool wait;
 	int r = vcpureq__check_vcpu(vcpu);

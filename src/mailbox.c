@@ -29,10 +29,12 @@ int vcpureq_post_interrupt(struct vcpureq_vcpu *vcpu, unsigned int vector)
 	atomic_fetch_or_explicit(&vcpu->pir[vector / 64],
 				 UINT64_C(1) << (vector % 64),
 				 memory_order_relaxed);
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_PIR);
 	/* Release: the PIR bit before ON; pairs with the acquire exchange of
 	 * ON in vcpureq__mailbox_sync(). */
 	atomic_fetch_or_explicit(&vcpu->pir_on, 1, memory_order_release);
 	VCPUREQ__STAT_INC(vcpu, rstats, interrupts_posted);
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_ON);
 	return vcpureq__kick_fenced(vcpu);
 }
 
@@ -45,7 +47,12 @@ void vcpureq__mailbox_sync(struct vcpureq_vcpu *vcpu)
 	/* Clear ON before taking PIR: a vector posted after we took PIR
 	 * leaves ON set for the next sync (and kicks us if we are in guest
 	 * mode by then). */
+#ifndef VCPUREQ_MUTANT_ON_NOT_CLEARED
 	atomic_exchange_explicit(&vcpu->pir_on, 0, memory_order_acquire);
+#else
+	(void)atomic_load_explicit(&vcpu->pir_on, memory_order_acquire);
+#endif
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_SYNC_ON);
 	for (i = 0; i < 4; i++)
 		vcpu->irr[i] |= atomic_exchange_explicit(&vcpu->pir[i], 0,
 							 memory_order_relaxed);
@@ -62,7 +69,11 @@ int vcpureq__irr_take_highest(struct vcpureq_vcpu *vcpu)
 
 	for (i = 3; i >= 0; i--) {
 		if (vcpu->irr[i]) {
+#ifndef VCPUREQ_MUTANT_TAKE_LOWEST
 			int b = 63 - __builtin_clzll(vcpu->irr[i]);
+#else
+			int b = __builtin_ctzll(vcpu->irr[i]);
+#endif
 
 			vcpu->irr[i] &= ~(UINT64_C(1) << b);
 			return i * 64 + b;

@@ -28,6 +28,31 @@ enum vcpureq__window {
 	VCPUREQ__WIN_BEFORE_EPOCH,
 	/* requester: after sending the signal (before waiting). */
 	VCPUREQ__WIN_AFTER_SIGNAL,
+	/* requester: between setting the request bit and the wake hint. */
+	VCPUREQ__WIN_AFTER_BIT,
+	/* requester: bit and hint published, before the fence [R]. */
+	VCPUREQ__WIN_AFTER_HINT,
+	/* requester: between the exit-epoch snapshot and the mode read. */
+	VCPUREQ__WIN_AFTER_SNAPSHOT,
+	/* vCPU: the guest-mode instance ended, before publishing OUTSIDE. */
+	VCPUREQ__WIN_BEFORE_EXIT,
+	/* vCPU: between bumping the exit epoch and waking ack waiters. */
+	VCPUREQ__WIN_AFTER_EPOCH,
+	/* WAIT requester: registered as an ack waiter, before re-reading
+	 * the epoch and sleeping. */
+	VCPUREQ__WIN_ACK_REGISTER,
+	/* poster: between the PIR bit and ON. */
+	VCPUREQ__WIN_AFTER_PIR,
+	/* poster: ON set, before the fence [R] and the kick. */
+	VCPUREQ__WIN_AFTER_ON,
+	/* vCPU: between clearing ON and taking PIR into IRR. */
+	VCPUREQ__WIN_SYNC_ON,
+	/* waker: between reading SLEEPING and the SLEEPING -> WOKEN CAS. */
+	VCPUREQ__WIN_WAKE_CAS,
+	/* sleeper: between its last check and futex_wait(). */
+	VCPUREQ__WIN_BEFORE_SLEEP,
+	/* walker: between publishing READING and its fence. */
+	VCPUREQ__WIN_WALK_PUBLISH,
 	VCPUREQ__WIN_NR
 };
 
@@ -41,11 +66,37 @@ void vcpureq__race_window(enum vcpureq__window w);
 /*
  * Mutants, for the mutation self-check (tests/torture/mutants.sh): each
  * VCPUREQ_MUTANT_* breaks the protocol in one known way, and the torture
- * test, the Spin model or ThreadSanitizer must catch every one (which one
- * catches which: tests/torture/mutants.sh).  Never defined in a normal
- * build.  Those of one kick mechanism (SIGNAL_DELIVERABLE: SIGMASK;
- * IE_CLEAR_LATE: IMMEDIATE_EXIT) live in backend_kvm.c and are run with
- * that mechanism (mutants.sh).
+ * test, the Spin model, ThreadSanitizer or a unit-test case must catch
+ * every one (which one catches which: tests/torture/mutants.sh and
+ * tests/torture/unit_mutants.txt).  Never defined in a normal build.
+ * Those of one kick mechanism (SIGNAL_DELIVERABLE: SIGMASK; IE_CLEAR_LATE:
+ * IMMEDIATE_EXIT) live in backend_kvm.c and are run with that mechanism
+ * (mutants.sh).  Each is one #ifdef at one place:
+ *
+ *   barriers (here): NO_REQ_FENCE [R], NO_VCPU_FENCE [V], NO_SLEEPER_FENCE
+ *     [S], RELAXED_PAYLOAD (release/acquire of the bit)
+ *   request.c: CHECK_NO_CLEAR (check_request does not clear),
+ *     TEST_WRONG_BIT (test_request tests bit + 1), CLEAR_ALL
+ *     (clear_request clears every bit), NO_WAKE_HINT (make sets no wake
+ *     hint), NO_FORK_CHECK (a forked child's calls are not refused)
+ *   kick.c: REQUESTLESS_KICK (kick, then set the bit), SNAPSHOT_AFTER_CAS
+ *     (epoch snapshot after the CAS), WAIT_NO_WAIT (WAIT returns without
+ *     the ack), NO_WAKEUP_IGNORED (NO_WAKEUP wakes sleepers),
+ *     NO_ACTION_SETS_BIT (vcpureq_request() sets bit 0 for NO_ACTION),
+ *     ALL_CPUS_32 (the all-vCPUs call reaches 32 at most), MASK_ONE_WORD
+ *     (mask words past the first ignored), MASK_EXTRA_BITS_OK (bits past
+ *     the last vCPU accepted), KICK_FAIL_KEEPS_EXITING (a signal that
+ *     could not be sent leaves the vCPU EXITING), SELF_SIGNAL (a vCPU in
+ *     guest mode signals itself), NO_DEADLOCK_CHECK (WAIT from guest mode
+ *     or a walk not refused)
+ *   block.c: UNBLOCK_NOT_CONSUMED, HINT_NOT_CONSUMED, BLOCK_IGNORES_RUNNABLE
+ *   mailbox.c: ON_NOT_CLEARED (sync leaves ON set), TAKE_LOWEST (lowest
+ *     vector first)
+ *   vcpu_mode.c: NO_FINAL_CHECK, NO_ENTRY_SYNC (PIR not synced after [V]),
+ *     WALK_END_NO_EPOCH (walk end bumps no epoch, wakes no waiter),
+ *     ABORT_COUNTED_AS_ENTRY (an aborted entry counted as an entry)
+ *   vm.c: BY_ID_OFF_BY_ONE (vcpureq_vm_vcpu_by_id() matches id - 1)
+ *   backend_kvm.c: SIGNAL_DELIVERABLE, IE_CLEAR_LATE
  */
 #if defined(VCPUREQ_MUTANT_NO_REQ_FENCE)
 #define VCPUREQ__MB_R() ((void)0)

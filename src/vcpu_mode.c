@@ -55,14 +55,20 @@ bool vcpureq__enter_guest_mode(struct vcpureq_vcpu *vcpu)
 	 * requester read "outside": a request stranded in guest mode.
 	 */
 	VCPUREQ__MB_V();
+#ifndef VCPUREQ_MUTANT_NO_ENTRY_SYNC
 	vcpureq__mailbox_sync(vcpu);
+#endif
 	mode = atomic_load_explicit(&vcpu->mode, memory_order_relaxed);
 	if (mode != VCPUREQ_IN_GUEST_MODE ||
 #ifndef VCPUREQ_MUTANT_NO_FINAL_CHECK
 	    atomic_load_explicit(&vcpu->requests, memory_order_relaxed) ||
 #endif
 	    dead(vcpu)) {
+#ifndef VCPUREQ_MUTANT_ABORT_COUNTED_AS_ENTRY
 		VCPUREQ__STAT_INC(vcpu, vstats, entry_aborts);
+#else
+		VCPUREQ__STAT_INC(vcpu, vstats, entries);
+#endif
 		vcpureq__exit_guest_mode(vcpu);
 		/*
 		 * A kicker won IN -> EXITING: its signal is for this aborted
@@ -95,7 +101,10 @@ int vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu)
 	 * wait, so what this instance did (a walk's reads) must be visible
 	 * to it first.
 	 */
-	int left = atomic_exchange_explicit(&vcpu->mode,
+	int left;
+
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_EXIT);
+	left = atomic_exchange_explicit(&vcpu->mode,
 					    VCPUREQ_OUTSIDE_GUEST_MODE,
 					    memory_order_release);
 
@@ -107,6 +116,7 @@ int vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu)
 	 * WAIT requester returns and, say, frees that structure.
 	 */
 	atomic_fetch_add_explicit(&vcpu->exit_epoch, 1, memory_order_release);
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_EPOCH);
 	/*
 	 * [E] pairs with [W] in wait_ack(): either the waiter sees the new
 	 * epoch, or we see its registration and wake it.  Without it the
@@ -147,6 +157,7 @@ int vcpureq_walk_lockless_begin(struct vcpureq_vcpu *vcpu)
 	vcpu->in_walk = true;
 	atomic_store_explicit(&vcpu->mode, VCPUREQ_READING_SHADOW_PAGE_TABLES,
 			      memory_order_relaxed);
+	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_WALK_PUBLISH);
 	vcpureq__smp_mb(); /* [V] pairs with the requester's [R] in kick.c */
 	return 0;
 }
@@ -161,7 +172,12 @@ int vcpureq_walk_lockless_end(struct vcpureq_vcpu *vcpu)
 		return vcpureq__err(-EINVAL, "no lockless walk in progress");
 	vcpu->in_walk = false;
 	/* Release OUTSIDE, release epoch bump, wake waiters. */
+#ifndef VCPUREQ_MUTANT_WALK_END_NO_EPOCH
 	vcpureq__exit_guest_mode(vcpu);
+#else
+	atomic_store_explicit(&vcpu->mode, VCPUREQ_OUTSIDE_GUEST_MODE,
+			      memory_order_release);
+#endif
 	return 0;
 }
 

@@ -346,7 +346,11 @@ struct vcpureq_vcpu *vcpureq_vm_vcpu_by_id(const struct vcpureq_vm *vm,
 		return NULL;
 	n = vcpureq__nr_vcpus(vm);
 	for (i = 0; i < n; i++)
+#ifndef VCPUREQ_MUTANT_BY_ID_OFF_BY_ONE
 		if (vm->vcpus[i]->id == vcpu_id)
+#else
+		if (vm->vcpus[i]->id + 1 == vcpu_id)
+#endif
 			return vm->vcpus[i];
 	return NULL;
 }

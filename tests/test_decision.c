@@ -249,6 +249,15 @@ static void *waiter_main(void *arg)
 	return NULL;
 }
 
+/* A WAIT requester has decided to wait for vCPU @id (acks_waited, counted
+ * before it waits, moved past ack_base). */
+static uint64_t ack_base;
+
+static bool ack_awaited(struct h_vm *h, unsigned int id)
+{
+	return stats(h, id).acks_waited > ack_base;
+}
+
 /* Rows: no WAIT, EXITING -> no signal (coalesced); WAIT, EXITING -> no
  * signal, but wait for the exit. */
 TEST(row_exiting_coalesced_thread)
@@ -278,8 +287,11 @@ TEST(row_exiting_coalesced_thread)
 	CHECK_EQ(s1.signals_coalesced - s0.signals_coalesced, 1);
 	w.v = V(&h, 0);
 	w.req = REQ_C | VCPUREQ_REQUEST_WAIT;
+	ack_base = s1.acks_waited;
 	CHECK_EQ(pthread_create(&t, NULL, waiter_main, &w), 0);
-	h_sleep_us(50000);
+	/* Its request is made while the exit is held (however late the
+	 * machine runs the thread): it has decided to wait. */
+	CHECK(h_wait_until(ack_awaited, &h, 0, HANG_MS));
 	CHECK_EQ(atomic_load(&w.done), 0); /* really waiting for the ack */
 	CHECK_EQ(vcpureq_vcpu_exit_epoch(V(&h, 0)), e0);
 	atomic_store(&exit_hold, 0);
@@ -321,8 +333,9 @@ TEST_BOTH(row_reading_waited)
 	CHECK_EQ(vcpureq_request(REQ_A, V(&h, 0)), 0);
 	w.v = V(&h, 0);
 	w.req = VCPUREQ_REQ_TLB_FLUSH;
+	ack_base = s0.acks_waited;
 	CHECK_EQ(pthread_create(&t, NULL, waiter_main, &w), 0);
-	h_sleep_us(50000);
+	CHECK(h_wait_until(ack_awaited, &h, 0, HANG_MS));
 	CHECK_EQ(atomic_load(&w.done), 0);
 	atomic_store(&walk_hold, 0);
 	pthread_join(t, NULL);
@@ -456,6 +469,14 @@ TEST_BOTH(unblock_wakes_and_is_consumed)
 /* A broadcast WAIT request: every target that was IN_GUEST or READING has
  * left that instance when it returns; a sleeping target (NO_WAKEUP) is
  * neither woken nor waited for; all signals first, then the waits. */
+static uint32_t bw_e0[4];
+
+/* vCPU @id has left the instance it was in at bw_e0[id]. */
+static bool left_instance(struct h_vm *h, unsigned int id)
+{
+	return vcpureq_vcpu_exit_epoch(V(h, id)) != bw_e0[id];
+}
+
 TEST_BOTH(broadcast_wait_acks)
 {
 	struct vcpureq_vm_opts o = { .handle_requests = count_handler };
@@ -481,15 +502,16 @@ TEST_BOTH(broadcast_wait_acks)
 	while (!atomic_load(&in_walk))
 		;
 	for (i = 0; i < 4; i++)
-		e0[i] = vcpureq_vcpu_exit_epoch(V(&h, i));
+		bw_e0[i] = e0[i] = vcpureq_vcpu_exit_epoch(V(&h, i));
 	b.vm = h.vm;
 	b.req = VCPUREQ_REQ_TLB_FLUSH;
 	CHECK_EQ(pthread_create(&t, NULL, waiter_main, &b), 0);
-	h_sleep_us(50000);
+	/* Signals go out before the wait: 0 and 1 leave the guest while the
+	 * walk still holds the broadcast (however long the machine takes to
+	 * schedule them: no time limit but the hang bound). */
+	CHECK(h_wait_until(left_instance, &h, 0, HANG_MS));
+	CHECK(h_wait_until(left_instance, &h, 1, HANG_MS));
 	CHECK_EQ(atomic_load(&b.done), 0); /* held by the walk */
-	/* Signals went out before the wait: 0 and 1 already left the guest. */
-	CHECK(vcpureq_vcpu_exit_epoch(V(&h, 0)) != e0[0]);
-	CHECK(vcpureq_vcpu_exit_epoch(V(&h, 1)) != e0[1]);
 	atomic_store(&walk_hold, 0);
 	pthread_join(t, NULL);
 	CHECK_EQ(b.ret, 1);

@@ -254,7 +254,12 @@ TEST_BOTH(reserved_generic_numbers_refused)
  * its poster waiting forever.  Every post is taken, exactly once. */
 
 #define PI_POSTERS 3
-#define PI_ROUNDS 1000
+#define PI_ROUNDS 2000
+/* On a loaded machine each round waits for the vCPU to be scheduled: at
+ * least PI_MIN_ROUNDS per poster, then as many as fit in the budget. */
+#define PI_MIN_ROUNDS 200
+#define PI_BUDGET_NS 20000000000ull
+static uint64_t pi_deadline;
 #define PI_VECTOR(p) (0x40u + (p))
 
 static struct h_vm *pi_h;
@@ -303,6 +308,7 @@ struct pi_poster {
 	unsigned int p;
 	enum vcpureq_backend be;
 	int err;
+	unsigned int rounds; /* posts made and taken */
 };
 
 static uint64_t pi_count(enum vcpureq_backend be, unsigned int p)
@@ -317,7 +323,8 @@ static void *pi_post_main(void *arg)
 	struct vcpureq_vcpu *v = V(pi_h, 0);
 	unsigned int i;
 
-	for (i = 0; i < PI_ROUNDS && !ps->err; i++) {
+	for (i = 0; i < PI_ROUNDS && !ps->err &&
+		    (i < PI_MIN_ROUNDS || h_now_ns() < pi_deadline); i++) {
 		uint64_t want, end = h_now_ns() + HANG_NS;
 		int zero = 0, r;
 
@@ -346,6 +353,7 @@ static void *pi_post_main(void *arg)
 		if (ps->be == VCPUREQ_BACKEND_KVM)
 			atomic_store(&pi_token, 0);
 	}
+	ps->rounds = i;
 	return NULL;
 }
 
@@ -356,10 +364,12 @@ TEST_BOTH(posted_interrupt_exception)
 	struct vcpureq_stats st;
 	struct h_vm h;
 	unsigned int p;
+	uint64_t total = 0;
 
 	H_VM(&h, be, 1, H_IRQ, be == VCPUREQ_BACKEND_THREAD ? &o : NULL);
 	pi_h = &h;
 	CHECK_EQ(h_start(&h), 0);
+	pi_deadline = h_now_ns() + PI_BUDGET_NS;
 	for (p = 0; p < PI_POSTERS; p++) {
 		ps[p] = (struct pi_poster){ .p = p, .be = be };
 		CHECK_EQ(pthread_create(&ps[p].t, NULL, pi_post_main, &ps[p]), 0);
@@ -367,6 +377,7 @@ TEST_BOTH(posted_interrupt_exception)
 	for (p = 0; p < PI_POSTERS; p++) {
 		pthread_join(ps[p].t, NULL);
 		CHECK_EQ(ps[p].err, 0);
+		total += ps[p].rounds;
 	}
 	CHECK_EQ(h_stop_all(&h), 0);
 	st = stats(&h, 0);
@@ -379,14 +390,14 @@ TEST_BOTH(posted_interrupt_exception)
 	       (unsigned long long)st.wakeups, (unsigned long long)st.blocks);
 	CHECK_EQ(atomic_load(&pi_bad_mode), 0); /* PIR read in guest mode */
 	CHECK_EQ(atomic_load(&pi_bad_vector), 0);
-	CHECK_EQ(st.interrupts_posted, PI_POSTERS * PI_ROUNDS);
-	CHECK_EQ(st.interrupts_injected, PI_POSTERS * PI_ROUNDS);
+	CHECK_EQ(st.interrupts_posted, total);
+	CHECK_EQ(st.interrupts_injected, total);
 	if (be == VCPUREQ_BACKEND_KVM) {
-		CHECK_EQ(h_guest_irqs(&h, 0), PI_POSTERS * PI_ROUNDS);
+		CHECK_EQ(h_guest_irqs(&h, 0), total);
 	} else {
 		for (p = 0; p < PI_POSTERS; p++)
-			CHECK_EQ(atomic_load(&pi_taken[p]), PI_ROUNDS);
-		CHECK_EQ(atomic_load(&pi_taken_total), PI_POSTERS * PI_ROUNDS);
+			CHECK_EQ(atomic_load(&pi_taken[p]), ps[p].rounds);
+		CHECK_EQ(atomic_load(&pi_taken_total), total);
 	}
 	/* Request-less: no request bit was ever set (only the stop). */
 	CHECK_EQ(st.requests_made, 1);
@@ -565,7 +576,11 @@ TEST_BOTH(vm_dead_of_one_vcpu_kills_vm)
  * (coalesced, no signal), OUTSIDE (nothing) or a new instance (signal):
  * the counters account for every kick exactly. */
 
-#define KE_ROUNDS 50
+#define KE_ROUNDS 200
+/* A loaded machine makes each round slow (the vCPU must be scheduled to
+ * exit and re-enter): at least KE_MIN_ROUNDS, then as many as fit. */
+#define KE_MIN_ROUNDS 20
+#define KE_BUDGET_NS 20000000000ull
 
 TEST(kick_in_to_exiting_kvm)
 {
@@ -573,28 +588,40 @@ TEST(kick_in_to_exiting_kvm)
 	uint64_t seen_exiting = 0, coalesced = 0, second_signals = 0;
 	struct vcpureq_vcpu *v;
 	struct h_vm h;
+	uint64_t t_start;
 	int i;
 
 	(void)be;
 	H_VM(&h, VCPUREQ_BACKEND_KVM, 1, H_SPIN, NULL);
 	v = V(&h, 0);
 	CHECK_EQ(h_start(&h), 0);
-	for (i = 0; i < KE_ROUNDS; i++) {
+	t_start = h_now_ns();
+	for (i = 0; i < KE_ROUNDS && (i < KE_MIN_ROUNDS ||
+				      h_now_ns() - t_start < KE_BUDGET_NS); i++) {
 		uint64_t end = h_now_ns() + HANG_NS;
 		uint32_t e0;
 		int r1, r2, m;
 
-		/* In a guest instance that is running guest code. */
-		do {
-			uint64_t it = h_guest_iters(&h, 0);
+		/* In a guest instance that is running guest code: its
+		 * iterations moved between two looks in the same instance
+		 * (across a yield: on a loaded machine the vCPU is seldom
+		 * running at any one instant). */
+		uint64_t it = h_guest_iters(&h, 0);
+		uint32_t e_prev = vcpureq_vcpu_exit_epoch(v);
 
+		do {
+			uint64_t it1;
+
+			sched_yield();
 			s0 = stats(&h, 0);
 			e0 = vcpureq_vcpu_exit_epoch(v);
+			it1 = h_guest_iters(&h, 0);
 			if (vcpureq_vcpu_mode(v) == VCPUREQ_IN_GUEST_MODE &&
-			    h_guest_iters(&h, 0) != it &&
+			    e0 == e_prev && it1 != it &&
 			    vcpureq_vcpu_exit_epoch(v) == e0)
 				break;
-			sched_yield();
+			it = it1;
+			e_prev = e0;
 		} while (h_now_ns() < end);
 		CHECK_EQ(vcpureq_vcpu_mode(v), VCPUREQ_IN_GUEST_MODE);
 		r1 = vcpureq_vcpu_kick(v);
@@ -611,8 +638,7 @@ TEST(kick_in_to_exiting_kvm)
 		seen_exiting += m == VCPUREQ_EXITING_GUEST_MODE;
 		/* The signal ends the instance: KVM_RUN returns -EINTR, an
 		 * exit with nothing pending (spurious, counted after the
-		 * kicked exit).  A hang detector of its own: on a loaded
-		 * machine the wait above may have taken seconds. */
+		 * kicked exit). */
 		end = h_now_ns() + HANG_NS;
 		while (stats(&h, 0).spurious_exits == s0.spurious_exits &&
 		       h_now_ns() < end)
@@ -643,10 +669,10 @@ TEST(kick_in_to_exiting_kvm)
 	}
 	CHECK_EQ(h_stop_all(&h), 0);
 	printf("%d rounds: mode EXITING seen right after the winning kick %llu times; second kick coalesced %llu, signalled a new instance %llu, found it outside %llu\n",
-	       KE_ROUNDS, (unsigned long long)seen_exiting,
+	       i, (unsigned long long)seen_exiting,
 	       (unsigned long long)coalesced,
 	       (unsigned long long)second_signals,
-	       (unsigned long long)(KE_ROUNDS - coalesced - second_signals));
+	       (unsigned long long)((uint64_t)i - coalesced - second_signals));
 	h_vm_destroy(&h);
 	return 0;
 }

@@ -17,18 +17,33 @@
  *                   had replaced and poisoned
  *   alive_after_dead  a vCPU in guest mode (or making guest progress) after
  *                   VM_DEAD returned
+ *   lost_interrupts a posted interrupt not taken by the guest within BOUND_MS,
+ *                   or interrupts injected != interrupts the guest took
  *
- * Two vCPUs get a dedicated, sequential workload so that a protocol hole
- * cannot be papered over by unrelated kicks (as cloud-hypervisor's 10 ms
- * re-signal would): vCPU 0 (spinning) only receives one request at a time,
- * each awaited; vCPU 1 (spinning) only receives WAIT requests, one at a
- * time.  The others get random traffic.
+ * Dedicated vCPUs get a sequential workload so that a protocol hole cannot
+ * be papered over by unrelated kicks (as cloud-hypervisor's 10 ms re-signal
+ * would): vCPU 0 (spinning) only receives one request at a time, each
+ * awaited; vCPU 1 (spinning) only receives WAIT requests, one at a time;
+ * vCPU 2 (halting: every exit blocks in vcpureq_vcpu_block()) only
+ * receives one waking request at a time from a single requester; with -i,
+ * vCPU 3 (halting, interrupts on) only receives posted interrupts from
+ * that many concurrent posters.  The others get random traffic.
  *
- * Usage: torture [-m vcpus] [-r requesters] [-t seconds] [-s seed] [-q]
+ * Time bounds (BOUND_MS) are on the process's own time: a probe thread
+ * that sleeps 1 ms at a time measures how late the machine wakes it, and
+ * the lateness is taken off every elapsed time (a loaded machine delays
+ * everything, a protocol hole delays one request).  vCPU 0's stranded
+ * request is also proven without a clock: after the request returned, its
+ * instance (same exit epoch) ran guest code, IN_GUEST_MODE, with the
+ * request still pending.
+ *
+ * Usage: torture [-m vcpus] [-r requesters] [-t seconds] [-s seed]
+ *                [-b kvm|thread] [-k usr1|usr2|signal number] [-i posters]
  */
 #include <getopt.h>
 #include <linux/kvm.h>
 #include <sched.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -42,7 +57,15 @@
 #define REQ_LAZY VCPUREQ_ARCH_REQ_FLAGS(20, VCPUREQ_REQUEST_NO_WAKEUP)
 #define REQ_WALK VCPUREQ_ARCH_REQ(21)
 
-static unsigned int M = 6, R = 3, seconds = 10;
+static unsigned int M = 6, R = 3, seconds = 10, P = 0;
+static enum vcpureq_backend backend = VCPUREQ_BACKEND_KVM;
+static int kick_signal;
+/* The dedicated vCPUs (see above); random traffic goes to FIRST_RANDOM..M-1. */
+#define V_PING 0
+#define V_WAIT 1
+#define V_HALT 2
+#define V_IRQ 3
+static unsigned int first_random = 3;
 static uint32_t seed0 = 1;
 static struct h_vm H;
 static _Atomic int stop;
@@ -84,6 +107,51 @@ void vcpureq__race_window(enum vcpureq__window w)
 	}
 }
 
+/* ---- the machine's lateness: elapsed times are counted without it ---- */
+
+static _Atomic uint64_t stall_ns, stall_max_ns;
+
+static void *probe(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&stop) < 2) {
+		uint64_t t = h_now_ns(), late;
+
+		h_sleep_us(1000);
+		late = h_now_ns() - t;
+		late = late > 1000000u ? late - 1000000u : 0;
+		/* Under 1 ms late is ordinary timer slack. */
+		if (late > 1000000u) {
+			atomic_fetch_add(&stall_ns, late);
+			if (late > atomic_load(&stall_max_ns))
+				atomic_store(&stall_max_ns, late);
+		}
+	}
+	return NULL;
+}
+
+/* A point in time for the bounds: the clock and the lateness so far. */
+struct when {
+	uint64_t t, stall;
+};
+
+static struct when now_when(void)
+{
+	struct when w = { h_now_ns(), atomic_load(&stall_ns) };
+
+	return w;
+}
+
+/* Elapsed since @w without the machine's lateness meanwhile. */
+static uint64_t eff_since(struct when w)
+{
+	uint64_t el = h_now_ns() - w.t, st = atomic_load(&stall_ns) - w.stall;
+
+	return el > st ? el - st : 0;
+}
+
+#define BOUND_NS ((uint64_t)BOUND_MS * 1000000u)
+
 /* ---- shared structure for lockless walks ---- */
 
 struct table {
@@ -117,7 +185,15 @@ static void walk(struct vcpureq_vcpu *v)
 static _Atomic uint64_t payload[MAX_R][MAX_V]; /* written by requester r */
 static _Atomic uint64_t seen[MAX_R][MAX_V];    /* written by vCPU v */
 static _Atomic uint64_t payload_regress, stranded, lost_wakeups, wait_early,
-	wait_hang, alive_after_dead, handled_total, made_total, waits_total;
+	wait_hang, alive_after_dead, handled_total, made_total, waits_total,
+	lost_interrupts, late_requests, irq_posts, irq_rounds;
+static _Atomic uint64_t max_latency_ns;
+
+static void note_latency(uint64_t ns)
+{
+	if (ns > atomic_load(&max_latency_ns))
+		atomic_store(&max_latency_ns, ns);
+}
 
 static int handler(struct vcpureq_vcpu *v, void *opaque)
 {
@@ -184,12 +260,16 @@ static void snap(const uint64_t *mask, uint32_t *ep, uint8_t *busy)
 }
 
 static void check_acked(const uint32_t *ep, const uint8_t *busy,
-			uint64_t t0)
+			struct when t0)
 {
 	unsigned int i;
 
-	if (h_now_ns() - t0 > (uint64_t)BOUND_MS * 1000000u)
+	if (eff_since(t0) > BOUND_NS) {
 		atomic_fetch_add(&wait_hang, 1);
+		fprintf(stderr, "torture: a WAIT took %llu ms (%llu ms without the machine's lateness)\n",
+			(unsigned long long)((h_now_ns() - t0.t) / 1000000),
+			(unsigned long long)(eff_since(t0) / 1000000));
+	}
 	/* Same epoch and not OUTSIDE: still in the instance seen before the
 	 * call (a new instance starts only after the bump).  Same epoch and
 	 * OUTSIDE is the vCPU between leaving the mode and bumping: done. */
@@ -210,15 +290,16 @@ static void check_acked(const uint32_t *ep, const uint8_t *busy,
 /* Each thread's WAIT call in progress (start time, 0 if none), for the
  * watchdog: a WAIT that never returns cannot report itself. */
 #define MAX_WAITERS (MAX_R + 1)
-static _Atomic uint64_t wait_since[MAX_WAITERS];
+static _Atomic uint64_t wait_since[MAX_WAITERS], wait_stall[MAX_WAITERS];
 static __thread int wait_slot = -1;
 static _Atomic int wait_slots;
 
-static void wait_begin(uint64_t t0)
+static void wait_begin(struct when t0)
 {
 	if (wait_slot < 0)
 		wait_slot = atomic_fetch_add(&wait_slots, 1);
-	atomic_store(&wait_since[wait_slot], t0);
+	atomic_store(&wait_stall[wait_slot], t0.stall);
+	atomic_store(&wait_since[wait_slot], t0.t);
 }
 
 static void wait_end(void)
@@ -226,17 +307,23 @@ static void wait_end(void)
 	atomic_store(&wait_since[wait_slot], 0);
 }
 
+/* The vCPUs that get random traffic. */
+static uint64_t random_mask(void)
+{
+	return ((UINT64_C(1) << M) - 1) & ~((UINT64_C(1) << first_random) - 1);
+}
+
 /* Replace the walked structure, wait for the walkers, poison the old one. */
 static void replace_table(void)
 {
 	struct table *n = calloc(1, sizeof(*n)), *old;
-	/* vCPUs 0 and 1 never walk, and must get no help from others. */
-	uint64_t all = ((UINT64_C(1) << M) - 1) & ~UINT64_C(3);
+	/* The dedicated vCPUs never walk, and must get no help from others. */
+	uint64_t all = random_mask();
 	uint32_t ep[MAX_V];
 	uint8_t busy[MAX_V];
-	uint64_t t0 = h_now_ns();
+	struct when t0 = now_when();
 
-	atomic_store_explicit(&n->value, t0, memory_order_relaxed);
+	atomic_store_explicit(&n->value, t0.t, memory_order_relaxed);
 	old = atomic_exchange_explicit(&cur_table, n, memory_order_seq_cst);
 	snap(&all, ep, busy);
 	wait_begin(t0);
@@ -257,12 +344,14 @@ static void *requester(void *arg)
 
 	while (!atomic_load(&stop)) {
 		uint32_t x = xs(&s);
-		unsigned int v = 2 + (x >> 8) % (M - 2), op = x % 16;
+		unsigned int v = first_random + (x >> 8) % (M - first_random),
+			     op = x % 16;
 
 		if (op < 8) {
 			make_data(r, v, 0);
 		} else if (op < 10) {
-			uint64_t m = UINT64_C(1) << v, t0 = h_now_ns();
+			uint64_t m = UINT64_C(1) << v;
+			struct when t0 = now_when();
 			uint32_t ep[MAX_V];
 			uint8_t busy[MAX_V];
 
@@ -272,10 +361,10 @@ static void *requester(void *arg)
 			wait_end();
 			check_acked(ep, busy, t0);
 		} else if (op == 10) {
-			uint64_t all = ((UINT64_C(1) << M) - 1) & ~UINT64_C(3);
+			uint64_t all = random_mask();
 			uint32_t ep[MAX_V];
 			uint8_t busy[MAX_V];
-			uint64_t t0 = h_now_ns();
+			struct when t0 = now_when();
 
 			snap(&all, ep, busy);
 			wait_begin(t0);
@@ -300,25 +389,153 @@ static void *requester(void *arg)
 	return NULL;
 }
 
+/*
+ * A request that @v must handle (seen[r][v] reaches the payload made):
+ * wait for it, kicking again after a kick that could not be sent.  Counts
+ * it stranded if it is pending past BOUND_MS of the process's own time,
+ * or (vCPU 0, spinning: @proof) at once if the vCPU ran guest code, in
+ * guest mode, in the instance that followed the request's return (its
+ * final check should have seen it): proof needs no clock.
+ */
+static bool await_handled(unsigned int r, unsigned int v, int ret,
+			  bool proof, const char *what)
+{
+	struct vcpureq_vcpu *vc = vcpureq_vm_vcpu(H.vm, v);
+	uint64_t want = atomic_load(&payload[r][v]), it = 0;
+	struct when t0 = now_when();
+	uint32_t e = vcpureq_vcpu_exit_epoch(vc);
+	bool armed = false;
+	unsigned int i;
+
+	for (i = 0; atomic_load(&seen[r][v]) != want; i++) {
+		if (ret < 0) /* -EAGAIN: the vCPU stays IN_GUEST, kick again */
+			ret = vcpureq_vcpu_kick(vc);
+		if ((i & 63) != 63) {
+			sched_yield();
+			continue;
+		}
+		if (proof) {
+			/* The epoch is read first: same epoch after the mode
+			 * read means the same instance. */
+			uint32_t e1 = vcpureq_vcpu_exit_epoch(vc);
+			int mode = vcpureq_vcpu_mode(vc);
+			uint64_t it1 = h_guest_iters(&H, v);
+
+			/* Not while a kick could not be sent (-EAGAIN):
+			 * then the vCPU stays IN_GUEST until one can. */
+			if (ret < 0 || e1 != e || mode != VCPUREQ_IN_GUEST_MODE ||
+			    vcpureq_vcpu_exit_epoch(vc) != e1) {
+				armed = false;
+			} else if (!armed) {
+				armed = true;
+				it = it1;
+			} else if (it1 > it + 1000 &&
+				   atomic_load(&seen[r][v]) != want) {
+				atomic_fetch_add(&stranded, 1);
+				fprintf(stderr, "torture: %s request to vCPU %u stranded: its instance after the request ran %llu guest iterations in guest mode (epoch %u)\n",
+					what, v, (unsigned long long)(it1 - it), e);
+				return false;
+			}
+		}
+		if (eff_since(t0) > BOUND_NS) {
+			atomic_fetch_add(v == V_HALT && h_sleeping(&H, v) ?
+					 &lost_wakeups : &stranded, 1);
+			fprintf(stderr, "torture: %s request to vCPU %u pending %llu ms (%llu ms without the machine's lateness; mode %d, %s)\n",
+				what, v, (unsigned long long)((h_now_ns() - t0.t) / 1000000),
+				(unsigned long long)(eff_since(t0) / 1000000),
+				vcpureq_vcpu_mode(vc),
+				h_sleeping(&H, v) ? "asleep" : "awake");
+			return false;
+		}
+	}
+	note_latency(h_now_ns() - t0.t);
+	if (h_now_ns() - t0.t > BOUND_NS)
+		atomic_fetch_add(&late_requests, 1);
+	return true;
+}
+
 /* vCPU 0: one request at a time, each awaited (no help from others). */
 static void *pinger(void *arg)
 {
 	(void)arg;
-	while (!atomic_load(&stop)) {
-		uint64_t t0 = h_now_ns(), want;
+	while (!atomic_load(&stop))
+		if (!await_handled(0, V_PING, make_data(0, V_PING, 0), true,
+				   "spinning"))
+			return NULL;
+	return NULL;
+}
 
-		make_data(0, 0, 0);
-		want = atomic_load(&payload[0][0]);
-		while (atomic_load(&seen[0][0]) != want) {
-			if (h_now_ns() - t0 > (uint64_t)BOUND_MS * 1000000u) {
-				atomic_fetch_add(&stranded, 1);
-				fprintf(stderr, "torture: request to vCPU 0 stranded (mode %d)\n",
-					vcpureq_vcpu_mode(vcpureq_vm_vcpu(H.vm, 0)));
-				return NULL;
-			}
-		}
+/* vCPU 2: halts on every exit; one waking request at a time, from this
+ * thread only. */
+static void *halt_pinger(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&stop)) {
+		if (!await_handled(2, V_HALT, make_data(2, V_HALT, 0), false,
+				   "halting"))
+			return NULL;
+		spin_ns(xs(&rw_state) % 20000);
 	}
 	return NULL;
+}
+
+/* vCPU 3: posted interrupts from P concurrent posters, all of one vector
+ * (the KVM guest's handler).  The mailbox coalesces a vector while it is
+ * pending, so each poster checks its own post: the guest's count of taken
+ * interrupts must pass the count it read before posting (a take after its
+ * post covers it).  At the end: every injection reached the guest once
+ * (stats.interrupts_injected == the guest's count), none without a post
+ * (injected <= posted), and the posts were all counted. */
+static void *poster(void *arg)
+{
+	struct vcpureq_vcpu *vc = vcpureq_vm_vcpu(H.vm, V_IRQ);
+	uint32_t s = seed0 * 7919u + (uint32_t)(uintptr_t)arg;
+
+	while (!atomic_load(&stop)) {
+		uint64_t c = h_guest_irqs(&H, V_IRQ);
+		struct when t0 = now_when();
+		int r = vcpureq_post_interrupt(vc, H_IRQ_VECTOR);
+
+		atomic_fetch_add(&irq_posts, 1);
+		while (h_guest_irqs(&H, V_IRQ) <= c) {
+			if (r < 0)
+				r = vcpureq_vcpu_kick(vc);
+			if (eff_since(t0) > BOUND_NS) {
+				atomic_fetch_add(&lost_interrupts, 1);
+				fprintf(stderr, "torture: interrupt posted to vCPU %u not taken in %llu ms (mode %d, %s)\n",
+					V_IRQ, (unsigned long long)(eff_since(t0) / 1000000),
+					vcpureq_vcpu_mode(vc),
+					h_sleeping(&H, V_IRQ) ? "asleep" : "awake");
+				return NULL;
+			}
+			sched_yield();
+		}
+		atomic_fetch_add(&irq_rounds, 1);
+		note_latency(h_now_ns() - t0.t);
+		spin_ns(xs(&s) % 20000);
+	}
+	return NULL;
+}
+
+static void check_interrupts(void)
+{
+	struct vcpureq_stats st;
+	uint64_t taken;
+
+	if (!P)
+		return;
+	vcpureq_vcpu_stats(vcpureq_vm_vcpu(H.vm, V_IRQ), &st, sizeof(st));
+	taken = h_guest_irqs(&H, V_IRQ);
+	printf("torture: interrupts posted %llu (counted %llu), injected %llu, taken by the guest %llu, poster rounds %llu\n",
+	       (unsigned long long)irq_posts, (unsigned long long)st.interrupts_posted,
+	       (unsigned long long)st.interrupts_injected,
+	       (unsigned long long)taken, (unsigned long long)irq_rounds);
+	if (st.interrupts_injected != taken ||
+	    st.interrupts_injected > st.interrupts_posted ||
+	    st.interrupts_posted != irq_posts) {
+		fprintf(stderr, "torture: interrupt counts disagree\n");
+		atomic_fetch_add(&lost_interrupts, 1);
+	}
 }
 
 /* vCPU 1: one WAIT request at a time. */
@@ -326,13 +543,14 @@ static void *waiter(void *arg)
 {
 	(void)arg;
 	while (!atomic_load(&stop)) {
-		uint64_t m = 2, t0 = h_now_ns();
+		uint64_t m = UINT64_C(1) << V_WAIT;
+		struct when t0 = now_when();
 		uint32_t ep[MAX_V];
 		uint8_t busy[MAX_V];
 
 		snap(&m, ep, busy);
 		wait_begin(t0);
-		make_data(1, 1, VCPUREQ_REQUEST_WAIT);
+		make_data(1, V_WAIT, VCPUREQ_REQUEST_WAIT);
 		wait_end();
 		check_acked(ep, busy, t0);
 		spin_ns(xs(&rw_state) % 50000);
@@ -343,27 +561,28 @@ static void *waiter(void *arg)
 /* Requests still pending after BOUND_MS: stranded, or a lost wake-up. */
 static void *monitor(void *arg)
 {
-	uint64_t since[MAX_R][MAX_V] = { { 0 } }, pend[MAX_R][MAX_V] = { { 0 } };
+	static struct when since[MAX_R][MAX_V];
+	uint64_t pend[MAX_R][MAX_V] = { { 0 } };
 	unsigned int r, v;
 
 	(void)arg;
 	while (!atomic_load(&stop)) {
-		uint64_t now = h_now_ns();
+		struct when now = now_when();
 
 		for (r = 0; r < R; r++)
-			for (v = 2; v < M; v++) {
+			for (v = first_random; v < M; v++) {
 				uint64_t p = atomic_load(&payload[r][v]);
 				uint64_t sn = atomic_load(&seen[r][v]);
 
 				if (sn >= pend[r][v]) {
 					pend[r][v] = p;
 					since[r][v] = now;
-				} else if (now - since[r][v] >
-					   (uint64_t)BOUND_MS * 1000000u) {
+				} else if (eff_since(since[r][v]) > BOUND_NS) {
 					bool sleeping = h_sleeping(&H, v);
 
-					fprintf(stderr, "torture: request %u->%u pending %llu ms (%s, mode %d)\n",
-						r, v, (unsigned long long)((now - since[r][v]) / 1000000),
+					fprintf(stderr, "torture: request %u->%u pending %llu ms (%llu ms without the machine's lateness; %s, mode %d)\n",
+						r, v, (unsigned long long)((now.t - since[r][v].t) / 1000000),
+						(unsigned long long)(eff_since(since[r][v]) / 1000000),
 						sleeping ? "asleep" : "awake",
 						vcpureq_vcpu_mode(vcpureq_vm_vcpu(H.vm, v)));
 					atomic_fetch_add(sleeping ? &lost_wakeups : &stranded, 1);
@@ -385,9 +604,10 @@ static void *watchdog(void *arg)
 		int i, n = atomic_load(&wait_slots);
 
 		for (i = 0; i < n && i < MAX_WAITERS; i++) {
-			uint64_t t = atomic_load(&wait_since[i]);
+			struct when w = { atomic_load(&wait_since[i]),
+					  atomic_load(&wait_stall[i]) };
 
-			if (t && now > t && now - t > 2ull * BOUND_MS * 1000000u) {
+			if (w.t && now > w.t && eff_since(w) > 2 * BOUND_NS) {
 				fprintf(stderr, "torture: a WAIT request has not returned for %u ms: hang\n",
 					2 * BOUND_MS);
 				printf("torture: wait_hang 1\ntorture: FAIL\n");
@@ -403,7 +623,7 @@ static void *watchdog(void *arg)
 static uint64_t failures(void)
 {
 	return stranded + lost_wakeups + payload_regress + wait_early +
-	       wait_hang + poisoned_reads + alive_after_dead;
+	       wait_hang + poisoned_reads + alive_after_dead + lost_interrupts;
 }
 
 /* After VM_DEAD: any guest progress over 20 ms counts as alive. */
@@ -428,37 +648,53 @@ static bool finished(struct h_vm *h, unsigned int id)
 int main(int argc, char **argv)
 {
 	struct vcpureq_vm_opts o = { .handle_requests = handler };
-	pthread_t req[MAX_R], ping, wt, mon, wd;
+	pthread_t req[MAX_R], post[MAX_R], ping, hping, wt, mon, wd, prb;
 	uint64_t fails;
 	unsigned int i;
 	int c, r, w;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	while ((c = getopt(argc, argv, "m:r:t:s:")) != -1) {
+	while ((c = getopt(argc, argv, "m:r:t:s:b:k:i:")) != -1) {
 		switch (c) {
 		case 'm': M = (unsigned int)atoi(optarg); break;
 		case 'r': R = (unsigned int)atoi(optarg); break;
 		case 't': seconds = (unsigned int)atoi(optarg); break;
 		case 's': seed0 = (uint32_t)strtoul(optarg, NULL, 0); break;
+		case 'b':
+			backend = strcmp(optarg, "thread") ? VCPUREQ_BACKEND_KVM :
+							     VCPUREQ_BACKEND_THREAD;
+			break;
+		case 'k':
+			kick_signal = !strcmp(optarg, "usr1") ? SIGUSR1 :
+				      !strcmp(optarg, "usr2") ? SIGUSR2 :
+				      atoi(optarg);
+			break;
+		case 'i': P = (unsigned int)atoi(optarg); break;
 		default:
-			fprintf(stderr, "usage: %s [-m vcpus 3..%d] [-r requesters 1..%d] [-t seconds] [-s seed]\n",
-				argv[0], MAX_V, MAX_R);
+			fprintf(stderr, "usage: %s [-m vcpus 4..%d] [-r requesters 2..%d] [-t seconds] [-s seed] [-b kvm|thread] [-k usr1|usr2|signal] [-i posters 0..%d]\n",
+				argv[0], MAX_V, MAX_R, MAX_R);
 			return 2;
 		}
 	}
-	if (M < 3 || M > MAX_V || R < 2 || R > MAX_R) {
-		fprintf(stderr, "torture: need 3 <= m <= %d, 2 <= r <= %d\n", MAX_V, MAX_R);
+	first_random = P ? V_IRQ + 1 : V_IRQ;
+	if (M < first_random + 1 || M > MAX_V || R < 2 || R > MAX_R || P > MAX_R) {
+		fprintf(stderr, "torture: need %u <= m <= %d, 2 <= r <= %d, 0 <= i <= %d\n",
+			first_random + 1, MAX_V, MAX_R, MAX_R);
 		return 2;
 	}
+	o.kick_signal = kick_signal;
 	cur_table = calloc(1, sizeof(struct table));
-	r = h_vm_create(&H, VCPUREQ_BACKEND_KVM, M, H_SPIN, &o);
+	r = h_vm_create(&H, backend, M, H_SPIN, &o);
 	if (r == H_SKIP)
 		return 77;
 	if (r) {
 		fprintf(stderr, "torture: %s (%d)\n", vcpureq_errmsg(), r);
 		return 1;
 	}
-	for (i = 2; i < M; i++)
+	h_set_prog(&H, V_HALT, H_HALT);
+	if (P)
+		h_set_prog(&H, V_IRQ, H_IRQ);
+	for (i = first_random; i < M; i++)
 		h_set_prog(&H, i, (enum h_prog)(i % 3 == 0 ? H_HALT :
 						 i % 3 == 1 ? H_OUT : H_SPIN));
 	H.hooks.on_exit = on_exit_hook;
@@ -466,8 +702,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "torture: start: %s\n", vcpureq_errmsg());
 		return 1;
 	}
-	printf("torture: %u vCPUs, %u requesters, %u s, seed %u\n", M, R, seconds, seed0);
+	printf("torture: %u vCPUs, %u requesters, %u posters, %u s, seed %u, %s backend, kick signal %d\n",
+	       M, R, P, seconds, seed0,
+	       backend == VCPUREQ_BACKEND_KVM ? "kvm" : "thread",
+	       vcpureq_vm_kick_signal(H.vm));
+	pthread_create(&prb, NULL, probe, NULL);
 	pthread_create(&ping, NULL, pinger, NULL);
+	pthread_create(&hping, NULL, halt_pinger, NULL);
+	for (i = 0; i < P; i++)
+		pthread_create(&post[i], NULL, poster, (void *)(uintptr_t)i);
 	pthread_create(&wt, NULL, waiter, NULL);
 	pthread_create(&mon, NULL, monitor, NULL);
 	pthread_create(&wd, NULL, watchdog, NULL);
@@ -480,8 +723,12 @@ int main(int argc, char **argv)
 	for (i = 0; i < R; i++)
 		pthread_join(req[i], NULL);
 	pthread_join(ping, NULL);
+	pthread_join(hping, NULL);
+	for (i = 0; i < P; i++)
+		pthread_join(post[i], NULL);
 	pthread_join(wt, NULL);
 	pthread_join(mon, NULL);
+	check_interrupts();
 
 	/* VM_DEAD: once it returns no vCPU runs guest code again.  (A vCPU
 	 * may still publish IN_GUEST_MODE for an instant before its final
@@ -498,21 +745,28 @@ int main(int argc, char **argv)
 	count_guest_progress();
 	atomic_store(&stop, 2);
 	pthread_join(wd, NULL);
+	pthread_join(prb, NULL);
 
 	printf("torture: made %llu, handled %llu (coalesced %llu), WAIT calls %llu, walks %llu\n",
 	       (unsigned long long)made_total, (unsigned long long)handled_total,
 	       (unsigned long long)(made_total - handled_total),
 	       (unsigned long long)waits_total, (unsigned long long)walks);
+	printf("torture: late requests (handled past %u ms of wall time) %llu, max latency %llu ms; machine lateness %llu ms in all, %llu ms at most\n",
+	       BOUND_MS, (unsigned long long)late_requests,
+	       (unsigned long long)(max_latency_ns / 1000000),
+	       (unsigned long long)(stall_ns / 1000000),
+	       (unsigned long long)(stall_max_ns / 1000000));
 	printf("torture: race windows hit:");
 	for (w = 0; w < VCPUREQ__WIN_NR; w++)
 		printf(" %llu", (unsigned long long)windows_hit[w]);
 	printf("\n");
 	fails = failures();
-	printf("torture: stranded %llu lost_wakeups %llu payload_regress %llu wait_early %llu wait_hang %llu poisoned_reads %llu alive_after_dead %llu\n",
+	printf("torture: stranded %llu lost_wakeups %llu payload_regress %llu wait_early %llu wait_hang %llu poisoned_reads %llu alive_after_dead %llu lost_interrupts %llu\n",
 	       (unsigned long long)stranded, (unsigned long long)lost_wakeups,
 	       (unsigned long long)payload_regress, (unsigned long long)wait_early,
 	       (unsigned long long)wait_hang, (unsigned long long)poisoned_reads,
-	       (unsigned long long)alive_after_dead);
+	       (unsigned long long)alive_after_dead,
+	       (unsigned long long)lost_interrupts);
 	printf("torture: %s\n", fails ? "FAIL" : "PASS");
 	h_join_all(&H);
 	h_vm_destroy(&H);
