@@ -151,7 +151,7 @@ static enum h_prog mix_prog(const struct pr_cfg *cfg, unsigned int i)
 static unsigned int nr_samples(int ci)
 {
 	static const unsigned int full[PR_NCFG] = { 8, 6, 5, 4, 1, 1, 4 };
-	static const unsigned int quick[PR_NCFG] = { 3, 3, 1, 1, 0, 0, 1 };
+	static const unsigned int quick[PR_NCFG] = { 3, 3, 1, 0, 0, 0, 0 };
 	unsigned int base = g_opt.quick ? quick[ci] : full[ci];
 	double s = (double)base * g_opt.scale;
 

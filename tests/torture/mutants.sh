@@ -163,6 +163,20 @@ for m in $mutants; do
 		esac
 		# not caught by TSan: the torture test and the model may still
 	fi
+	# A mutant the torture run is known to miss on x86 (the store-buffer
+	# windows): its model check first, and the torture run only if the
+	# model did not catch it (saves make test about 30 s).
+	check=${model_check[$m]:-}
+	if [ -n "$check" ] && [ -n "${why_torture_misses[$m]:-}" ]; then
+		run_model
+		line=$(printf '%s\n' "$model_out" | grep -E "model: $check:" | head -1)
+		if printf '%s' "$line" | grep -q 'counterexample found as expected'; then
+			printf '| %s | model: %s (torture not run: %s) | exhaustive |\n' \
+				"$m" "$check" "${why_torture_misses[$m]}" >> mutants.md
+			caught=$((caught + 1))
+			continue
+		fi
+	fi
 	mb=${budget_of[$m]:-$budget}
 	echo "mutants: $m: torture, up to $mb s"
 	t0=$(date +%s.%N)
