@@ -42,37 +42,6 @@ static struct {
 	bool have_sc, ran;
 } ab;
 
-/* perf_event_open on raw_syscalls:sys_enter for the calling thread. */
-static int sc_open(void)
-{
-	static const char *const ids[] = {
-		"/sys/kernel/tracing/events/raw_syscalls/sys_enter/id",
-		"/sys/kernel/debug/tracing/events/raw_syscalls/sys_enter/id",
-	};
-	struct perf_event_attr a;
-	unsigned long long id = 0;
-	size_t i;
-
-	for (i = 0; i < sizeof(ids) / sizeof(ids[0]) && !id; i++) {
-		FILE *f = fopen(ids[i], "r");
-
-		if (!f)
-			continue;
-		if (fscanf(f, "%llu", &id) != 1)
-			id = 0;
-		fclose(f);
-	}
-	if (!id)
-		return -1;
-	memset(&a, 0, sizeof(a));
-	a.type = PERF_TYPE_TRACEPOINT;
-	a.size = sizeof(a);
-	a.config = id;
-	a.disabled = 1;
-	return (int)syscall(SYS_perf_event_open, &a, 0, -1, -1,
-			    PERF_FLAG_FD_CLOEXEC);
-}
-
 static long long sc_read(int fd)
 {
 	unsigned long long c = 0;
@@ -124,7 +93,7 @@ static void *ab_vcpu(void *arg)
 	int r = vcpureq_vcpu_bind(a->v);
 
 	b_pin(1);
-	atomic_store(&a->sc_fd, sc_open());
+	atomic_store(&a->sc_fd, b_syscall_counter_open());
 	atomic_store(&a->err, r);
 	atomic_store(&a->ready, 1);
 	while (!r && !atomic_load(&a->stop)) {

@@ -268,38 +268,6 @@ static void *outside_vcpu(void *arg)
 	return NULL;
 }
 
-/* perf_event_open on the raw_syscalls:sys_enter tracepoint, this thread
- * only: exact, seccomp-free, needs tracefs mounted. -1 if unavailable. */
-static int syscall_counter_open(void)
-{
-	static const char *const ids[] = {
-		"/sys/kernel/tracing/events/raw_syscalls/sys_enter/id",
-		"/sys/kernel/debug/tracing/events/raw_syscalls/sys_enter/id",
-	};
-	struct perf_event_attr a;
-	unsigned long long id = 0;
-	size_t i;
-
-	for (i = 0; i < sizeof(ids) / sizeof(ids[0]) && !id; i++) {
-		FILE *f = fopen(ids[i], "r");
-
-		if (!f)
-			continue;
-		if (fscanf(f, "%llu", &id) != 1)
-			id = 0;
-		fclose(f);
-	}
-	if (!id)
-		return -1;
-	memset(&a, 0, sizeof(a));
-	a.type = PERF_TYPE_TRACEPOINT;
-	a.size = sizeof(a);
-	a.config = id;
-	a.disabled = 1;
-	return (int)syscall(SYS_perf_event_open, &a, 0, -1, -1,
-			    PERF_FLAG_FD_CLOEXEC);
-}
-
 static long long syscall_counter_run(int fd, struct vcpureq_vcpu *v,
 				     unsigned long nreq)
 {
@@ -390,7 +358,7 @@ static void outside_run(int polling, struct figure *fig,
 	ev->syscalls = -1;
 	ev->syscall_method =
 		"unavailable (tracefs not mounted: see bench/run.sh, which counts with strace -c)";
-	pfd = syscall_counter_open();
+	pfd = b_syscall_counter_open();
 	if (pfd >= 0) {
 		/* The counter's own DISABLE ioctl is counted: subtract a run
 		 * of zero requests. */
