@@ -50,27 +50,13 @@ static void vq_stop(struct bc_ctx *c)
 	vr_stop(c->h, c->recs, 0, c->n, true);
 }
 
-static uint64_t vq_signals(struct bc_ctx *c)
-{
-	uint64_t sum = 0;
-	unsigned int i;
-
-	for (i = 0; i < c->n; i++) {
-		struct vcpureq_stats st;
-
-		vcpureq_vcpu_stats(vcpureq_vm_vcpu(c->h->vm, i), &st, sizeof(st));
-		sum += st.signals_sent;
-	}
-	return sum;
-}
-
 static const struct bc_impl bc_vcpureq = {
 	.name = "vcpureq",
 	.source = "vcpureq_make_all_cpus_request() of a WAIT request; the handler parks the vCPU (the call returns at the acknowledgement, before the park)",
 	.start = vq_start,
 	.pause = vq_pause,
 	.stop = vq_stop,
-	.signals = vq_signals,
+	.signals = vq_lib_signals,
 };
 
 static const struct bc_impl *const impls[B_NIMPL] = {

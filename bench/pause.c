@@ -87,20 +87,6 @@ static void pq_stop(struct bc_ctx *c)
 	vr_stop(c->h, c->recs, 0, c->n, false);
 }
 
-static uint64_t pq_signals(struct bc_ctx *c)
-{
-	uint64_t sum = 0;
-	unsigned int i;
-
-	for (i = 0; i < c->n; i++) {
-		struct vcpureq_stats st;
-
-		vcpureq_vcpu_stats(vcpureq_vm_vcpu(c->h->vm, i), &st, sizeof(st));
-		sum += st.signals_sent;
-	}
-	return sum;
-}
-
 static const struct bc_impl pr_vcpureq = {
 	.name = "vcpureq",
 	.source = "vcpureq_pause() / vcpureq_resume() of every vCPU",
@@ -108,7 +94,7 @@ static const struct bc_impl pr_vcpureq = {
 	.pause = pq_pause,
 	.resume = pq_resume,
 	.stop = pq_stop,
-	.signals = pq_signals,
+	.signals = vq_lib_signals,
 };
 
 static const struct bc_impl *const impls[PR_NIMPL] = {

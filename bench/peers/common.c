@@ -45,3 +45,17 @@ void peer_kill(struct bc_ctx *c, pthread_t t, int sig)
 	atomic_fetch_add_explicit(&c->signals, 1, memory_order_relaxed);
 	pthread_kill(t, sig);
 }
+
+uint64_t vq_lib_signals(struct bc_ctx *c)
+{
+	uint64_t sum = 0;
+	unsigned int i;
+
+	for (i = 0; i < c->n; i++) {
+		struct vcpureq_stats st;
+
+		vcpureq_vcpu_stats(vcpureq_vm_vcpu(c->h->vm, i), &st, sizeof(st));
+		sum += st.signals_sent;
+	}
+	return sum;
+}

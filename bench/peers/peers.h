@@ -60,6 +60,8 @@ extern const struct bc_impl bc_qemu, bc_cloud_hypervisor, bc_kvmtool;
 void peer_vcpu_init(struct peer_vcpu *pv);
 /* Signals sent so far (c->signals): the .signals of every peer. */
 uint64_t peer_signals(struct bc_ctx *c);
+/* The library's kick signals to the VM's vCPUs so far (its counters). */
+uint64_t vq_lib_signals(struct bc_ctx *c);
 /*
  * The halt of a vCPU whose VMM keeps the LAPIC in the kernel
  * (cloud-hypervisor, kvmtool: KVM_CREATE_IRQCHIP on x86): there the vCPU
