@@ -15,6 +15,11 @@
  *   6. UNBLOCK waking it (and the NO_WAKEUP request handled then);
  *   7. VM_DEAD: every vCPU stops, for good.
  *
+ * With --trace FILE the whole run is traced and written to FILE as Chrome
+ * trace-event JSON: open it in Perfetto (ui.perfetto.dev) or
+ * chrome://tracing to see every vCPU's guest-mode instances, the kicks and
+ * the WAITs (docs/trace.md).
+ *
  * Prints a line per check and a per-vCPU table of the counters (each column
  * explained above it); exits 0 if every check passed, 1 if one failed, 2 for
  * a bad argument (with the reason), 77 without a usable /dev/kvm (saying
@@ -36,6 +41,7 @@
 #define MAX_V 64
 
 static unsigned int nr_vcpus = 4, rounds = 2000;
+static const char *trace_path;
 static struct h_vm H;
 static int failures;
 
@@ -192,15 +198,45 @@ static void print_table(void)
 
 #define MAX_ROUNDS 1000000u
 
+/* --trace FILE: stop the trace and write it.  0 or -1 (said why). */
+static int write_trace(void)
+{
+	struct vcpureq_trace_counts tc;
+	FILE *f = fopen(trace_path, "w");
+	long n;
+
+	vcpureq_trace_stop(H.vm);
+	if (!f) {
+		fprintf(stderr, "vcpureq-demo: cannot open the trace file '%s': %s\n",
+			trace_path, strerror(errno));
+		return -1;
+	}
+	n = vcpureq_trace_write_json(H.vm, f);
+	if (fclose(f) && n >= 0)
+		n = -EIO;
+	if (n < 0) {
+		fprintf(stderr, "vcpureq-demo: cannot write the trace to '%s': %s (%ld)\n",
+			trace_path, vcpureq_errmsg(), n);
+		return -1;
+	}
+	vcpureq_trace_counts(H.vm, &tc, sizeof(tc));
+	printf("trace: %ld events written to %s (%llu recorded, %llu lost)\n", n,
+	       trace_path, (unsigned long long)tc.recorded,
+	       (unsigned long long)tc.lost);
+	return 0;
+}
+
 static void usage(FILE *f, const char *p)
 {
 	fprintf(f,
-		"usage: %s [-n VCPUS] [-r ROUNDS]\n"
+		"usage: %s [-n VCPUS] [-r ROUNDS] [-t FILE]\n"
 		"A VM on /dev/kvm running real guest code; every kind of vCPU request\n"
 		"is exercised and checked, then each vCPU's counters are printed.\n"
 		"  -n, --vcpus=VCPUS    number of vCPUs, %d..%d (default 4)\n"
 		"  -r, --rounds=ROUNDS  requests each of the %d requester threads makes,\n"
 		"                       1..%u (default 2000)\n"
+		"  -t, --trace=FILE     record a trace of the run and write it to FILE\n"
+		"                       (Chrome trace-event JSON, for Perfetto)\n"
 		"  -h, --help           this text\n"
 		"Needs read/write access to /dev/kvm (the kvm group).  Exit status: 0 all\n"
 		"checks passed, 1 a check failed, 2 bad arguments, 77 no usable /dev/kvm.\n",
@@ -240,6 +276,7 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "vcpus", required_argument, NULL, 'n' },
 		{ "rounds", required_argument, NULL, 'r' },
+		{ "trace", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -252,7 +289,7 @@ int main(int argc, char **argv)
 	bool ok;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	while ((c = getopt_long(argc, argv, "n:r:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:r:t:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			if (!parse_uint(optarg, 2, MAX_V, &nr_vcpus)) {
@@ -267,6 +304,9 @@ int main(int argc, char **argv)
 					optarg, MAX_ROUNDS);
 				return 2;
 			}
+			break;
+		case 't':
+			trace_path = optarg;
 			break;
 		case 'h':
 			usage(stdout, argv[0]);
@@ -291,6 +331,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vcpureq-demo: cannot create the VM: %s (%d)\n",
 			vcpureq_errmsg(), r);
 		return 1;
+	}
+	if (trace_path) {
+		/* Big enough rings that nothing of this run is overwritten. */
+		struct vcpureq_trace_opts to = VCPUREQ_TRACE_OPTS_INIT;
+
+		to.ring_events = 1u << 18;
+		r = vcpureq_trace_start(H.vm, &to);
+		if (r) {
+			fprintf(stderr, "vcpureq-demo: cannot start the trace: %s (%d)\n",
+				vcpureq_errmsg(), r);
+			return 1;
+		}
 	}
 	printf("vcpureq demo: %u vCPUs on /dev/kvm, kick signal %d, %d requesters x %u requests\n\n",
 	       nr_vcpus, vcpureq_vm_kick_signal(H.vm), NR_REQUESTERS, rounds);
@@ -425,6 +477,8 @@ int main(int argc, char **argv)
 	      "7. VM_DEAD: every vCPU stopped with -EIO, none runs again");
 
 	print_table();
+	if (trace_path && write_trace())
+		failures++;
 	h_vm_destroy(&H);
 	printf("%s: %d check(s) failed\n", failures ? "FAILED" : "OK", failures);
 	return failures ? 1 : 0;

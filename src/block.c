@@ -160,6 +160,7 @@ static int block_until(struct vcpureq_vcpu *vcpu, const struct timespec *when)
 			} while (now_ns() < stop);
 		}
 	}
+	VCPUREQ__TRACE(vcpu->vm, vcpu, block, 0, 0);
 	for (;;) {
 		/* Release: a pauser that reads SLEEPING with acquire (it
 		 * counts us parked) sees our last guest instance done. */
@@ -191,6 +192,7 @@ static int block_until(struct vcpureq_vcpu *vcpu, const struct timespec *when)
 	 * futex_wake() nobody: harmless. */
 	atomic_store_explicit(&vcpu->sleep_state, VCPUREQ__AWAKE,
 			      memory_order_relaxed);
+	VCPUREQ__TRACE(vcpu->vm, vcpu, wake, (uint32_t)why, 0);
 	if (vcpu->vm->opts.halt_poll_ns)
 		adjust_poll(vcpu, now_ns() - start);
 	return why;

@@ -16,6 +16,7 @@
 
 #include "vcpureq/vcpureq.h"
 #include "race.h"
+#include "trace.h"
 
 #define VCPUREQ__CACHELINE 64
 
@@ -80,6 +81,7 @@ struct vcpureq__work {
 	bool async;        /* heap item: freed once completed */
 	int result;
 	_Atomic uint32_t finished; /* sync: futex word of the caller */
+	uint64_t trace_id;  /* the trace's flow id, 0 if not traced */
 };
 
 /* Per request number, VM-wide (vcpureq_vm_dump_stats()). */
@@ -163,6 +165,9 @@ struct vcpureq_vcpu {
 	bool own_fd;            /* vcpureq created fd: closes it */
 	bool own_run;           /* vcpureq mapped run: unmaps it */
 	bool lapic_in_kernel;
+	/* The trace's ring of this vCPU (trace.c): set before the vCPU is
+	 * published, or before the trace is enabled; never changes after. */
+	struct vcpureq__trace_ring *trace_ring;
 };
 
 struct vcpureq_vm {
@@ -191,6 +196,15 @@ struct vcpureq_vm {
 	struct vcpureq__nr_stats nr_stats[VCPUREQ_REQUEST_NR_MAX + 1];
 	struct vcpureq__nr_stats kick_stats; /* kicks without a request */
 	pthread_mutex_t add_lock; /* serialises adds (not readers) */
+	/*
+	 * The trace (trace.c).  trace_on: recording; the only word the off
+	 * path reads.  trace: allocated by the first start under add_lock,
+	 * published by trace_on's release store, freed with the VM.
+	 * trace_lock: start, stop and the export (never a recorder).
+	 */
+	_Atomic int trace_on;
+	_Atomic(struct vcpureq__trace *) trace;
+	pthread_mutex_t trace_lock;
 };
 
 /* The online vCPU count; acquire pairs with the adder's release. */
@@ -235,9 +249,10 @@ void vcpureq__set_request(struct vcpureq_vcpu *vcpu, unsigned int req);
  * go on into the guest; false: aborted (back OUTSIDE, epoch bumped). */
 bool vcpureq__enter_guest_mode(struct vcpureq_vcpu *vcpu);
 /* Leave IN_GUEST/EXITING/READING: OUTSIDE (release), bump the exit epoch
- * (release), wake WAIT requesters.  Returns the mode it left.  vCPU
- * thread. */
-int vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu);
+ * (release), wake WAIT requesters.  Returns the mode it left.  @why: what
+ * ended (VCPUREQ__LEAVE_*: a guest instance, an aborted entry, a walk),
+ * for the trace.  vCPU thread. */
+int vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu, unsigned int why);
 
 /* Test and clear a library-internal request (check_request's ordering,
  * without the user-facing checks).  vCPU thread. */

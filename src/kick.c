@@ -138,6 +138,20 @@ static int kick_in_guest(struct vcpureq_vcpu *vcpu, int *old,
 	return sent;
 }
 
+/* A waiter's own kick of a target found back IN_GUEST_MODE (a kick that
+ * could not be sent): kick_in_guest(), traced. */
+static int rekick(struct vcpureq_vcpu *vcpu, int *mode)
+{
+	uint64_t ts = VCPUREQ__TRACE_TS(vcpu->vm);
+	int r = kick_in_guest(vcpu, mode, &vcpu->vm->kick_stats);
+
+	VCPUREQ__TRACE_AT(vcpu->vm, vcpu, kick,
+			  r < 0 ? VCPUREQ__KICK_FAILED :
+			  r > 0 ? VCPUREQ__KICK_RECHECK :
+				  VCPUREQ__KICK_COALESCED, 0, ts);
+	return r;
+}
+
 /*
  * How long a WAIT requester polls the epoch before it sleeps: about one
  * signal-to-exit round trip, as the kernel spins for IPI acks (a sleeping
@@ -209,12 +223,32 @@ static int wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin,
 		if (mode == VCPUREQ_IN_GUEST_MODE &&
 		    atomic_load_explicit(&vcpu->exit_epoch,
 					 memory_order_acquire) == snap &&
-		    (r = kick_in_guest(vcpu, &mode, &vcpu->vm->kick_stats)) < 0)
+		    (r = rekick(vcpu, &mode)) < 0)
 			break;
 		r = 0;
 	}
 	atomic_fetch_sub_explicit(&vcpu->ack_waiters, 1, memory_order_relaxed);
 	return r;
+}
+
+/* What a kick did (the trace's kick event): @old is the mode it met, or
+ * IN_GUEST_MODE once its CAS won. */
+static unsigned int kick_decision(int old, int sent, bool self)
+{
+	if (sent < 0)
+		return VCPUREQ__KICK_FAILED;
+	if (sent > 0)
+		return VCPUREQ__KICK_SIGNAL;
+	switch (old) {
+	case VCPUREQ_IN_GUEST_MODE:
+		return self ? VCPUREQ__KICK_SELF : VCPUREQ__KICK_SIGNAL;
+	case VCPUREQ_EXITING_GUEST_MODE:
+		return VCPUREQ__KICK_COALESCED;
+	case VCPUREQ_READING_SHADOW_PAGE_TABLES:
+		return VCPUREQ__KICK_READING;
+	default:
+		return VCPUREQ__KICK_OUTSIDE;
+	}
 }
 
 /*
@@ -228,6 +262,9 @@ static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int req,
 	unsigned int flags = req & ~VCPUREQ_REQUEST_MASK;
 	struct vcpureq__nr_stats *ns = vcpureq__nr_stats_of(vcpu->vm, req);
 	bool self = vcpureq__self == vcpu;
+	/* Stamped before the mode is read and CASed (trace.h): an exit that
+	 * a signal from here caused comes later. */
+	uint64_t ts = VCPUREQ__TRACE_TS(vcpu->vm);
 	int sent = 0;
 	int old;
 
@@ -240,8 +277,10 @@ static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int req,
 #else
 	if (
 #endif
-	    vcpureq__wake_if_sleeping(vcpu))
+	    vcpureq__wake_if_sleeping(vcpu)) {
+		VCPUREQ__TRACE_AT(vcpu->vm, vcpu, kick, VCPUREQ__KICK_WOKE, 0, ts);
 		return 0;
+	}
 	/*
 	 * Snapshot the exit epoch after [R] and before reading the mode.
 	 * Any instance that ends after the snapshot bumps it; an instance
@@ -269,6 +308,8 @@ static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int req,
 #endif
 	if (old == VCPUREQ_EXITING_GUEST_MODE)
 		VCPUREQ__STAT_INC(vcpu, rstats, signals_coalesced);
+	VCPUREQ__TRACE_AT(vcpu->vm, vcpu, kick, kick_decision(old, sent, self),
+			  0, ts);
 	if (sent < 0)
 		return sent; /* not waited for: it cannot be kicked out */
 	if ((flags & VCPUREQ_REQUEST_WAIT) &&
@@ -488,6 +529,7 @@ static int request_targets(struct vcpureq_vm *vm, unsigned int req,
 		return r;
 	if ((flags & VCPUREQ_REQUEST_WAIT) && (r = acks_alloc(&a, t->n)))
 		return r;
+	VCPUREQ__TRACE(vm, NULL, call_begin, req, VCPUREQ__CALL_BROADCAST);
 	pending_clear(dl);
 #ifndef VCPUREQ_MUTANT_REQUESTLESS_KICK
 	set_bits(vm, req, t);
@@ -500,10 +542,14 @@ static int request_targets(struct vcpureq_vm *vm, unsigned int req,
 	sent = kick_all(vm, req, t, a.waits ? &a : NULL, &err);
 	set_bits(vm, req, t);
 #endif
-	if (!a.waits)
-		return err ? err : sent;
+	if (!a.waits) {
+		r = err ? err : sent;
+		VCPUREQ__TRACE(vm, NULL, call_end, r, VCPUREQ__CALL_BROADCAST);
+		return r;
+	}
 	for_each_word(t, w)
 		nr_waits += (unsigned int)__builtin_popcountll(a.waits[w]);
+	VCPUREQ__TRACE(vm, NULL, wait_begin, nr_waits, 0);
 	for_each_word(t, w) {
 		uint64_t m = a.waits[w];
 
@@ -511,6 +557,8 @@ static int request_targets(struct vcpureq_vm *vm, unsigned int req,
 			r = wait_ack(vm->vcpus[i], a.snaps[i],
 				     nr_waits == 1 && vm->nr_cpus > 1,
 				     dl ? &dl->when : NULL);
+			if (!r)
+				VCPUREQ__TRACE(vm, vm->vcpus[i], ack, 0, 0);
 			if (r == -ETIMEDOUT)
 				pending_set(dl, i);
 			if (r < 0 && (!err || err == -ETIMEDOUT))
@@ -518,9 +566,12 @@ static int request_targets(struct vcpureq_vm *vm, unsigned int req,
 		}
 	}
 	free(a.waits);
+	VCPUREQ__TRACE(vm, NULL, wait_end, err, 0);
 	if (err == -ETIMEDOUT)
 		vcpureq__err(err, "not every WAIT target acknowledged by the deadline (see the pending mask); the requests stay made");
-	return err ? err : sent;
+	r = err ? err : sent;
+	VCPUREQ__TRACE(vm, NULL, call_end, r, VCPUREQ__CALL_BROADCAST);
+	return r;
 }
 
 static int check_vm_req(const struct vcpureq_vm *vm, unsigned int req)
@@ -660,8 +711,7 @@ static int wait_parked(struct vcpureq_vcpu *v, const struct timespec *deadline)
 			break;
 		}
 		mode = atomic_load_explicit(&v->mode, memory_order_acquire);
-		if (mode == VCPUREQ_IN_GUEST_MODE &&
-		    (r = kick_in_guest(v, &mode, &v->vm->kick_stats)) < 0)
+		if (mode == VCPUREQ_IN_GUEST_MODE && (r = rekick(v, &mode)) < 0)
 			break;
 		r = 0;
 	}
@@ -691,6 +741,7 @@ int vcpureq_pause(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits,
 	r = targets_of(vm, mask, mask_bits, &t);
 	if (r)
 		return r;
+	VCPUREQ__TRACE(vm, NULL, pause_begin, 0, 0);
 	pending_clear(dl);
 	/* The count before the bit (seq_cst RMW, then the bit's release):
 	 * a vCPU that sees the bit sees the pause. */
@@ -719,6 +770,8 @@ int vcpureq_pause(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits,
 			if (vm->vcpus[i] == self)
 				continue;
 			r = wait_parked(vm->vcpus[i], dl ? &dl->when : NULL);
+			if (!r)
+				VCPUREQ__TRACE(vm, vm->vcpus[i], parked_seen, 0, 0);
 			if (r == -ETIMEDOUT)
 				pending_set(dl, i);
 			if (r < 0 && (!err || err == -ETIMEDOUT))
@@ -727,6 +780,7 @@ int vcpureq_pause(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits,
 	}
 	if (self)
 		atomic_store_explicit(&self->parked, 0, memory_order_relaxed);
+	VCPUREQ__TRACE(vm, NULL, pause_end, err, 0);
 	if (err == -ETIMEDOUT)
 		vcpureq__err(err, "not every vCPU had parked by the deadline (see the pending mask); the pause stays in force");
 	return err;
@@ -756,6 +810,7 @@ int vcpureq_resume(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits
 						     "vCPU %lu is not paused (nothing resumed)",
 						     vm->vcpus[i]->id);
 	}
+	VCPUREQ__TRACE(vm, NULL, resume_begin, 0, 0);
 	for_each_word(&t, w) {
 		uint64_t m = tword(&t, w);
 
@@ -766,10 +821,13 @@ int vcpureq_resume(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits
 			 * load of the word. */
 			if ((atomic_fetch_sub_explicit(&v->pause_word, 1,
 						       memory_order_release) &
-			     VCPUREQ__PAUSE_COUNT) == 1)
+			     VCPUREQ__PAUSE_COUNT) == 1) {
+				VCPUREQ__TRACE(vm, v, unpause, 0, 0);
 				vcpureq__futex_wake(&v->pause_word, 1);
+			}
 		}
 	}
+	VCPUREQ__TRACE(vm, NULL, resume_end, 0, 0);
 	return 0;
 }
 
@@ -837,6 +895,7 @@ int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 		r = check_wait_deadlock(vcpu->vm, req, NULL, vcpu);
 	if (r)
 		return r;
+	VCPUREQ__TRACE(vcpu->vm, vcpu, call_begin, req, VCPUREQ__CALL_REQUEST);
 	/* request_mask() for one target, without walking masks. */
 #ifndef VCPUREQ_MUTANT_REQUESTLESS_KICK
 	if (act) {
@@ -854,11 +913,17 @@ int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 	}
 #endif
 	if (wait) {
-		int e = wait_ack(vcpu, snap, vcpu->vm->nr_cpus > 1, NULL);
+		int e;
 
+		VCPUREQ__TRACE(vcpu->vm, vcpu, wait_begin, 1, 0);
+		e = wait_ack(vcpu, snap, vcpu->vm->nr_cpus > 1, NULL);
+		if (!e)
+			VCPUREQ__TRACE(vcpu->vm, vcpu, ack, 0, 0);
+		VCPUREQ__TRACE(vcpu->vm, vcpu, wait_end, e, 0);
 		if (e < 0)
-			return e;
+			r = e;
 	}
+	VCPUREQ__TRACE(vcpu->vm, vcpu, call_end, r, VCPUREQ__CALL_REQUEST);
 	return r;
 }
 

@@ -56,6 +56,8 @@ int vcpureq__park_if_paused(struct vcpureq_vcpu *vcpu)
 	}
 	if (vcpu->ops->on_park)
 		vcpu->ops->on_park(vcpu);
+	/* Stamped before parked is stored: a pauser sees it later. */
+	VCPUREQ__TRACE(vcpu->vm, vcpu, park, 0, 0);
 	atomic_store_explicit(&vcpu->parked, 1, memory_order_release);
 	vcpureq__park_notify(vcpu);
 	/* Acquire: pairs with the resumer's release decrement, so what it
@@ -66,6 +68,7 @@ int vcpureq__park_if_paused(struct vcpureq_vcpu *vcpu)
 	       !(w & VCPUREQ__PAUSE_DEAD))
 		vcpureq__futex_wait(&vcpu->pause_word, w);
 	atomic_store_explicit(&vcpu->parked, 0, memory_order_relaxed);
+	VCPUREQ__TRACE(vcpu->vm, vcpu, unpark, 0, 0);
 	if (w & VCPUREQ__PAUSE_DEAD)
 		return vcpureq__err(-EIO, "the VM is dead (VM_DEAD)");
 	return 0;

@@ -18,6 +18,7 @@ static void forked_child(void)
 	 * it is not one in the child. */
 	vcpureq__self = NULL;
 	vcpureq__immediate_exit = NULL;
+	vcpureq__trace_forked();
 }
 
 /* Registered once, when the library is loaded (no lazy global state). */
@@ -139,6 +140,8 @@ void vcpureq__set_request(struct vcpureq_vcpu *vcpu, unsigned int req)
 	VCPUREQ__STAT_INC(vcpu, rstats, requests_made);
 	atomic_fetch_add_explicit(&vcpureq__nr_stats_of(vcpu->vm, req)->made, 1,
 				  memory_order_relaxed);
+	/* Stamped before the bit is set (trace.h). */
+	VCPUREQ__TRACE(vcpu->vm, vcpu, make, req, 0);
 	/*
 	 * kernel: smp_wmb(); set_bit().  Release orders the caller's payload
 	 * (and the dead flag) before the bit; pairs with the acquire in
@@ -205,8 +208,9 @@ int vcpureq_clear_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 	if (r)
 		return r;
 #ifndef VCPUREQ_MUTANT_CLEAR_ALL
-	atomic_fetch_and_explicit(&vcpu->requests, ~req_bit(req),
-				  memory_order_relaxed);
+	if (atomic_fetch_and_explicit(&vcpu->requests, ~req_bit(req),
+				      memory_order_relaxed) & req_bit(req))
+		VCPUREQ__TRACE(vcpu->vm, vcpu, clear, req, 0);
 #else
 	atomic_store_explicit(&vcpu->requests, 0, memory_order_relaxed);
 #endif
@@ -235,6 +239,8 @@ static bool take_bit(struct vcpureq_vcpu *vcpu, unsigned int req)
 	VCPUREQ__STAT_INC(vcpu, vstats, requests_handled);
 	atomic_fetch_add_explicit(&vcpureq__nr_stats_of(vcpu->vm, req)->handled,
 				  1, memory_order_relaxed);
+	/* Stamped after the clear (trace.h). */
+	VCPUREQ__TRACE(vcpu->vm, vcpu, handle, req, 0);
 	return true;
 }
 

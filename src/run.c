@@ -134,7 +134,7 @@ static int exit_(struct vcpureq_vcpu *vcpu, int ret)
 	int left, kind;
 
 	vcpu->entered = false;
-	left = vcpureq__exit_guest_mode(vcpu);
+	left = vcpureq__exit_guest_mode(vcpu, VCPUREQ__LEAVE_EXIT);
 	VCPUREQ__STAT_INC(vcpu, vstats, exits);
 	kind = vcpu->ops->classify_exit(vcpu, ret, left);
 	switch (kind) {

@@ -69,7 +69,7 @@ bool vcpureq__enter_guest_mode(struct vcpureq_vcpu *vcpu)
 #else
 		VCPUREQ__STAT_INC(vcpu, vstats, entries);
 #endif
-		vcpureq__exit_guest_mode(vcpu);
+		vcpureq__exit_guest_mode(vcpu, VCPUREQ__LEAVE_ABORT);
 		/*
 		 * A kicker won IN -> EXITING: its signal is for this aborted
 		 * instance.  If it has been sent (kick_inflight back to 0;
@@ -87,10 +87,11 @@ bool vcpureq__enter_guest_mode(struct vcpureq_vcpu *vcpu)
 		return false;
 	}
 	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_ENTER);
+	VCPUREQ__TRACE(vcpu->vm, vcpu, enter, 0, 0);
 	return true;
 }
 
-int vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu)
+int vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu, unsigned int why)
 {
 	/*
 	 * Only this thread leaves IN_GUEST/EXITING/READING; requesters only
@@ -107,7 +108,10 @@ int vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu)
 	left = atomic_exchange_explicit(&vcpu->mode,
 					    VCPUREQ_OUTSIDE_GUEST_MODE,
 					    memory_order_release);
-
+	/* Stamped after OUTSIDE and before the epoch moves (trace.h): later
+	 * than the CAS of any kick that signalled this instance, earlier
+	 * than any WAIT that sees the bump. */
+	VCPUREQ__TRACE(vcpu->vm, vcpu, leave, (uint32_t)left, why);
 	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_EPOCH);
 	/*
 	 * The acknowledgement.  Release pairs with the acquire load of the
@@ -159,6 +163,7 @@ int vcpureq_walk_lockless_begin(struct vcpureq_vcpu *vcpu)
 			      memory_order_relaxed);
 	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_WALK_PUBLISH);
 	vcpureq__smp_mb(); /* [V] pairs with the requester's [R] in kick.c */
+	VCPUREQ__TRACE(vcpu->vm, vcpu, walk_begin, 0, 0);
 	return 0;
 }
 
@@ -173,7 +178,7 @@ int vcpureq_walk_lockless_end(struct vcpureq_vcpu *vcpu)
 	vcpu->in_walk = false;
 	/* Release OUTSIDE, release epoch bump, wake waiters. */
 #ifndef VCPUREQ_MUTANT_WALK_END_NO_EPOCH
-	vcpureq__exit_guest_mode(vcpu);
+	vcpureq__exit_guest_mode(vcpu, VCPUREQ__LEAVE_WALK);
 #else
 	atomic_store_explicit(&vcpu->mode, VCPUREQ_OUTSIDE_GUEST_MODE,
 			      memory_order_release);

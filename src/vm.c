@@ -104,10 +104,12 @@ static void vm_free_mem(struct vcpureq_vm *vm)
 	unsigned int i, n = atomic_load_explicit(&vm->nr_vcpus,
 						 memory_order_relaxed);
 
+	vcpureq__trace_free(vm);
 	for (i = 0; i < n; i++)
 		free(vm->vcpus[i]);
 	free(vm->vcpus);
 	pthread_mutex_destroy(&vm->add_lock);
+	pthread_mutex_destroy(&vm->trace_lock);
 	free(vm);
 }
 
@@ -132,6 +134,7 @@ int vcpureq_vm_open(const struct vcpureq_vm_opts *opts, int vm_fd,
 		return r;
 	}
 	pthread_mutex_init(&vm->add_lock, NULL);
+	pthread_mutex_init(&vm->trace_lock, NULL);
 	vm->ops = pick_backend(&vm->opts);
 	vm->fork_gen = atomic_load_explicit(&vcpureq__fork_gen,
 					    memory_order_relaxed);
@@ -249,6 +252,7 @@ static int add_vcpu(struct vcpureq_vm *vm, unsigned long id, bool adopt,
 		free(v);
 		goto out;
 	}
+	vcpureq__trace_vcpu_added(vm, v);
 	vm->vcpus[n] = v;
 	/* Publish: release pairs with the acquire in vcpureq__nr_vcpus();
 	 * a reader that sees n + 1 sees the slot and the vCPU whole. */

@@ -25,6 +25,16 @@ static bool vm_dead(const struct vcpureq_vcpu *vcpu)
 
 static void push(struct vcpureq_vcpu *vcpu, struct vcpureq__work *w)
 {
+	if (VCPUREQ__TRACING(vcpu->vm)) {
+		/* Acquire: pairs with start's release store of the trace
+		 * (trace_on was seen set). */
+		struct vcpureq__trace *t = atomic_load_explicit(
+			&vcpu->vm->trace, memory_order_acquire);
+
+		w->trace_id = 1 + atomic_fetch_add_explicit(&t->work_ids, 1,
+							    memory_order_relaxed);
+	}
+	VCPUREQ__TRACE(vcpu->vm, vcpu, work_queue, 0, w->trace_id);
 	w->next = atomic_load_explicit(&vcpu->work, memory_order_relaxed);
 	/* Release: the item's fields before it is reachable; pairs with the
 	 * acquire exchange in vcpureq__work_run(). */
@@ -69,12 +79,24 @@ void vcpureq__work_run(struct vcpureq_vcpu *vcpu, bool cancel)
 		}
 		while (fifo) {
 			struct vcpureq__work *next = fifo->next;
+			/* Read before complete(): the item may be gone. */
+			uint64_t id = fifo->trace_id;
+			/* The thread of vcpureq_vm_destroy() cancels too:
+			 * only the vCPU's own thread traces (its track). */
+			bool traced = vcpureq__self == vcpu;
+			int r = -ECANCELED;
 
-			if (cancel)
-				complete(fifo, -ECANCELED, WORK_CANCELLED);
-			else
-				complete(fifo, fifo->fn(vcpu, fifo->arg),
-					 WORK_RAN);
+			if (traced)
+				VCPUREQ__TRACE(vcpu->vm, vcpu, work_begin, 0, id);
+			if (cancel) {
+				complete(fifo, r, WORK_CANCELLED);
+			} else {
+				r = fifo->fn(vcpu, fifo->arg);
+				complete(fifo, r, WORK_RAN);
+			}
+			if (traced)
+				VCPUREQ__TRACE(vcpu->vm, vcpu, work_end,
+					       (uint32_t)r, id);
 			fifo = next;
 		}
 	}

@@ -765,6 +765,90 @@ int vcpureq_vm_dump_stats(const struct vcpureq_vm *vm, FILE *f,
 			  enum vcpureq_dump_format format);
 
 /* ---------------------------------------------------------------------- */
+/*
+ * Trace: a timeline of what the vCPUs and their requesters did, for a VMM
+ * author chasing a slow pause or a stuck vCPU (docs/trace.md).
+ *
+ * While a trace runs, every vCPU-side step (guest entry and exit, entry
+ * aborted by the final check, lockless walk, block and wake-up, request
+ * handled or cleared, parked, run-on-vCPU item run) and every
+ * requester-side step (request made, the kick's decision for each target,
+ * signal sent, WAIT begin / acknowledgement / end, pause, resume, work
+ * queued) is written with a CLOCK_MONOTONIC timestamp, the calling thread's
+ * id and the vCPU index into a lock-free ring buffer: one per vCPU (events
+ * about a vCPU, whichever thread records them) and one for the VM (events
+ * of a whole call, such as a broadcast's WAIT).  A full ring overwrites its
+ * oldest events (a flight recorder) and counts them lost.
+ *
+ * Off (the default) it costs one relaxed load and a predicted branch per
+ * step.  Recording is lock-free and async-signal-safe (a requester may be
+ * a signal handler).  The rings are allocated by the first
+ * vcpureq_trace_start() (and for vCPUs added while tracing) and freed by
+ * vcpureq_vm_free(): about (ring size x 40) bytes per vCPU, plus one ring.
+ */
+
+struct vcpureq_trace_opts {
+	size_t size;             /* sizeof(struct vcpureq_trace_opts) */
+	/* Events per ring, a power of two from 64 to 2^24; 0: 8192.  Fixed
+	 * by the first vcpureq_trace_start() of the VM. */
+	unsigned int ring_events;
+};
+#define VCPUREQ_TRACE_OPTS_INIT { sizeof(struct vcpureq_trace_opts), 0 }
+
+/*
+ * Start recording (@opts NULL: the defaults), into emptied rings.
+ * -EBUSY if already recording, -EINVAL for a bad ring size or one
+ * different from the first start's, -ENOMEM.  Ordering: a step that begins
+ * after this returns is recorded (the enable is a release store that every
+ * recorder's load of it pairs with through an acquire fence); one that is
+ * under way may or may not be.  Any thread; may block (allocation, a lock
+ * shared with vCPU creation); not async-signal-safe.
+ */
+int vcpureq_trace_start(struct vcpureq_vm *vm,
+			const struct vcpureq_trace_opts *opts);
+/*
+ * Stop recording; what was recorded stays until the next start.  A step
+ * under way on another thread may still record after this returns.
+ * -EINVAL if not recording.  Any thread; never blocks but on the trace's
+ * lock (held by start, stop and the export only); not async-signal-safe.
+ */
+int vcpureq_trace_stop(struct vcpureq_vm *vm);
+
+/*
+ * Write the events recorded since the last start to @f in the Chrome
+ * trace-event JSON format, which Perfetto (ui.perfetto.dev) and
+ * chrome://tracing open: one track per vCPU thread and per requester
+ * thread; guest-mode instances, blocks, parkings, lockless walks and work
+ * items as slices on the vCPU's track; request calls, WAITs, pauses and
+ * resumes as slices on the requester's; every request as a flow from the
+ * make to the check that handled it (docs/trace.md gives every event).
+ * Timestamps are CLOCK_MONOTONIC in microseconds (with nanosecond
+ * digits), as perf and the kernel's tracepoints use.  Works while
+ * recording (each event is read whole or skipped); stop first for a
+ * complete picture.  Returns the number of events written, -EINVAL if no
+ * trace was ever started, -ENOMEM, -EIO for a write error.  Any thread;
+ * may block (stdio, allocation); not async-signal-safe.
+ */
+long vcpureq_trace_write_json(struct vcpureq_vm *vm, FILE *f);
+
+/* What a trace holds (vcpureq_trace_counts()). */
+struct vcpureq_trace_counts {
+	uint64_t recorded;   /* events written into the rings since start */
+	uint64_t lost;       /* of those, overwritten by a full ring, or
+				dropped by a recorder that met another on
+				the same slot */
+	unsigned int ring_events;
+	bool recording;
+};
+/*
+ * Copy the trace's counts into @out, of @size bytes (pass sizeof(*out)).
+ * -EINVAL if no trace was ever started or @out is NULL.  Any thread;
+ * never blocks; async-signal-safe; relaxed (a snapshot).
+ */
+int vcpureq_trace_counts(const struct vcpureq_vm *vm,
+			 struct vcpureq_trace_counts *out, size_t size);
+
+/* ---------------------------------------------------------------------- */
 /* Interrupt mailbox (kernel: posted interrupts, PIR + ON). */
 
 /*
