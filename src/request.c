@@ -134,22 +134,27 @@ static void set_wake_hint(struct vcpureq_vcpu *vcpu, unsigned int req);
 
 void vcpureq__set_request(struct vcpureq_vcpu *vcpu, unsigned int req)
 {
+	uint64_t ts, old;
+
 	/* Counted before the bit is set: the release below publishes the
 	 * count with the bit, so a handler that has checked the request
 	 * reads a requests_made that includes it. */
 	VCPUREQ__STAT_INC(vcpu, rstats, requests_made);
 	atomic_fetch_add_explicit(&vcpureq__nr_stats_of(vcpu->vm, req)->made, 1,
 				  memory_order_relaxed);
-	/* Stamped before the bit is set (trace.h). */
-	VCPUREQ__TRACE(vcpu->vm, vcpu, make, req, 0);
+	/* Stamped before the bit is set (trace.h), recorded after, with
+	 * whether the bit was already set (the make coalesced). */
+	ts = VCPUREQ__TRACE_TS(vcpu->vm);
 	/*
 	 * kernel: smp_wmb(); set_bit().  Release orders the caller's payload
 	 * (and the dead flag) before the bit; pairs with the acquire in
 	 * vcpureq_test_request()/vcpureq_check_request().  Without it the vCPU
 	 * could see the bit and read a stale payload.
 	 */
-	atomic_fetch_or_explicit(&vcpu->requests, req_bit(req),
-				 VCPUREQ__MO_PAYLOAD(memory_order_release));
+	old = atomic_fetch_or_explicit(&vcpu->requests, req_bit(req),
+				       VCPUREQ__MO_PAYLOAD(memory_order_release));
+	VCPUREQ__TRACE_AT(vcpu->vm, vcpu, make, req, (old & req_bit(req)) != 0,
+			  ts);
 	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_BIT);
 	set_wake_hint(vcpu, req);
 	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_HINT);

@@ -51,7 +51,8 @@ struct vcpureq_vcpu;
  * Requester track (the caller's thread; vcpu = the target, or none):
  *   call_begin   a request call: a = req, b = VCPUREQ__CALL_*; call_end
  *   call_end       a = its result
- *   make         request a's bit about to be set on vcpu
+ *   make         request a's bit set on vcpu (stamped before the set):
+ *                  b = 1 if it was set already (coalesced)
  *   kick         the decision for vcpu: a = VCPUREQ__KICK_*
  *   wait_begin   a WAIT: a = the targets waited for; ack: one of them
  *   ack            acknowledged; wait_end: a = 0 or -ETIMEDOUT / -errno

@@ -129,7 +129,7 @@ static void req_name(char *buf, size_t size, uint32_t req)
 	else if (nr == (VCPUREQ__REQ_WORK & VCPUREQ_REQUEST_MASK))
 		base = "WORK";
 	else {
-		snprintf(tmp, sizeof(tmp), "ARCH_REQ(%u)",
+		snprintf(tmp, sizeof(tmp), "ARCH(%u)",
 			 nr - VCPUREQ_REQUEST_ARCH_BASE);
 		base = tmp;
 	}
@@ -302,12 +302,16 @@ static void flow(struct writer *w, const char *ph, uint64_t id,
 }
 
 /*
- * Which make each handle or clear consumed: the makes of the same vCPU and
- * number since the previous one.  A make's timestamp is taken before its
- * bit is set and a handle's after its clear, so the handle that consumed a
- * make's bit comes after the make in this order.  to[j]: the consumer of
+ * Which make each handle or clear consumed.  Per vCPU and number the bit
+ * goes set, clear, set, clear...: a make that found it clear (not
+ * coalesced) began an instance, and the k-th handle or clear of the pair
+ * consumed the k-th instance, with the makes that coalesced into it.  In
+ * timestamp order (a make stamped before its set, a handle after its
+ * clear) the k-th new make is taken for the k-th instance, and a coalesced
+ * make joins the newest instance begun before it; when requesters race,
+ * two flows may cross, never one go backwards.  to[j]: the consumer of
  * make j, or -1; from[i]: the first make consumed by event i, or -1, the
- * next one in next[].
+ * next in next[].
  */
 struct flows {
 	long *to, *from, *next;
@@ -317,7 +321,9 @@ static int match_flows(const struct tev *v, size_t n, struct flows *fl)
 {
 	unsigned int maxv = 0;
 	size_t i, keys;
-	long *headk;
+	/* Per key: the new makes not yet consumed, a FIFO through qnext;
+	 * each new make heads the list (inext) of makes of its instance. */
+	long *qhead, *qtail, *qnext, *itail;
 
 	for (i = 0; i < n; i++)
 		if (v[i].vcpu != VCPUREQ__TRACE_NO_VCPU && v[i].vcpu + 1u > maxv)
@@ -326,34 +332,61 @@ static int match_flows(const struct tev *v, size_t n, struct flows *fl)
 	fl->to = malloc(n * sizeof(long) + 1);
 	fl->from = malloc(n * sizeof(long) + 1);
 	fl->next = malloc(n * sizeof(long) + 1);
-	headk = malloc(keys * sizeof(long) + 1);
-	if (!fl->to || !fl->from || !fl->next || !headk) {
-		free(headk);
+	qhead = malloc(keys * sizeof(long) + 1);
+	qtail = malloc(keys * sizeof(long) + 1);
+	qnext = malloc(n * sizeof(long) + 1);
+	itail = malloc(n * sizeof(long) + 1);
+	if (!fl->to || !fl->from || !fl->next || !qhead || !qtail || !qnext ||
+	    !itail) {
+		free(qhead);
+		free(qtail);
+		free(qnext);
+		free(itail);
 		return -ENOMEM;
 	}
 	for (i = 0; i < keys; i++)
-		headk[i] = -1;
+		qhead[i] = qtail[i] = -1;
 	for (i = 0; i < n; i++) {
 		const struct tev *e = &v[i];
 		size_t k = (size_t)e->vcpu * 64 + (e->a & VCPUREQ_REQUEST_MASK);
-		long j;
+		long j, q;
 
 		fl->to[i] = fl->from[i] = fl->next[i] = -1;
 		if (e->vcpu == VCPUREQ__TRACE_NO_VCPU)
 			continue;
 		if (e->type == VCPUREQ__TEV_make &&
 		    !(e->a & VCPUREQ_REQUEST_NO_ACTION)) {
-			fl->next[i] = headk[k];
-			headk[k] = (long)i;
-		} else if (e->type == VCPUREQ__TEV_handle ||
-			   e->type == VCPUREQ__TEV_clear) {
-			for (j = headk[k]; j >= 0; j = fl->next[j])
+			if (!e->b || qtail[k] < 0) {
+				/* A new instance (or a coalesced make whose
+				 * instance began before the trace). */
+				qnext[i] = -1;
+				itail[i] = (long)i;
+				if (qtail[k] < 0)
+					qhead[k] = (long)i;
+				else
+					qnext[qtail[k]] = (long)i;
+				qtail[k] = (long)i;
+			} else {
+				/* Joins the newest instance. */
+				q = qtail[k];
+				fl->next[itail[q]] = (long)i;
+				itail[q] = (long)i;
+			}
+		} else if ((e->type == VCPUREQ__TEV_handle ||
+			    e->type == VCPUREQ__TEV_clear) && qhead[k] >= 0) {
+			q = qhead[k];
+			fl->from[i] = q;
+			for (j = q; j >= 0; j = fl->next[j])
 				fl->to[j] = (long)i;
-			fl->from[i] = headk[k];
-			headk[k] = -1;
+			qhead[k] = qnext[q];
+			if (qhead[k] < 0)
+				qtail[k] = -1;
 		}
 	}
-	free(headk);
+	free(qhead);
+	free(qtail);
+	free(qnext);
+	free(itail);
 	return 0;
 }
 
@@ -481,7 +514,8 @@ static bool write_event(struct writer *w, struct track *tr, const struct tev *v,
 		req_name(rq, sizeof(rq), e->a);
 		snprintf(name, sizeof(name), "make %s", rq);
 		point(w, name, e);
-		fprintf(arg(w), "\"req\":%u}}", e->a & VCPUREQ_REQUEST_MASK);
+		fprintf(arg(w), "\"req\":%u", e->a & VCPUREQ_REQUEST_MASK);
+		fprintf(arg(w), "\"coalesced\":%s}}", e->b ? "true" : "false");
 		if (fl->to[i] >= 0)
 			flow(w, "s", 2 * (uint64_t)i + 1, "request", e);
 		return true;

@@ -3,7 +3,8 @@
 # Install the Debian packages a tier needs, if missing, and say which.
 #   tools/install-deps.sh test   what `make test` needs beyond compiler and
 #                                CMake: spin (the model), gnuplot-nox (the
-#                                bench plot), pkg-config
+#                                bench plot), pkg-config, python3 (the
+#                                trace checker)
 #   tools/install-deps.sh ci     also what .ci/run needs: the aarch64 cross
 #                                compiler, qemu-user to run its output,
 #                                binutils (nm, objdump)
@@ -11,7 +12,7 @@
 # the exact command to run and exits 1 if something is missing.
 set -eu
 tier=${1:-test}
-pkgs="build-essential cmake spin gnuplot-nox pkg-config"
+pkgs="build-essential cmake spin gnuplot-nox pkg-config python3"
 case $tier in
 test) ;;
 ci) pkgs="$pkgs linux-libc-dev binutils gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user" ;;
