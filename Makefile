@@ -13,7 +13,7 @@ PROGRESS = grep -E --line-buffered '^[0-9]+/[0-9]+ Test|model: |mutants: |SURVIV
 FULL_TORTURE_SECONDS ?= 180
 
 .PHONY: all configure demo deps test test-full unit torture torture-long \
-	test-asan test-tsan bench consumer-check cross clean
+	test-asan test-tsan bench consumer-check cross trace-picture clean
 
 configure:
 	cmake -S . -B $(BUILD) -DVCPUREQ_WERROR=ON $(CMAKE_FLAGS) >/dev/null
@@ -103,6 +103,14 @@ cross:
 
 bench: all
 	$(BUILD)/bench/vcpureq-bench --out $(BUILD)/bench-out
+
+# docs/img/trace-broadcast-wait.png: the demo traced (4 vCPUs), checked
+# against the protocol, and its first broadcast WAIT drawn (docs/trace.md).
+trace-picture: deps all
+	$(BUILD)/demo/vcpureq-demo -n 4 -r 300 -t $(BUILD)/trace-demo.json >/dev/null
+	python3 tools/trace-check.py $(BUILD)/trace-demo.json
+	python3 tools/trace-plot.py $(BUILD)/trace-demo.json docs/img/trace-broadcast-wait.png
+	rm -f docs/img/trace-broadcast-wait.gp
 
 clean:
 	rm -rf build build-asan build-tsan build-consumer build-aarch64-static build-aarch64-shared

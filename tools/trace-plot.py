@@ -204,12 +204,12 @@ def main():
             point(f["t"], row[v], "#7d3c98", 13, "handled", 0.35)
     gp.append("set label 'red arrows: the kick signals (one per vCPU);  "
               "black bars: exits from guest mode;  diamonds: the vCPU thread "
-              "handled the request' at graph 0.0, graph -0.15 left "
+              "handled the request' at graph 0.0, graph -0.2 left "
               "font ',9'")
     gp.append("set label 'blue arrows: the exit that acknowledged the WAIT, "
               "to the moment the WAIT saw it (it checks the vCPUs one after "
-              "another)' at graph 0.0, graph -0.21 left font ',9'")
-    gp.append("set bmargin 6")
+              "another)' at graph 0.0, graph -0.26 left font ',9'")
+    gp.append("set bmargin 7")
     gp.append("plot NaN")
     script = out.rsplit(".", 1)[0] + ".gp"
     with open(script, "w") as f:
