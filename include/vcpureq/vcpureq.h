@@ -800,7 +800,7 @@ struct vcpureq_trace_opts {
  * -EBUSY if already recording, -EINVAL for a bad ring size or one
  * different from the first start's, -ENOMEM.  Ordering: a step that begins
  * after this returns is recorded (the enable is a release store that every
- * recorder's load of it pairs with through an acquire fence); one that is
+ * recorder's acquire load of it pairs with); one that is
  * under way may or may not be.  Any thread; may block (allocation, a lock
  * shared with vCPU creation); not async-signal-safe.
  */
