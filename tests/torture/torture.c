@@ -640,6 +640,32 @@ static void count_guest_progress(void)
 			atomic_fetch_add(&alive_after_dead, 1);
 }
 
+/* -T: stop the trace and write it (its structure is checked by
+ * tools/trace-check.py --structure-only in CTest). */
+static const char *trace_path;
+
+static int write_trace(void)
+{
+	struct vcpureq_trace_counts tc;
+	FILE *f = fopen(trace_path, "w");
+	long n;
+
+	vcpureq_trace_stop(H.vm);
+	if (!f)
+		return -1;
+	n = vcpureq_trace_write_json(H.vm, f);
+	if (fclose(f) || n <= 0) {
+		fprintf(stderr, "torture: trace export: %ld (%s)\n", n,
+			vcpureq_errmsg());
+		return -1;
+	}
+	vcpureq_trace_counts(H.vm, &tc, sizeof(tc));
+	printf("torture: trace: %ld events in %s (%llu recorded, %llu overwritten or dropped)\n",
+	       n, trace_path, (unsigned long long)tc.recorded,
+	       (unsigned long long)tc.lost);
+	return 0;
+}
+
 static bool finished(struct h_vm *h, unsigned int id)
 {
 	return atomic_load(&h->vcpus[id].finished);
@@ -654,7 +680,7 @@ int main(int argc, char **argv)
 	int c, r, w;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	while ((c = getopt(argc, argv, "m:r:t:s:b:k:i:")) != -1) {
+	while ((c = getopt(argc, argv, "m:r:t:s:b:k:i:T:")) != -1) {
 		switch (c) {
 		case 'm': M = (unsigned int)atoi(optarg); break;
 		case 'r': R = (unsigned int)atoi(optarg); break;
@@ -670,8 +696,9 @@ int main(int argc, char **argv)
 				      atoi(optarg);
 			break;
 		case 'i': P = (unsigned int)atoi(optarg); break;
+		case 'T': trace_path = optarg; break;
 		default:
-			fprintf(stderr, "usage: %s [-m vcpus 4..%d] [-r requesters 2..%d] [-t seconds] [-s seed] [-b kvm|thread] [-k usr1|usr2|signal] [-i posters 0..%d]\n",
+			fprintf(stderr, "usage: %s [-m vcpus 4..%d] [-r requesters 2..%d] [-t seconds] [-s seed] [-b kvm|thread] [-k usr1|usr2|signal] [-i posters 0..%d] [-T trace.json]\n",
 				argv[0], MAX_V, MAX_R, MAX_R);
 			return 2;
 		}
@@ -690,6 +717,18 @@ int main(int argc, char **argv)
 	if (r) {
 		fprintf(stderr, "torture: %s (%d)\n", vcpureq_errmsg(), r);
 		return 1;
+	}
+	if (trace_path) {
+		/* The whole run with the trace recording (a flight recorder:
+		 * the rings keep the last 16384 events each). */
+		struct vcpureq_trace_opts to = VCPUREQ_TRACE_OPTS_INIT;
+
+		to.ring_events = 1u << 14;
+		if ((r = vcpureq_trace_start(H.vm, &to))) {
+			fprintf(stderr, "torture: trace: %s (%d)\n",
+				vcpureq_errmsg(), r);
+			return 1;
+		}
 	}
 	h_set_prog(&H, V_HALT, H_HALT);
 	if (P)
@@ -743,6 +782,8 @@ int main(int argc, char **argv)
 			atomic_fetch_add(&alive_after_dead, 1);
 		}
 	count_guest_progress();
+	if (trace_path && write_trace())
+		atomic_fetch_add(&alive_after_dead, 1); /* counted as a failure */
 	atomic_store(&stop, 2);
 	pthread_join(wd, NULL);
 	pthread_join(prb, NULL);
