@@ -315,7 +315,23 @@ static void flow(struct writer *w, const char *ph, uint64_t id,
  */
 struct flows {
 	long *to, *from, *next;
+	/* The ids of the work items whose queueing is in the export (sorted):
+	 * a flow ends at an item's run only if it starts there. */
+	uint64_t *queued;
+	size_t nr_queued;
 };
+
+static int u64_cmp(const void *pa, const void *pb)
+{
+	uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
+
+	return a < b ? -1 : a > b;
+}
+
+static bool was_queued(const struct flows *fl, uint64_t id)
+{
+	return bsearch(&id, fl->queued, fl->nr_queued, sizeof(id), u64_cmp);
+}
 
 static int match_flows(const struct tev *v, size_t n, struct flows *fl)
 {
@@ -332,12 +348,13 @@ static int match_flows(const struct tev *v, size_t n, struct flows *fl)
 	fl->to = malloc(n * sizeof(long) + 1);
 	fl->from = malloc(n * sizeof(long) + 1);
 	fl->next = malloc(n * sizeof(long) + 1);
+	fl->queued = malloc(n * sizeof(uint64_t) + 1);
 	qhead = malloc(keys * sizeof(long) + 1);
 	qtail = malloc(keys * sizeof(long) + 1);
 	qnext = malloc(n * sizeof(long) + 1);
 	itail = malloc(n * sizeof(long) + 1);
-	if (!fl->to || !fl->from || !fl->next || !qhead || !qtail || !qnext ||
-	    !itail) {
+	if (!fl->to || !fl->from || !fl->next || !fl->queued || !qhead ||
+	    !qtail || !qnext || !itail) {
 		free(qhead);
 		free(qtail);
 		free(qnext);
@@ -352,6 +369,8 @@ static int match_flows(const struct tev *v, size_t n, struct flows *fl)
 		long j, q;
 
 		fl->to[i] = fl->from[i] = fl->next[i] = -1;
+		if (e->type == VCPUREQ__TEV_work_queue && e->b)
+			fl->queued[fl->nr_queued++] = e->b;
 		if (e->vcpu == VCPUREQ__TRACE_NO_VCPU)
 			continue;
 		if (e->type == VCPUREQ__TEV_make &&
@@ -387,6 +406,7 @@ static int match_flows(const struct tev *v, size_t n, struct flows *fl)
 	free(qtail);
 	free(qnext);
 	free(itail);
+	qsort(fl->queued, fl->nr_queued, sizeof(uint64_t), u64_cmp);
 	return 0;
 }
 
@@ -433,17 +453,60 @@ static void metadata(struct writer *w, struct track *t, size_t nt)
 	}
 }
 
-/* Write event @i of @v (its flows from @to); false if left out. */
+/*
+ * The events written the same way: a B or E of a slice (an E with
+ * "result": a as int if @result), or an instant.  The others, with args
+ * or flows of their own, are in write_event()'s switch.
+ */
+static const struct shape {
+	char ph;           /* 'B', 'E', 'i'; 0: see write_event() */
+	bool result;
+	const char *name;
+} shapes[VCPUREQ__TEV_NR] = {
+	[VCPUREQ__TEV_enter] = { 'B', false, "guest" },
+	[VCPUREQ__TEV_walk_begin] = { 'B', false, "lockless walk" },
+	[VCPUREQ__TEV_block] = { 'B', false, "block" },
+	[VCPUREQ__TEV_wake] = { 'E', true, "block" },
+	[VCPUREQ__TEV_park] = { 'B', false, "parked" },
+	[VCPUREQ__TEV_unpark] = { 'E', false, "parked" },
+	[VCPUREQ__TEV_work_end] = { 'E', true, "work" },
+	[VCPUREQ__TEV_ack] = { 'i', false, "ack" },
+	[VCPUREQ__TEV_wait_end] = { 'E', true, "wait" },
+	[VCPUREQ__TEV_pause_begin] = { 'B', false, "pause" },
+	[VCPUREQ__TEV_pause_end] = { 'E', true, "pause" },
+	[VCPUREQ__TEV_parked_seen] = { 'i', false, "parked" },
+	[VCPUREQ__TEV_resume_begin] = { 'B', false, "resume" },
+	[VCPUREQ__TEV_resume_end] = { 'E', true, "resume" },
+	[VCPUREQ__TEV_unpause] = { 'i', false, "unpause" },
+};
+
+/* Write event @i of @v (its flows from @fl); false if left out. */
 static bool write_event(struct writer *w, struct track *tr, const struct tev *v,
 			size_t i, const struct flows *fl)
 {
 	const struct tev *e = &v[i];
+	const struct shape *sh = &shapes[e->type];
 	char name[64], rq[48];
+	long j;
 
+	switch (sh->ph) {
+	case 'B':
+		begin(w, tr, sh->name, e);
+		fputs("}}", w->f);
+		return true;
+	case 'E':
+		if (!end(w, tr, sh->name, e))
+			return false;
+		if (sh->result)
+			fprintf(arg(w), "\"result\":%d", (int)e->a);
+		fputs("}}", w->f);
+		return true;
+	case 'i':
+		instant(w, sh->name, e);
+		fputs("}}", w->f);
+		return true;
+	}
 	switch (e->type) {
-	case VCPUREQ__TEV_enter:
-		begin(w, tr, "guest", e);
-		break;
 	case VCPUREQ__TEV_leave:
 		if (e->b == VCPUREQ__LEAVE_EXIT) {
 			if (!end(w, tr, "guest", e))
@@ -454,19 +517,8 @@ static bool write_event(struct writer *w, struct track *tr, const struct tev *v,
 		} else {
 			instant(w, "entry aborted", e);
 		}
-		fprintf(arg(w), "\"left\":\"%s\"", mode_name(e->a));
-		break;
-	case VCPUREQ__TEV_walk_begin:
-		begin(w, tr, "lockless walk", e);
-		break;
-	case VCPUREQ__TEV_block:
-		begin(w, tr, "block", e);
-		break;
-	case VCPUREQ__TEV_wake:
-		if (!end(w, tr, "block", e))
-			return false;
-		fprintf(arg(w), "\"result\":%d", (int)e->a);
-		break;
+		fprintf(arg(w), "\"left\":\"%s\"}}", mode_name(e->a));
+		return true;
 	case VCPUREQ__TEV_handle:
 	case VCPUREQ__TEV_clear:
 		req_name(rq, sizeof(rq), e->a);
@@ -475,41 +527,9 @@ static bool write_event(struct writer *w, struct track *tr, const struct tev *v,
 		point(w, name, e);
 		fprintf(arg(w), "\"req\":%u}}", e->a & VCPUREQ_REQUEST_MASK);
 		/* The flows of every make it consumed end here. */
-		{
-			long j;
-
-			for (j = fl->from[i]; j >= 0; j = fl->next[j])
-				flow(w, "f", 2 * (uint64_t)j + 1, "request", e);
-		}
+		for (j = fl->from[i]; j >= 0; j = fl->next[j])
+			flow(w, "f", 2 * (uint64_t)j + 1, "request", e);
 		return true;
-	case VCPUREQ__TEV_park:
-		begin(w, tr, "parked", e);
-		break;
-	case VCPUREQ__TEV_unpark:
-		if (!end(w, tr, "parked", e))
-			return false;
-		break;
-	case VCPUREQ__TEV_work_begin:
-		begin(w, tr, "work", e);
-		fprintf(arg(w), "\"work\":%" PRIu64 "}}", e->b);
-		if (e->b) /* 0: queued before the trace started */
-			flow(w, "f", 2 * e->b, "work", e);
-		return true;
-	case VCPUREQ__TEV_work_end:
-		if (!end(w, tr, "work", e))
-			return false;
-		fprintf(arg(w), "\"result\":%d", (int)e->a);
-		break;
-	case VCPUREQ__TEV_call_begin:
-		req_name(rq, sizeof(rq), e->a);
-		begin(w, tr, call_name(e->b), e);
-		fprintf(arg(w), "\"req\":\"%s\"", rq);
-		break;
-	case VCPUREQ__TEV_call_end:
-		if (!end(w, tr, call_name(e->b), e))
-			return false;
-		fprintf(arg(w), "\"result\":%d", (int)e->a);
-		break;
 	case VCPUREQ__TEV_make:
 		req_name(rq, sizeof(rq), e->a);
 		snprintf(name, sizeof(name), "make %s", rq);
@@ -519,61 +539,48 @@ static bool write_event(struct writer *w, struct track *tr, const struct tev *v,
 		if (fl->to[i] >= 0)
 			flow(w, "s", 2 * (uint64_t)i + 1, "request", e);
 		return true;
+	case VCPUREQ__TEV_work_begin:
+	case VCPUREQ__TEV_work_queue:
+		if (e->type == VCPUREQ__TEV_work_begin)
+			begin(w, tr, "work", e);
+		else
+			point(w, "queue work", e);
+		fprintf(arg(w), "\"work\":%" PRIu64 "}}", e->b);
+		/* No flow for an item queued before the trace started (id 0),
+		 * nor into one whose queueing was overwritten. */
+		if (e->b && (e->type == VCPUREQ__TEV_work_queue ||
+			     was_queued(fl, e->b)))
+			flow(w, e->type == VCPUREQ__TEV_work_begin ? "f" : "s",
+			     2 * e->b, "work", e);
+		return true;
+	case VCPUREQ__TEV_call_begin:
+		req_name(rq, sizeof(rq), e->a);
+		begin(w, tr, call_name(e->b), e);
+		fprintf(arg(w), "\"req\":\"%s\"}}", rq);
+		return true;
+	case VCPUREQ__TEV_call_end:
+		if (!end(w, tr, call_name(e->b), e))
+			return false;
+		fprintf(arg(w), "\"result\":%d}}", (int)e->a);
+		return true;
 	case VCPUREQ__TEV_kick:
 		instant(w, kick_name(e->a), e);
-		break;
+		fputs("}}", w->f);
+		return true;
 	case VCPUREQ__TEV_wait_begin:
 		begin(w, tr, "wait", e);
-		fprintf(arg(w), "\"targets\":%u", e->a);
-		break;
-	case VCPUREQ__TEV_ack:
-		instant(w, "ack", e);
-		break;
-	case VCPUREQ__TEV_wait_end:
-		if (!end(w, tr, "wait", e))
-			return false;
-		fprintf(arg(w), "\"result\":%d", (int)e->a);
-		break;
-	case VCPUREQ__TEV_pause_begin:
-		begin(w, tr, "pause", e);
-		break;
-	case VCPUREQ__TEV_pause_end:
-		if (!end(w, tr, "pause", e))
-			return false;
-		fprintf(arg(w), "\"result\":%d", (int)e->a);
-		break;
-	case VCPUREQ__TEV_parked_seen:
-		instant(w, "parked", e);
-		break;
-	case VCPUREQ__TEV_resume_begin:
-		begin(w, tr, "resume", e);
-		break;
-	case VCPUREQ__TEV_resume_end:
-		if (!end(w, tr, "resume", e))
-			return false;
-		fprintf(arg(w), "\"result\":%d", (int)e->a);
-		break;
-	case VCPUREQ__TEV_unpause:
-		instant(w, "unpause", e);
-		break;
-	case VCPUREQ__TEV_work_queue:
-		point(w, "queue work", e);
-		fprintf(arg(w), "\"work\":%" PRIu64 "}}", e->b);
-		if (e->b)
-			flow(w, "s", 2 * e->b, "work", e);
+		fprintf(arg(w), "\"targets\":%u}}", e->a);
 		return true;
 	default:
 		return false;
 	}
-	fputs("}}", w->f);
-	return true;
 }
 
 long vcpureq_trace_write_json(struct vcpureq_vm *vm, FILE *f)
 {
 	struct writer w = { f, (int)getpid(), true, 0, vm };
 	struct vcpureq_trace_counts c = { 0, 0, 0, false };
-	struct flows fl = { NULL, NULL, NULL };
+	struct flows fl = { NULL, NULL, NULL, NULL, 0 };
 	struct vcpureq__trace *t;
 	struct tev *v = NULL;
 	struct track *tracks = NULL;
@@ -640,6 +647,7 @@ out:
 	free(fl.to);
 	free(fl.from);
 	free(fl.next);
+	free(fl.queued);
 	free(tracks);
 	return r ? r : written;
 }
