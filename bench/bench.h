@@ -44,6 +44,7 @@ enum {
 	B_PART_BROADCAST = 1u << 6,
 	B_PART_KICKAB = 1u << 7,
 	B_PART_PAUSE = 1u << 8,
+	B_PART_TRACE = 1u << 9,
 };
 bool b_part(unsigned int part);
 
@@ -243,6 +244,9 @@ int part_broadcast(int rep);
 int part_kickab(int rep);
 void kickab_report(FILE *f);
 int part_pause(int rep);
+/* The trace's cost, off and on (tracecost.c), and its report section. */
+int part_trace(int rep);
+void trace_report(FILE *f);
 
 /* ---- pause / resume results (pause.c) ---- */
 #define PR_NIMPL 4      /* vcpureq, QEMU, cloud-hypervisor, kvmtool */
