@@ -98,7 +98,8 @@ static void *tc_entry_vcpu(void *arg)
 	b_pin(1);
 	r = vcpureq_vcpu_bind(v);
 	if (r) {
-		atomic_store(&e->err, r);
+		/* Relaxed: read after pthread_join(). */
+		atomic_store_explicit(&e->err, r, memory_order_relaxed);
 		return NULL;
 	}
 	for (p = 0; p < e->rounds + WARM; p++) {
@@ -145,7 +146,7 @@ static void *tc_entry_vcpu(void *arg)
 	vcpureq_vcpu_unbind(v);
 	return NULL;
 fail:
-	atomic_store(&e->err, r < 0 ? r : -EIO);
+	atomic_store_explicit(&e->err, r < 0 ? r : -EIO, memory_order_relaxed);
 	vcpureq_vcpu_unbind(v);
 	return NULL;
 }
@@ -169,12 +170,17 @@ static void tc_kick(struct h_vm *h, struct vr_rec *rec, int rep)
 
 		/* The floor: the thread is in the raw loop. */
 		wait_in_guest(h, 0, &p.in_raw, &rnd);
-		seq = atomic_load(&p.raw_seq);
-		atomic_store(&p.mode, MODE_LIB);
+		seq = atomic_load_explicit(&p.raw_seq, memory_order_acquire);
+		/* Seq_cst, as the kick part: the thread reads the mode after
+		 * the -EINTR this signal causes. */
+		atomic_store_explicit(&p.mode, MODE_LIB, memory_order_seq_cst);
 		t0 = b_now();
-		syscall(SYS_tgkill, getpid(), atomic_load(&p.tid), sig);
+		syscall(SYS_tgkill, getpid(),
+			atomic_load_explicit(&p.tid, memory_order_relaxed), sig);
 		b_wait_seq(&p.raw_seq, seq, "raw signal floor");
-		lat[T_RAW] = (double)(atomic_load(&p.raw_t) - t0);
+		/* Relaxed: ordered by b_wait_seq()'s acquire of raw_seq. */
+		lat[T_RAW] = (double)(atomic_load_explicit(&p.raw_t,
+							   memory_order_relaxed) - t0);
 		/* The library's loop, trace off and on (order flips). */
 		for (j = 0; j < 2; j++) {
 			int m = (i + (size_t)j) & 1 ? T_ON : T_OFF;
@@ -182,12 +188,15 @@ static void tc_kick(struct h_vm *h, struct vr_rec *rec, int rep)
 			if (m == T_ON)
 				trace_on(h->vm);
 			b_wait_vr_in_guest(h, v, &rnd);
-			seq = atomic_load(&rec->ping_seen);
+			seq = atomic_load_explicit(&rec->ping_seen,
+						   memory_order_acquire);
 			t0 = b_now();
 			vcpureq_make_request(B_REQ_PING, v);
 			vcpureq_vcpu_kick(v);
 			b_wait_seq(&rec->ping_seen, seq, "trace kick latency");
-			lat[m] = (double)(atomic_load(&rec->ping_t) - t0);
+			/* Read after b_wait_seq() saw ping_seen move (acquire). */
+			lat[m] = (double)(atomic_load_explicit(&rec->ping_t,
+							       memory_order_relaxed) - t0);
 			if (m == T_ON)
 				trace_off(h->vm);
 		}
@@ -199,16 +208,18 @@ static void tc_kick(struct h_vm *h, struct vr_rec *rec, int rep)
 			samples_add(&tc.kick_off_raw, lat[T_OFF] / lat[T_RAW]);
 		}
 		/* Back to the raw loop (not timed). */
-		atomic_store(&p.mode, MODE_RAW);
+		atomic_store_explicit(&p.mode, MODE_RAW, memory_order_seq_cst);
 		vcpureq_make_request(B_REQ_STOP, v);
 		vcpureq_vcpu_kick(v);
-		if (atomic_load(&p.err))
-			b_die("trace kick: vCPU thread: %d", atomic_load(&p.err));
+		if (atomic_load_explicit(&p.err, memory_order_relaxed))
+			b_die("trace kick: vCPU thread: %d",
+			      atomic_load_explicit(&p.err, memory_order_relaxed));
 	}
-	atomic_store(&p.stop, 1);
+	atomic_store_explicit(&p.stop, 1, memory_order_seq_cst);
 	vcpureq_make_request(B_REQ_STOP, v);
 	vcpureq_vcpu_kick(v);
-	syscall(SYS_tgkill, getpid(), atomic_load(&p.tid), sig);
+	syscall(SYS_tgkill, getpid(),
+		atomic_load_explicit(&p.tid, memory_order_relaxed), sig);
 	pthread_join(t, NULL);
 }
 
@@ -269,8 +280,9 @@ int part_trace(int rep)
 	if (b_thread(&t, tc_entry_vcpu, &e))
 		b_die("pthread_create");
 	pthread_join(t, NULL);
-	if (atomic_load(&e.err))
-		b_die("trace: guest-entry loop: %d", atomic_load(&e.err));
+	if (atomic_load_explicit(&e.err, memory_order_relaxed))
+		b_die("trace: guest-entry loop: %d",
+		      atomic_load_explicit(&e.err, memory_order_relaxed));
 
 	b_phase("trace: kick latency, trace off / on");
 	r = h_set_prog(&h, 0, H_SPIN);
