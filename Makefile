@@ -13,7 +13,8 @@ PROGRESS = grep -E --line-buffered '^[0-9]+/[0-9]+ Test|model: |mutants: |SURVIV
 FULL_TORTURE_SECONDS ?= 180
 
 .PHONY: all configure demo deps test test-full unit torture torture-long \
-	test-asan test-tsan bench consumer-check cross trace-picture clean
+	test-asan test-tsan bench consumer-check cross usdt-check trace-picture \
+	clean
 
 configure:
 	cmake -S . -B $(BUILD) -DVCPUREQ_WERROR=ON $(CMAKE_FLAGS) >/dev/null
@@ -101,6 +102,14 @@ cross:
 		examples/minimal.c build-aarch64-static/libvcpureq.a
 	qemu-aarch64 -L /usr/aarch64-linux-gnu build-aarch64-static/minimal
 
+# The library with USDT probes (-DVCPUREQ_USDT=ON; <sys/sdt.h> from
+# systemtap-sdt-dev): every trace event has its stapsdt note, in the
+# library and in the demo linked with it (readelf -n; docs/usdt.md).
+usdt-check:
+	cmake -S . -B build-usdt -DVCPUREQ_WERROR=ON -DVCPUREQ_USDT=ON >/dev/null
+	cmake --build build-usdt -j$(JOBS) --target vcpureq vcpureq-demo >/dev/null
+	cd build-usdt && ctest --output-on-failure -L usdt
+
 bench: all
 	$(BUILD)/bench/vcpureq-bench --out $(BUILD)/bench-out
 
@@ -113,4 +122,5 @@ trace-picture: deps all
 	rm -f docs/img/trace-broadcast-wait.gp
 
 clean:
-	rm -rf build build-asan build-tsan build-consumer build-aarch64-static build-aarch64-shared
+	rm -rf build build-asan build-tsan build-consumer build-aarch64-static build-aarch64-shared \
+		build-usdt

@@ -44,6 +44,7 @@ enum {
 	B_PART_BROADCAST = 1u << 6,
 	B_PART_KICKAB = 1u << 7,
 	B_PART_PAUSE = 1u << 8,
+	B_PART_TRACE = 1u << 9,
 };
 bool b_part(unsigned int part);
 
@@ -164,6 +165,33 @@ void b_snap_counters(struct h_vm *h, unsigned int first, unsigned int n,
 void wait_in_guest(struct h_vm *h, unsigned int id, _Atomic int *flag,
 		   uint32_t *rnd);
 
+/* ---- paired measurements on one vCPU (micro.c) ---- */
+/* The vCPU thread of a paired measurement alternates a raw loop (MODE_RAW)
+ * and the library's (MODE_LIB), as the requester sets mode. */
+enum { MODE_RAW = 0, MODE_LIB = 1 };
+
+struct pair_thr {
+	struct h_vm *h;
+	struct vr_rec *rec;
+	_Atomic int mode, stop, err, ready;
+	_Atomic int in_raw;            /* kick: in the raw KVM_RUN */
+	_Atomic int raw_sleeping;      /* wake: in the raw futex sleep */
+	_Atomic uint32_t word;         /* wake: the raw futex */
+	_Atomic pid_t tid;
+	_Atomic uint64_t raw_seq, raw_t, raw_t2;
+};
+/* Start the vCPU thread @fn of a paired measurement (raw loop first) and
+ * wait until it is bound. */
+void b_start_pair(struct pair_thr *p, struct h_vm *h, struct vr_rec *rec,
+		  void *(*fn)(void *), pthread_t *t, const char *what);
+/* The kick part's vCPU thread (CPU 1): raw KVM_RUN taking the kick signal
+ * (raw_seq/raw_t/raw_t2), or vcpureq_vcpu_run() until a B_REQ_STOP. */
+void *b_kick_vcpu(void *arg);
+/* Spin until *seq moves from @old; die after 5 s. */
+void b_wait_seq(_Atomic uint64_t *seq, uint64_t old, const char *what);
+/* Wait until vCPU @v runs guest code and is IN_GUEST_MODE. */
+void b_wait_vr_in_guest(struct h_vm *h, struct vcpureq_vcpu *v, uint32_t *rnd);
+
 /* ---- the parts ---- */
 /* Figures filled by the parts, reported by report.c. */
 enum {
@@ -216,6 +244,9 @@ int part_broadcast(int rep);
 int part_kickab(int rep);
 void kickab_report(FILE *f);
 int part_pause(int rep);
+/* The trace's cost, off and on (tracecost.c), and its report section. */
+int part_trace(int rep);
+void trace_report(FILE *f);
 
 /* ---- pause / resume results (pause.c) ---- */
 #define PR_NIMPL 4      /* vcpureq, QEMU, cloud-hypervisor, kvmtool */

@@ -41,6 +41,7 @@ static const struct {
 	{ "broadcast", B_PART_BROADCAST, part_broadcast },
 	{ "kickab", B_PART_KICKAB, part_kickab },
 	{ "pause", B_PART_PAUSE, part_pause },
+	{ "trace", B_PART_TRACE, part_trace },
 };
 #define NPARTS (sizeof(parts) / sizeof(parts[0]))
 

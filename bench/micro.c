@@ -43,8 +43,8 @@ static void stats(struct vcpureq_vcpu *v, struct vcpureq_stats *st)
 		b_die("vcpureq_vcpu_stats");
 }
 
-static void wait_vr_in_guest(struct h_vm *h, struct vcpureq_vcpu *v,
-			     uint32_t *rnd)
+void b_wait_vr_in_guest(struct h_vm *h, struct vcpureq_vcpu *v,
+			uint32_t *rnd)
 {
 	do
 		wait_in_guest(h, vcpureq_vcpu_index(v), NULL, rnd);
@@ -61,25 +61,13 @@ static void wait_vr_in_guest(struct h_vm *h, struct vcpureq_vcpu *v,
  * requester (CPU 0) alternates: a tgkill of the kick signal while the
  * thread (CPU 1) is in the raw loop -> the floor sample; a
  * vcpureq_make_request() + vcpureq_vcpu_kick() while it is in the
- * library's loop -> the figure's sample.
+ * library's loop -> the figure's sample (struct pair_thr: bench.h).
  */
-enum { MODE_RAW = 0, MODE_LIB = 1 };
-
-struct pair_thr {
-	struct h_vm *h;
-	struct vr_rec *rec;
-	_Atomic int mode, stop, err, ready;
-	_Atomic int in_raw;            /* kick: in the raw KVM_RUN */
-	_Atomic int raw_sleeping;      /* wake: in the raw futex sleep */
-	_Atomic uint32_t word;         /* wake: the raw futex */
-	_Atomic pid_t tid;
-	_Atomic uint64_t raw_seq, raw_t, raw_t2;
-};
 
 /* Start the vCPU thread of a paired measurement (raw loop first) and wait
  * until it is bound. */
-static void start_pair(struct pair_thr *p, struct h_vm *h, struct vr_rec *rec,
-		       void *(*fn)(void *), pthread_t *t, const char *what)
+void b_start_pair(struct pair_thr *p, struct h_vm *h, struct vr_rec *rec,
+		  void *(*fn)(void *), pthread_t *t, const char *what)
 {
 	memset(p, 0, sizeof(*p));
 	p->h = h;
@@ -93,7 +81,7 @@ static void start_pair(struct pair_thr *p, struct h_vm *h, struct vr_rec *rec,
 		b_die("%s: bind: %d", what, atomic_load(&p->err));
 }
 
-static void *kick_vcpu(void *arg)
+void *b_kick_vcpu(void *arg)
 {
 	static const struct timespec zero = { 0, 0 };
 	struct pair_thr *p = arg;
@@ -157,7 +145,7 @@ static void *kick_vcpu(void *arg)
 	return NULL;
 }
 
-static void wait_seq(_Atomic uint64_t *seq, uint64_t old, const char *what)
+void b_wait_seq(_Atomic uint64_t *seq, uint64_t old, const char *what)
 {
 	uint64_t end = b_now() + 5000000000ull;
 
@@ -186,7 +174,7 @@ int part_kick(int rep)
 		return H_SKIP;
 	v = vcpureq_vm_vcpu(h.vm, 0);
 	sig = vcpureq_vm_kick_signal(h.vm);
-	start_pair(&p, &h, &recs[0], kick_vcpu, &t, "kick");
+	b_start_pair(&p, &h, &recs[0], b_kick_vcpu, &t, "kick");
 	for (i = 0; i < n + 5; i++) {
 		uint64_t seq, t0;
 
@@ -196,18 +184,18 @@ int part_kick(int rep)
 		atomic_store(&p.mode, MODE_LIB); /* next: the library's loop */
 		t0 = b_now();
 		syscall(SYS_tgkill, getpid(), atomic_load(&p.tid), sig);
-		wait_seq(&p.raw_seq, seq, "raw signal floor");
+		b_wait_seq(&p.raw_seq, seq, "raw signal floor");
 		if (i >= 5) {
 			samples_add(&s, (double)(atomic_load(&p.raw_t) - t0));
 			samples_add(&d, (double)(atomic_load(&p.raw_t2) - t0));
 		}
 		/* The figure: the thread is in vcpureq_vcpu_run(). */
-		wait_vr_in_guest(&h, v, &rnd);
+		b_wait_vr_in_guest(&h, v, &rnd);
 		seq = atomic_load(&recs[0].ping_seen);
 		t0 = b_now();
 		vcpureq_make_request(B_REQ_PING, v);
 		vcpureq_vcpu_kick(v);
-		wait_seq(&recs[0].ping_seen, seq, "kick latency");
+		b_wait_seq(&recs[0].ping_seen, seq, "kick latency");
 		if (i >= 5)
 			samples_add(&k, (double)(atomic_load(&recs[0].ping_t) - t0));
 		/* Back to the raw loop (not timed). */
@@ -597,7 +585,7 @@ int part_wake(int rep)
 	if (b_vm(&h, 1, H_HALT, &o))
 		return H_SKIP;
 	v = vcpureq_vm_vcpu(h.vm, 0);
-	start_pair(&p, &h, &recs[0], wake_vcpu, &t, "wake");
+	b_start_pair(&p, &h, &recs[0], wake_vcpu, &t, "wake");
 	for (i = 0; i < n + 5; i++) {
 		uint64_t seq, t0;
 
@@ -608,7 +596,7 @@ int part_wake(int rep)
 		t0 = b_now();
 		atomic_store(&p.word, 1);
 		b_futex_wake(&p.word, 1);
-		wait_seq(&p.raw_seq, seq, "raw futex floor");
+		b_wait_seq(&p.raw_seq, seq, "raw futex floor");
 		if (i >= 5)
 			samples_add(&f, (double)(atomic_load(&p.raw_t) - t0));
 		/* The figure: asleep in vcpureq_vcpu_block(). */
@@ -618,7 +606,7 @@ int part_wake(int rep)
 		t0 = b_now();
 		vcpureq_make_request(B_REQ_PING, v);
 		vcpureq_vcpu_kick(v);
-		wait_seq(&recs[0].wake_seen, seq, "wake latency");
+		b_wait_seq(&recs[0].wake_seen, seq, "wake latency");
 		if (i >= 5)
 			samples_add(&s, (double)(atomic_load(&recs[0].wake_t) - t0));
 		if (atomic_load(&p.err))
@@ -689,7 +677,7 @@ int part_requesters(int rep)
 		if (!thr)
 			b_die("out of memory");
 		pthread_barrier_init(&bar, NULL, k + 1);
-		wait_vr_in_guest(&h, v, &rnd);
+		b_wait_vr_in_guest(&h, v, &rnd);
 		stats(v, &s0);
 		for (j = 0; j < k; j++) {
 			thr[j].v = v;
@@ -713,7 +701,7 @@ int part_requesters(int rep)
 		res->ms = (double)(t1 - t0) / 1e6;
 		/* Let the last kick land and the vCPU go back in. */
 		b_sleep_us(5000);
-		wait_vr_in_guest(&h, v, &rnd);
+		b_wait_vr_in_guest(&h, v, &rnd);
 		stats(v, &s1);
 		res->k = k;
 		res->r = r;

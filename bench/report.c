@@ -298,6 +298,7 @@ void report_write(FILE *f, double seconds)
 
 	/* Floors. */
 	kickab_report(f);
+	trace_report(f);
 	fprintf(f, "## Floors (measured in this run)\n\n");
 	fprintf(f, "| Floor | p50 | p90 | p99 | spread of p50 | samples |\n|---|---|---|---|---|---|\n");
 	for (i = 0; i < (int)(sizeof(floors) / sizeof(floors[0])); i++) {

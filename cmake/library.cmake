@@ -15,6 +15,21 @@ target_include_directories(vcpureq PUBLIC
 target_compile_options(vcpureq PRIVATE ${VCPUREQ_WARNINGS})
 target_link_libraries(vcpureq PUBLIC Threads::Threads)
 
+# USDT probes (VCPUREQ__USDT() in src/trace.h).  A failed check is not
+# cached: installing the header and configuring again is enough.
+if(VCPUREQ_USDT)
+  include(CheckIncludeFile)
+  check_include_file(sys/sdt.h VCPUREQ_HAVE_SYS_SDT_H)
+  if(NOT VCPUREQ_HAVE_SYS_SDT_H)
+    unset(VCPUREQ_HAVE_SYS_SDT_H CACHE)
+    message(FATAL_ERROR "VCPUREQ_USDT=ON needs <sys/sdt.h>, which was not "
+      "found: on Debian or Ubuntu, apt-get install systemtap-sdt-dev "
+      "(elsewhere: the systemtap SDT header package, e.g. "
+      "systemtap-sdt-devel), or configure with -DVCPUREQ_USDT=OFF.")
+  endif()
+  target_compile_definitions(vcpureq PRIVATE VCPUREQ_USDT)
+endif()
+
 # Only the public vcpureq_* functions are visible: the sources are compiled
 # with hidden visibility but for the public header's declarations
 # (cmake/visibility.h), and the shared library's version script makes every

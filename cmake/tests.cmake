@@ -12,6 +12,14 @@ if(VCPUREQ_PERL)
                        ENVIRONMENT "CC=${CMAKE_C_COMPILER}")
 endif()
 
+# With VCPUREQ_USDT=ON: the library carries a USDT probe for every trace
+# event of src/trace.h (readelf -n; `make usdt-check`, docs/usdt.md).
+if(VCPUREQ_USDT)
+  add_test(NAME usdt.library COMMAND ${PROJECT_SOURCE_DIR}/tools/usdt-check.sh
+    $<TARGET_FILE:vcpureq> ${PROJECT_SOURCE_DIR}/src/trace.h)
+  set_tests_properties(usdt.library PROPERTIES LABELS "unit;usdt" TIMEOUT 60)
+endif()
+
 # The test guests are 16-bit x86 code (tests/guest.S) and the harness they
 # come with is used by the tests, demo, bench and tools: x86-64 only.
 if(NOT CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")

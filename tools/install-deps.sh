@@ -7,7 +7,9 @@
 #                                trace checker)
 #   tools/install-deps.sh ci     also what .ci/run needs: the aarch64 cross
 #                                compiler, qemu-user to run its output,
-#                                binutils (nm, objdump)
+#                                binutils (nm, objdump, readelf),
+#                                systemtap-sdt-dev (sys/sdt.h: make
+#                                usdt-check)
 # As root it runs apt-get (apt-get update first, once); otherwise it prints
 # the exact command to run and exits 1 if something is missing.
 set -eu
@@ -15,7 +17,7 @@ tier=${1:-test}
 pkgs="build-essential cmake spin gnuplot-nox pkg-config python3"
 case $tier in
 test) ;;
-ci) pkgs="$pkgs linux-libc-dev binutils gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user" ;;
+ci) pkgs="$pkgs linux-libc-dev binutils gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user systemtap-sdt-dev" ;;
 *) echo "install-deps: unknown tier '$tier' (test or ci)" >&2; exit 2 ;;
 esac
 

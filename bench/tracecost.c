@@ -1,0 +1,358 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the trace costs (part "trace", issue 11): the library's figures with
+ * the trace compiled in (always) and off (the default), against the same
+ * with it recording, in one run, on one VM of one vCPU:
+ *
+ *  - guest-entry overhead: the H_OUT I/O-exit loop on the vCPU thread (CPU
+ *    1) in batches of 50 round trips, rotating three ways batch by batch:
+ *    the raw KVM_RUN loop (the floor), vcpureq_vcpu_run() with the trace
+ *    off, and with it on (vcpureq_trace_start() before the batch,
+ *    vcpureq_trace_stop() after, both outside the timed loop); every mode
+ *    takes each position of the rotation equally often;
+ *  - kick latency: the same vCPU re-pointed at H_SPIN; per iteration, the
+ *    raw signal floor of the kick part, then make + kick -> handler
+ *    running with the trace off and with it on (the order flips every
+ *    iteration), the trace started or stopped by the requester (CPU 0)
+ *    before it waits for the vCPU to be back in the guest;
+ *  - (information) make + kick of that vCPU while no thread runs it (the
+ *    kick finds it outside guest mode: no signal), ns per call in batches,
+ *    off and on alternated: the recording cost itself, two events a call.
+ *
+ * Rings of 4096 events: a long run overwrites (a flight recorder), as a
+ * VMM that leaves the trace on would.  Each comparison is reported as p50
+ * / p90 per mode, the median of the per-pair ratios on / off (and off /
+ * raw floor) and the median of the per-pair differences on - off.
+ */
+#include <errno.h>
+#include <linux/kvm.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+enum { T_RAW = 0, T_OFF = 1, T_ON = 2 };
+#define TC_RING_EVENTS 4096u
+
+static struct {
+	struct samples entry[3];     /* ns per I/O-exit round trip */
+	struct samples entry_on_off; /* per rotation: on / off */
+	struct samples entry_d;      /* per rotation: on - off, ns */
+	struct samples entry_off_raw;/* per rotation: off / raw */
+	struct samples kick[3];      /* raw signal floor; request + kick */
+	struct samples kick_on_off;  /* per iteration: on / off */
+	struct samples kick_d;
+	struct samples kick_off_raw; /* per iteration: off / raw */
+	struct samples out[3];       /* [T_OFF], [T_ON]: ns per make + kick */
+	struct samples out_on_off, out_d;
+	uint64_t recorded, lost;
+	bool ran;
+} tc;
+
+static size_t tc_count(size_t full, size_t quick)
+{
+	double n = (double)(g_opt.quick ? quick : full) * g_opt.scale;
+
+	return n < 5 ? 5 : (size_t)n;
+}
+
+static void trace_on(struct vcpureq_vm *vm)
+{
+	struct vcpureq_trace_opts o = VCPUREQ_TRACE_OPTS_INIT;
+	int r;
+
+	o.ring_events = TC_RING_EVENTS;
+	r = vcpureq_trace_start(vm, &o);
+	if (r)
+		b_die("vcpureq_trace_start: %d", r);
+}
+
+static void trace_off(struct vcpureq_vm *vm)
+{
+	int r = vcpureq_trace_stop(vm);
+
+	if (r)
+		b_die("vcpureq_trace_stop: %d", r);
+}
+
+/* ---- guest entry ---- */
+struct tc_entry {
+	struct h_vm *h;
+	size_t rounds;
+	_Atomic int err;
+};
+
+static void *tc_entry_vcpu(void *arg)
+{
+	enum { B = 50, WARM = 3 };
+	struct tc_entry *e = arg;
+	struct vcpureq_vm *vm = e->h->vm;
+	struct vcpureq_vcpu *v = vcpureq_vm_vcpu(vm, 0);
+	struct kvm_run *run = vcpureq_vcpu_kvm_run(v);
+	int fd = vcpureq_vcpu_kvm_fd(v);
+	size_t p;
+	int r;
+
+	b_pin(1);
+	r = vcpureq_vcpu_bind(v);
+	if (r) {
+		/* Relaxed: read after pthread_join(). */
+		atomic_store_explicit(&e->err, r, memory_order_relaxed);
+		return NULL;
+	}
+	for (p = 0; p < e->rounds + WARM; p++) {
+		double per[3];
+		int j;
+
+		for (j = 0; j < 3; j++) {
+			int m = (int)((p + (size_t)j) % 3);
+			uint64_t t0;
+			int k;
+
+			if (m == T_ON)
+				trace_on(vm);
+			t0 = b_now();
+			for (k = 0; k < B; k++) {
+				if (m == T_RAW) {
+					r = ioctl(fd, KVM_RUN, 0);
+					if (r < 0) {
+						r = -errno;
+						goto fail;
+					}
+				} else {
+					r = vcpureq_vcpu_run(v);
+					if (r != VCPUREQ_RUN_EXIT)
+						goto fail;
+				}
+				if (run->exit_reason != KVM_EXIT_IO) {
+					r = -EPROTO;
+					goto fail;
+				}
+			}
+			per[m] = (double)(b_now() - t0) / B;
+			if (m == T_ON)
+				trace_off(vm);
+		}
+		if (p >= WARM) {
+			for (j = 0; j < 3; j++)
+				samples_add(&tc.entry[j], per[j]);
+			samples_add(&tc.entry_on_off, per[T_ON] / per[T_OFF]);
+			samples_add(&tc.entry_off_raw, per[T_OFF] / per[T_RAW]);
+			samples_add(&tc.entry_d, per[T_ON] - per[T_OFF]);
+		}
+	}
+	vcpureq_vcpu_unbind(v);
+	return NULL;
+fail:
+	atomic_store_explicit(&e->err, r < 0 ? r : -EIO, memory_order_relaxed);
+	vcpureq_vcpu_unbind(v);
+	return NULL;
+}
+
+/* ---- kick latency ---- */
+static void tc_kick(struct h_vm *h, struct vr_rec *rec, int rep)
+{
+	enum { WARM = 5 };
+	struct vcpureq_vcpu *v = vcpureq_vm_vcpu(h->vm, 0);
+	int sig = vcpureq_vm_kick_signal(h->vm);
+	uint32_t rnd = 4242u + (uint32_t)rep;
+	size_t n = tc_count(600, 150), i;
+	struct pair_thr p;
+	pthread_t t;
+
+	b_start_pair(&p, h, rec, b_kick_vcpu, &t, "trace kick");
+	for (i = 0; i < n + WARM; i++) {
+		double lat[3];
+		uint64_t seq, t0;
+		int j;
+
+		/* The floor: the thread is in the raw loop. */
+		wait_in_guest(h, 0, &p.in_raw, &rnd);
+		seq = atomic_load_explicit(&p.raw_seq, memory_order_acquire);
+		/* Seq_cst, as the kick part: the thread reads the mode after
+		 * the -EINTR this signal causes. */
+		atomic_store_explicit(&p.mode, MODE_LIB, memory_order_seq_cst);
+		t0 = b_now();
+		syscall(SYS_tgkill, getpid(),
+			atomic_load_explicit(&p.tid, memory_order_relaxed), sig);
+		b_wait_seq(&p.raw_seq, seq, "raw signal floor");
+		/* Relaxed: ordered by b_wait_seq()'s acquire of raw_seq. */
+		lat[T_RAW] = (double)(atomic_load_explicit(&p.raw_t,
+							   memory_order_relaxed) - t0);
+		/* The library's loop, trace off and on (order flips). */
+		for (j = 0; j < 2; j++) {
+			int m = (i + (size_t)j) & 1 ? T_ON : T_OFF;
+
+			if (m == T_ON)
+				trace_on(h->vm);
+			b_wait_vr_in_guest(h, v, &rnd);
+			seq = atomic_load_explicit(&rec->ping_seen,
+						   memory_order_acquire);
+			t0 = b_now();
+			vcpureq_make_request(B_REQ_PING, v);
+			vcpureq_vcpu_kick(v);
+			b_wait_seq(&rec->ping_seen, seq, "trace kick latency");
+			/* Read after b_wait_seq() saw ping_seen move (acquire). */
+			lat[m] = (double)(atomic_load_explicit(&rec->ping_t,
+							       memory_order_relaxed) - t0);
+			if (m == T_ON)
+				trace_off(h->vm);
+		}
+		if (i >= WARM) {
+			for (j = 0; j < 3; j++)
+				samples_add(&tc.kick[j], lat[j]);
+			samples_add(&tc.kick_on_off, lat[T_ON] / lat[T_OFF]);
+			samples_add(&tc.kick_d, lat[T_ON] - lat[T_OFF]);
+			samples_add(&tc.kick_off_raw, lat[T_OFF] / lat[T_RAW]);
+		}
+		/* Back to the raw loop (not timed). */
+		atomic_store_explicit(&p.mode, MODE_RAW, memory_order_seq_cst);
+		vcpureq_make_request(B_REQ_STOP, v);
+		vcpureq_vcpu_kick(v);
+		if (atomic_load_explicit(&p.err, memory_order_relaxed))
+			b_die("trace kick: vCPU thread: %d",
+			      atomic_load_explicit(&p.err, memory_order_relaxed));
+	}
+	atomic_store_explicit(&p.stop, 1, memory_order_seq_cst);
+	vcpureq_make_request(B_REQ_STOP, v);
+	vcpureq_vcpu_kick(v);
+	syscall(SYS_tgkill, getpid(),
+		atomic_load_explicit(&p.tid, memory_order_relaxed), sig);
+	pthread_join(t, NULL);
+}
+
+/* ---- make + kick outside guest mode: the recording itself ---- */
+static void tc_outside(struct h_vm *h)
+{
+	enum { B = 1000, WARM = 2 };
+	struct vcpureq_vcpu *v = vcpureq_vm_vcpu(h->vm, 0);
+	size_t n = tc_count(200, 40), i;
+
+	for (i = 0; i < n + WARM; i++) {
+		double per[3] = { 0, 0, 0 };
+		int j;
+
+		for (j = 0; j < 2; j++) {
+			int m = (i + (size_t)j) & 1 ? T_ON : T_OFF;
+			uint64_t t0;
+			int k;
+
+			if (m == T_ON)
+				trace_on(h->vm);
+			t0 = b_now();
+			for (k = 0; k < B; k++) {
+				vcpureq_make_request(B_REQ_PING, v);
+				vcpureq_vcpu_kick(v);
+			}
+			per[m] = (double)(b_now() - t0) / B;
+			if (m == T_ON)
+				trace_off(h->vm);
+		}
+		if (i >= WARM) {
+			samples_add(&tc.out[T_OFF], per[T_OFF]);
+			samples_add(&tc.out[T_ON], per[T_ON]);
+			samples_add(&tc.out_on_off, per[T_ON] / per[T_OFF]);
+			samples_add(&tc.out_d, per[T_ON] - per[T_OFF]);
+		}
+	}
+}
+
+int part_trace(int rep)
+{
+	static struct vr_rec recs[1];
+	struct vcpureq_trace_counts c;
+	struct vcpureq_vm_opts o;
+	struct tc_entry e;
+	struct h_vm h;
+	pthread_t t;
+	int r;
+
+	b_phase("trace: guest-entry overhead, trace off / on");
+	memset(recs, 0, sizeof(recs));
+	o = vr_opts(recs);
+	if (b_vm(&h, 1, H_OUT, &o))
+		return H_SKIP;
+	memset(&e, 0, sizeof(e));
+	e.h = &h;
+	e.rounds = tc_count(1200, 200);
+	if (b_thread(&t, tc_entry_vcpu, &e))
+		b_die("pthread_create");
+	pthread_join(t, NULL);
+	if (atomic_load_explicit(&e.err, memory_order_relaxed))
+		b_die("trace: guest-entry loop: %d",
+		      atomic_load_explicit(&e.err, memory_order_relaxed));
+
+	b_phase("trace: kick latency, trace off / on");
+	r = h_set_prog(&h, 0, H_SPIN);
+	if (r)
+		b_die("h_set_prog: %d", r);
+	tc_kick(&h, &recs[0], rep);
+
+	b_phase("trace: make + kick outside guest mode, trace off / on");
+	tc_outside(&h);
+
+	if (vcpureq_trace_counts(h.vm, &c, sizeof(c)) == 0) {
+		tc.recorded = c.recorded; /* the last start's */
+		tc.lost = c.lost;
+	}
+	tc.ran = true;
+	h_vm_destroy(&h);
+	return 0;
+}
+
+/* ---- report ---- */
+static void row(FILE *f, const char *what, struct samples *s,
+		const char *ratio)
+{
+	fprintf(f, "| %s | %.0f ns | %.0f ns | %zu | %s |\n", what,
+		samples_pct(s, 50), samples_pct(s, 90), s->n,
+		ratio ? ratio : "—");
+}
+
+/* The median of the per-pair ratios r (p25-p75), and of the per-pair
+ * differences d if any. */
+static const char *ratio_str(char *buf, size_t sz, struct samples *r,
+			     struct samples *d)
+{
+	int l = snprintf(buf, sz, "**%+.2f%%** (p25–p75 %+.2f%% – %+.2f%%)",
+			 100 * (samples_pct(r, 50) - 1),
+			 100 * (samples_pct(r, 25) - 1),
+			 100 * (samples_pct(r, 75) - 1));
+
+	if (d && l > 0 && (size_t)l < sz)
+		snprintf(buf + l, sz - (size_t)l, "; paired Δ %+.0f ns",
+			 samples_pct(d, 50));
+	return buf;
+}
+
+void trace_report(FILE *f)
+{
+	char a[128], b[128];
+
+	if (!tc.ran)
+		return;
+	fprintf(f, "## Trace cost (issue 11)\n\n");
+	fprintf(f, "The trace is always compiled in; off (the default) each traced step costs one relaxed load and a predicted branch. "
+		   "One VM, one vCPU; trace off and on alternated sample by sample (vcpureq_trace_start() / _stop() between samples, "
+		   "rings of %u events overwriting). Ratios: median of the per-pair ratios (on / off, off / raw) with their p25–p75; paired Δ: median of the per-pair differences on − off.\n\n",
+		   TC_RING_EVENTS);
+	fprintf(f, "| Measurement | p50 | p90 | samples | paired ratio |\n|---|---|---|---|---|\n");
+	row(f, "Guest entry, I/O-exit round trip: raw KVM_RUN loop (floor)", &tc.entry[T_RAW], NULL);
+	row(f, "Guest entry via vcpureq_vcpu_run(), trace compiled in, off", &tc.entry[T_OFF],
+	    ratio_str(a, sizeof(a), &tc.entry_off_raw, NULL));
+	row(f, "Guest entry via vcpureq_vcpu_run(), trace on", &tc.entry[T_ON],
+	    ratio_str(b, sizeof(b), &tc.entry_on_off, &tc.entry_d));
+	row(f, "Kick: raw signal → KVM_RUN -EINTR (floor)", &tc.kick[T_RAW], NULL);
+	row(f, "Kick: request + kick → handler running, trace compiled in, off", &tc.kick[T_OFF],
+	    ratio_str(b, sizeof(b), &tc.kick_off_raw, NULL));
+	row(f, "Kick: request + kick → handler running, trace on", &tc.kick[T_ON],
+	    ratio_str(a, sizeof(a), &tc.kick_on_off, &tc.kick_d));
+	row(f, "(information) make + kick, vCPU outside guest mode (no signal), trace off", &tc.out[T_OFF], NULL);
+	row(f, "(information) make + kick, vCPU outside guest mode (no signal), trace on", &tc.out[T_ON],
+	    ratio_str(b, sizeof(b), &tc.out_on_off, &tc.out_d));
+	fprintf(f, "\nEntry and kick rows: the off row's ratio is off / raw (the library's whole overhead over the floor, trace compiled in), "
+		   "the on row's is on / off. Outside rows: on / off. The last start recorded %llu events, %llu of them overwritten.\n\n",
+		(unsigned long long)tc.recorded, (unsigned long long)tc.lost);
+}
