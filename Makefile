@@ -28,7 +28,7 @@ demo: configure
 	cmake --build $(BUILD) -j$(JOBS) --target vcpureq-demo
 	$(BUILD)/demo/vcpureq-demo $(ARGS)
 
-# What the tests need beyond compiler and CMake (spin, gnuplot-nox,
+# What the tests need beyond compiler and CMake (spin, gnuplot-nox, python3,
 # pkg-config): installed with apt-get as root, else the command is printed.
 deps:
 	@tools/install-deps.sh test
@@ -41,7 +41,7 @@ deps:
 test: deps all
 	@echo "== the Spin model (default bound, about 2 min) beside unit, protocol (both backends), man pages, demo, examples"
 	cd $(BUILD) && ctest --output-on-failure -j3 -LE 'torture|bench|full'
-	@echo "== one at a time: torture (15 s + 7 s + 4 x 6 s + ops), mutants (about 1 min), quick bench"
+	@echo "== one at a time: torture (15 s + 7 s + 5 x 6 s + ops), mutants (about 1 min), quick bench"
 	cd $(BUILD) && ctest --output-on-failure -V -L 'torture|bench' -LE full \
 		| $(PROGRESS) || { echo "full output: $(BUILD)/Testing/Temporary/LastTest.log"; false; }
 
