@@ -138,6 +138,8 @@ static int kick_in_guest(struct vcpureq_vcpu *vcpu, int *old,
 	return sent;
 }
 
+static unsigned int kick_decision(int old, int sent, bool self);
+
 /* A waiter's own kick of a target found back IN_GUEST_MODE (a kick that
  * could not be sent): kick_in_guest(), traced. */
 static int rekick(struct vcpureq_vcpu *vcpu, int *mode)
@@ -145,10 +147,10 @@ static int rekick(struct vcpureq_vcpu *vcpu, int *mode)
 	uint64_t ts = VCPUREQ__TRACE_TS(vcpu->vm);
 	int r = kick_in_guest(vcpu, mode, &vcpu->vm->kick_stats);
 
+	/* *mode: IN_GUEST_MODE if our CAS won, else the mode that beat it. */
 	VCPUREQ__TRACE_AT(vcpu->vm, vcpu, kick,
-			  r < 0 ? VCPUREQ__KICK_FAILED :
 			  r > 0 ? VCPUREQ__KICK_RECHECK :
-				  VCPUREQ__KICK_COALESCED, 0, ts);
+				  kick_decision(*mode, r, false), 0, ts);
 	return r;
 }
 
