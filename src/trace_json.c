@@ -242,11 +242,15 @@ static void head(struct writer *w, const char *name, const char *ph,
 		name, ph, w->pid, tid, t);
 }
 
-/* Open the "args" object, with the vCPU if the event has one. */
+/* Open the "args" object: the thread's event count, and the vCPU if the
+ * event has one. */
 static void vcpu_args(struct writer *w, const struct tev *e)
 {
 	fputs("\"args\":{", w->f);
 	w->argn = 0;
+	/* The recording thread's own event count: the checker sees that
+	 * timestamp order is each thread's program order. */
+	fprintf(arg(w), "\"tseq\":%u", e->tseq);
 	if (e->vcpu == VCPUREQ__TRACE_NO_VCPU)
 		return;
 	fprintf(arg(w), "\"vcpu\":%u", e->vcpu);

@@ -16,8 +16,13 @@ import tempfile
 PID, REQ, VCPU = 1, 10, 11
 
 
+SEQ = {}
+
+
 def ev(name, ph, tid, ts, **args):
     e = {"name": name, "ph": ph, "pid": PID, "tid": tid, "ts": "%.3f" % ts}
+    SEQ[tid] = SEQ.get(tid, 0) + 1
+    args["tseq"] = SEQ[tid]
     if ph == "X":
         e["dur"] = 0.001
     if ph == "i":
@@ -102,9 +107,12 @@ def no_make(doc):
 
 def entry_while_paused(doc):
     i = find(doc, "pause", "E")
-    doc["traceEvents"].insert(i + 1, ev("guest", "B", VCPU, 6.0, vcpu=0))
-    doc["traceEvents"].insert(i + 2, ev("guest", "E", VCPU, 6.1, vcpu=0,
-                                        left="IN_GUEST_MODE"))
+    b = ev("guest", "B", VCPU, 6.0, vcpu=0)
+    e = ev("guest", "E", VCPU, 6.1, vcpu=0, left="IN_GUEST_MODE")
+    for x in (b, e):  # not numbered: only the pause rule is broken
+        del x["args"]["tseq"]
+    doc["traceEvents"].insert(i + 1, b)
+    doc["traceEvents"].insert(i + 2, e)
 
 
 def ts_back(doc):
@@ -115,6 +123,15 @@ def ts_back(doc):
 def exit_before_signal(doc):
     i = find(doc, "guest", "E")
     doc["traceEvents"][i]["args"]["left"] = "IN_GUEST_MODE"
+
+
+def seq_swapped(doc):
+    # Two events of the requester whose timestamps contradict the order
+    # its thread recorded them in.
+    i = find(doc, "kick: signal", "i")
+    j = find(doc, "wait", "B")
+    a, b = doc["traceEvents"][i]["args"], doc["traceEvents"][j]["args"]
+    a["tseq"], b["tseq"] = b["tseq"], a["tseq"]
 
 
 def lost(doc):
@@ -133,6 +150,8 @@ MUTATIONS = [
      "no exit of it between"),
     ("a guest entry while paused", entry_while_paused, "while paused"),
     ("a track whose time goes back", ts_back, "before the track's previous"),
+    ("timestamps out of the thread's order", seq_swapped,
+     "out of its program order"),
     ("an E without its B", drop("wait", "B"), "E without its B"),
     ("a flow end without its start", drop("request", "s"),
      "without its start"),

@@ -8,7 +8,8 @@ usage: trace-check.py [--structure-only] [--quiet] TRACE.json
 Structure (always):
   - the file is JSON with "traceEvents" and "otherData";
   - every event has the fields its phase needs; names are known;
-  - per track (pid, tid): timestamps never go back; B/E slices nest (an E
+  - per track (pid, tid): timestamps never go back, and they follow the
+    thread's own order of recording (args "tseq"); B/E slices nest (an E
     closes the innermost open B of the same name);
   - every flow end ("f") has a start ("s") of the same id, no later.
 
@@ -65,6 +66,7 @@ class Checker:
             return None
         evs = doc["traceEvents"]
         last = {}
+        tseq = {}
         stacks = defaultdict(list)
         flow_s = {}
         for n, e in enumerate(evs):
@@ -88,6 +90,15 @@ class Checker:
                 self.fail("%s: ts %.3f before the track's previous %.3f" %
                           (where, ts, last[track]))
             last[track] = ts
+            # The recording thread numbers its events: in time order they
+            # must come in that order (flows carry no args).
+            seq = e.get("args", {}).get("tseq")
+            if seq is not None:
+                if track in tseq and seq <= tseq[track]:
+                    self.fail("%s: the thread's event %d comes after its "
+                              "event %d: timestamps out of its program "
+                              "order" % (where, seq, tseq[track]))
+                tseq[track] = seq
             if ph == "B":
                 stacks[track].append(e["name"])
             elif ph == "E":
