@@ -42,7 +42,9 @@
 /* The recording thread: its tid (cached: gettid() is a system call; reset
  * in a fork()ed child by vcpureq__trace_forked()) and its event count. */
 static VCPUREQ__TLS pid_t trace_tid;
-static VCPUREQ__TLS uint32_t trace_tseq;
+/* Atomic: a requester may be a signal handler interrupting a recorder on
+ * the same thread; each still gets a number of its own. */
+static VCPUREQ__TLS _Atomic uint32_t trace_tseq;
 
 void vcpureq__trace_forked(void)
 {
@@ -102,7 +104,10 @@ void vcpureq__trace_at(struct vcpureq_vm *vm, struct vcpureq_vcpu *vcpu,
 			      vcpu ? (uint16_t)vcpu->index :
 				     (uint16_t)VCPUREQ__TRACE_NO_VCPU,
 			      memory_order_relaxed);
-	atomic_store_explicit(&ev->tseq, trace_tseq++, memory_order_relaxed);
+	atomic_store_explicit(&ev->tseq,
+			      atomic_fetch_add_explicit(&trace_tseq, 1,
+							memory_order_relaxed),
+			      memory_order_relaxed);
 	/* [T2] pairs with the reader's acquire load of seq. */
 	atomic_store_explicit(&ev->seq, pos + 1, memory_order_release);
 }
