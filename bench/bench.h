@@ -33,6 +33,7 @@ struct bopts {
 	double scale;           /* sample-count multiplier */
 	unsigned int pause_cfgs;    /* bit set of g_pr_cfg indexes; 0 = all */
 	unsigned int pause_samples; /* samples per configuration; 0 = default */
+	unsigned int pause_impls;   /* bit set of implementations; 0 = all */
 	int finish_poll;        /* PR_POLL_*: the resume finish line's poll */
 };
 extern struct bopts g_opt;
@@ -243,6 +244,7 @@ struct pr_sample {
 			   a lower bound, cycle NAN */
 	/* Diagnostics of the resume (sample file only): */
 	double resume_call;     /* ns until the resume call returned */
+	double wakes_done;      /* ns until it had issued its last wake-up */
 	double polls;           /* finish-line polls after it returned */
 	double ivcsw;           /* involuntary context switches of the
 				   process in the resume window */
@@ -253,6 +255,7 @@ struct pr_cell {
 	struct pr_sample s[PR_NIMPL][PR_MAX_SAMPLES];
 	unsigned int ns;
 	int failures[PR_NIMPL];
+	bool skipped[PR_NIMPL]; /* left out by --pause-impls */
 	bool ran;
 };
 extern const struct pr_cfg g_pr_cfg[PR_NCFG];

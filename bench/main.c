@@ -52,6 +52,7 @@ static void usage(FILE *f)
 		"usage: vcpureq-bench [--quick] [--out DIR] [--reps N] [--max-n N]\n"
 		"                     [--only PART[,PART...]] [--outside-requests N] [--scale X]\n"
 		"                     [--pause-n N[,N...]] [--pause-samples K]\n"
+		"                     [--pause-impls IMPL[,IMPL...]]\n"
 		"                     [--finish-poll fixed|scaled|alt]\n"
 		"  --quick    a run of a few tens of seconds (CI): 1 repeat, broadcast and\n"
 		"             pause/resume up to N = 64, few samples\n"
@@ -66,6 +67,9 @@ static void usage(FILE *f)
 		"             N in every repeat, no time budget (default: 8 6 5 4 1 1 4\n"
 		"             in 60 s at most per configuration, N >= 256 in the first\n"
 		"             repeat only)\n"
+		"  --pause-impls\n"
+		"             pause/resume: only these implementations (vcpureq qemu\n"
+		"             cloud-hypervisor kvmtool; the others' cells say \"not run\")\n"
 		"  --finish-poll RULE\n"
 		"             pause/resume: the resume finish line's poll interval, the\n"
 		"             same for every implementation: fixed (default) sleeps\n"
@@ -131,6 +135,35 @@ static unsigned int parse_pause_n(const char *s)
 	return bits;
 }
 
+/* --pause-impls: vcpureq, qemu, cloud-hypervisor, kvmtool. */
+static unsigned int parse_pause_impls(const char *s)
+{
+	static const char *const names[PR_NIMPL] = {
+		"vcpureq", "qemu", "cloud-hypervisor", "kvmtool",
+	};
+	unsigned int bits = 0;
+	char *dup = strdup(s), *tok, *save = NULL;
+
+	if (!dup)
+		b_die("out of memory");
+	for (tok = strtok_r(dup, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		int i;
+
+		for (i = 0; i < PR_NIMPL; i++)
+			if (!strcmp(tok, names[i]))
+				break;
+		if (i == PR_NIMPL) {
+			fprintf(stderr, "vcpureq-bench: --pause-impls: no implementation '%s'\n", tok);
+			usage(stderr);
+			exit(2);
+		}
+		bits |= 1u << i;
+	}
+	free(dup);
+	return bits;
+}
+
 /* 77 (SKIP) if /dev/kvm is really absent, 1 if present but unusable,
  * 0 if usable. */
 static int kvm_check(void)
@@ -187,6 +220,9 @@ int main(int argc, char **argv)
 			i++;
 		} else if (!strcmp(a, "--pause-n") && v) {
 			g_opt.pause_cfgs = parse_pause_n(v);
+			i++;
+		} else if (!strcmp(a, "--pause-impls") && v) {
+			g_opt.pause_impls = parse_pause_impls(v);
 			i++;
 		} else if (!strcmp(a, "--pause-samples") && v) {
 			g_opt.pause_samples = (unsigned int)atoi(v);

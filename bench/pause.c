@@ -79,6 +79,7 @@ static void pq_resume(struct bc_ctx *c)
 
 	if (r < 0)
 		b_die("vcpureq_resume: %d", r);
+	atomic_store(&c->wakes_done, b_now());
 }
 
 /* From the paused state: resume, then the STOP request (vr_stop()). */
@@ -297,6 +298,7 @@ static void run_one(int ii, struct pr_run *r, struct pr_sample *out)
 	out->ivcsw = proc_ivcsw() - cs0;
 	out->polls = r->polls;
 	out->resume_call = (double)(tc - t0);
+	out->wakes_done = (double)(atomic_load(&c->wakes_done) - t0);
 	out->poll_rule = r->poll_rule;
 	s1 = im->signals(c);
 	out->resume = (double)(t1 - t0);
@@ -380,6 +382,12 @@ static void run_cfg(int ci, int rep)
 		for (j = 0; j < PR_NIMPL; j++) {
 			int ii = (int)((j + k + (unsigned int)rep) % PR_NIMPL);
 
+			if (g_opt.pause_impls &&
+			    !(g_opt.pause_impls & (1u << ii))) {
+				s[ii].pause = s[ii].resume = s[ii].cycle = NAN;
+				cell->skipped[ii] = true;
+				continue;
+			}
 			run_one(ii, &r, &s[ii]);
 			if (s[ii].failed)
 				cell->failures[ii]++;
