@@ -248,6 +248,8 @@ struct pr_sample {
 	double polls;           /* finish-line polls after it returned */
 	double ivcsw;           /* involuntary context switches of the
 				   process in the resume window */
+	double call_ivcsw;      /* the requester's own (preemptions) in the
+				   resume call */
 	int poll_rule;          /* PR_POLL_SCALED or PR_POLL_FIXED */
 };
 struct pr_cell {

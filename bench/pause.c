@@ -210,12 +210,13 @@ static bool wait_running(struct pr_run *r, uint64_t t0)
 	return true;
 }
 
-/* Involuntary context switches of the whole process so far. */
-static double proc_ivcsw(void)
+/* Involuntary context switches so far of the whole process
+ * (RUSAGE_SELF) or of the calling thread (RUSAGE_THREAD). */
+static double ivcsw(int who)
 {
 	struct rusage ru;
 
-	return getrusage(RUSAGE_SELF, &ru) ? NAN : (double)ru.ru_nivcsw;
+	return getrusage(who, &ru) ? NAN : (double)ru.ru_nivcsw;
 }
 
 /* Untimed: every vCPU has run guest code since snap, every halted vCPU's
@@ -257,7 +258,7 @@ static void run_one(int ii, struct pr_run *r, struct pr_sample *out)
 	const struct bc_impl *im = impls[ii];
 	struct bc_ctx *c = r->c;
 	uint64_t t0, t1, c0, c1, s0, s1, tc;
-	double cs0;
+	double cs0, ts0;
 	char phase[128];
 
 	snprintf(phase, sizeof(phase), "pause/resume: %s, N=%u%s", im->name,
@@ -287,15 +288,17 @@ static void run_one(int ii, struct pr_run *r, struct pr_sample *out)
 
 	/* resume (r->snap holds the paused counters) */
 	s0 = im->signals(c);
-	cs0 = proc_ivcsw();
+	cs0 = ivcsw(RUSAGE_SELF);
+	ts0 = ivcsw(RUSAGE_THREAD);
 	c0 = b_thread_cpu_ns();
 	t0 = b_now();
 	im->resume(c);
 	tc = b_now();
 	c1 = b_thread_cpu_ns();
+	out->call_ivcsw = ivcsw(RUSAGE_THREAD) - ts0;
 	out->timed_out = !wait_running(r, t0);
 	t1 = b_now();
-	out->ivcsw = proc_ivcsw() - cs0;
+	out->ivcsw = ivcsw(RUSAGE_SELF) - cs0;
 	out->polls = r->polls;
 	out->resume_call = (double)(tc - t0);
 	out->wakes_done = (double)(atomic_load(&c->wakes_done) - t0);
