@@ -24,7 +24,10 @@
  *   polls the counters, sleeping 20 µs between polls (about 70 µs with the
  *   default timer slack: the resolution of this finish line), the same
  *   for every implementation; it does not spin, which would keep one of
- *   the two CPUs from the vCPU threads it waits for.  It gives up after
+ *   the two CPUs from the vCPU threads it waits for.  (--finish-poll
+ *   scaled sleeps elapsed/16, 20 µs to 1 ms, for every implementation
+ *   alike: a test of whether the poll slows the resume; it did not, see
+ *   docs/performance.md.)  It gives up after
  *   60 s (10 s with --quick): the sample is then a lower bound (reported as such) and the
  *   cycle is not measured.  Halted vCPUs stay halted across a pause
  *   and a resume under every implementation and are not waited for.
