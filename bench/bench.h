@@ -251,6 +251,9 @@ struct pr_sample {
 	double call_ivcsw;      /* the requester's own (preemptions) in the
 				   resume call */
 	int poll_rule;          /* PR_POLL_SCALED or PR_POLL_FIXED */
+	double cycle_pause;     /* ns of the cycle's pause */
+	double cycle_wakes;     /* ns from its return to the resume's last
+				   wake-up */
 };
 struct pr_cell {
 	/* s[impl][k]: sample k, in the order taken (paired across impls) */

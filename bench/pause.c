@@ -319,11 +319,14 @@ static void run_one(int ii, struct pr_run *r, struct pr_sample *out)
 	} else {
 		t0 = b_now();
 		im->pause(c);
+		tc = b_now();
 		b_snap_counters(c->h, 0, c->n, r->snap);
 		im->resume(c);
+		out->cycle_wakes = (double)(atomic_load(&c->wakes_done) - tc);
 		out->timed_out = !wait_running(r, t0);
 		t1 = b_now();
 		out->cycle = out->timed_out ? NAN : (double)(t1 - t0);
+		out->cycle_pause = (double)(tc - t0);
 	}
 
 	b_phase("pause/resume: stopping the vCPU threads");
