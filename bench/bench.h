@@ -31,6 +31,10 @@ struct bopts {
 	unsigned int only;      /* bit set of B_PART_*; 0 = all */
 	unsigned long outside_requests; /* requests per outside-mode run */
 	double scale;           /* sample-count multiplier */
+	unsigned int pause_cfgs;    /* bit set of g_pr_cfg indexes; 0 = all */
+	unsigned int pause_samples; /* samples per configuration; 0 = default */
+	unsigned int pause_impls;   /* bit set of implementations; 0 = all */
+	int finish_poll;        /* PR_POLL_*: the resume finish line's poll */
 };
 extern struct bopts g_opt;
 
@@ -252,6 +256,11 @@ void trace_report(FILE *f);
 #define PR_NIMPL 4      /* vcpureq, QEMU, cloud-hypervisor, kvmtool */
 #define PR_NCFG 7       /* N = 1 ... 1024 spinning, then the mix */
 #define PR_MAX_SAMPLES 64
+/* The resume finish line's poll interval (the same for every
+ * implementation): SCALED sleeps elapsed/16, at least 20 µs and at most
+ * 1 ms; FIXED 20 µs; ALT alternates the two from sample to
+ * sample (an experiment: the sample file says which). */
+enum { PR_POLL_SCALED, PR_POLL_FIXED, PR_POLL_ALT };
 struct pr_cfg {
 	unsigned int n;
 	bool mix;       /* a third each spinning, I/O-looping, halted */
@@ -264,12 +273,25 @@ struct pr_sample {
 	bool failed;    /* a guest counter moved after pause returned */
 	bool timed_out; /* resume (or cycle) finish line given up: resume is
 			   a lower bound, cycle NAN */
+	/* Diagnostics of the resume (sample file only): */
+	double resume_call;     /* ns until the resume call returned */
+	double wakes_done;      /* ns until it had issued its last wake-up */
+	double polls;           /* finish-line polls after it returned */
+	double ivcsw;           /* involuntary context switches of the
+				   process in the resume window */
+	double call_ivcsw;      /* the requester's own (preemptions) in the
+				   resume call */
+	int poll_rule;          /* PR_POLL_SCALED or PR_POLL_FIXED */
+	double cycle_pause;     /* ns of the cycle's pause */
+	double cycle_wakes;     /* ns from its return to the resume's last
+				   wake-up */
 };
 struct pr_cell {
 	/* s[impl][k]: sample k, in the order taken (paired across impls) */
 	struct pr_sample s[PR_NIMPL][PR_MAX_SAMPLES];
 	unsigned int ns;
 	int failures[PR_NIMPL];
+	bool skipped[PR_NIMPL]; /* left out by --pause-impls */
 	bool ran;
 };
 extern const struct pr_cfg g_pr_cfg[PR_NCFG];

@@ -52,12 +52,31 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: vcpureq-bench [--quick] [--out DIR] [--reps N] [--max-n N]\n"
 		"                     [--only PART[,PART...]] [--outside-requests N] [--scale X]\n"
+		"                     [--pause-n N[,N...]] [--pause-samples K]\n"
+		"                     [--pause-impls IMPL[,IMPL...]]\n"
+		"                     [--finish-poll fixed|scaled|alt]\n"
 		"  --quick    a run of a few tens of seconds (CI): 1 repeat, broadcast and\n"
 		"             pause/resume up to N = 64, few samples\n"
 		"  --out DIR  also write report.md, data files and the plot into DIR\n"
 		"  --reps N   repeat runs (default 3; 1 with --quick)\n"
 		"  --max-n N  largest broadcast N (default 1024; 64 with --quick)\n"
 		"  --scale X  multiply the sample counts by X\n"
+		"  --pause-n  pause/resume: only these configurations (1 4 16 64 256 1024,\n"
+		"             mix: the 64 mixed vCPUs), e.g. --pause-n 16,64,mix\n"
+		"  --pause-samples K\n"
+		"             pause/resume: K samples per configuration and repeat, every\n"
+		"             N in every repeat, no time budget (default: 8 6 5 4 1 1 4\n"
+		"             in 60 s at most per configuration, N >= 256 in the first\n"
+		"             repeat only)\n"
+		"  --pause-impls\n"
+		"             pause/resume: only these implementations (vcpureq qemu\n"
+		"             cloud-hypervisor kvmtool; the others' cells say \"not run\")\n"
+		"  --finish-poll RULE\n"
+		"             pause/resume: the resume finish line's poll interval, the\n"
+		"             same for every implementation: fixed (default) sleeps\n"
+		"             20 us; scaled sleeps elapsed/16, between 20 us and 1 ms;\n"
+		"             alt alternates the two from sample to sample (an\n"
+		"             experiment: pause-samples.csv says which)\n"
 		"  --only     parts:");
 	for (i = 0; i < NPARTS; i++)
 		fprintf(f, " %s", parts[i].name);
@@ -84,6 +103,63 @@ static unsigned int parse_only(const char *s)
 			exit(2);
 		}
 		bits |= parts[i].bit;
+	}
+	free(dup);
+	return bits;
+}
+
+/* --pause-n: N values of g_pr_cfg (spinning) and "mix". */
+static unsigned int parse_pause_n(const char *s)
+{
+	unsigned int bits = 0;
+	char *dup = strdup(s), *tok, *save = NULL;
+
+	if (!dup)
+		b_die("out of memory");
+	for (tok = strtok_r(dup, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		bool mix = !strcmp(tok, "mix");
+		unsigned long n = mix ? 64 : strtoul(tok, NULL, 10);
+		int ci;
+
+		for (ci = 0; ci < PR_NCFG; ci++)
+			if (g_pr_cfg[ci].n == n && g_pr_cfg[ci].mix == mix)
+				break;
+		if (ci == PR_NCFG) {
+			fprintf(stderr, "vcpureq-bench: --pause-n: no configuration '%s'\n", tok);
+			usage(stderr);
+			exit(2);
+		}
+		bits |= 1u << ci;
+	}
+	free(dup);
+	return bits;
+}
+
+/* --pause-impls: vcpureq, qemu, cloud-hypervisor, kvmtool. */
+static unsigned int parse_pause_impls(const char *s)
+{
+	static const char *const names[PR_NIMPL] = {
+		"vcpureq", "qemu", "cloud-hypervisor", "kvmtool",
+	};
+	unsigned int bits = 0;
+	char *dup = strdup(s), *tok, *save = NULL;
+
+	if (!dup)
+		b_die("out of memory");
+	for (tok = strtok_r(dup, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		int i;
+
+		for (i = 0; i < PR_NIMPL; i++)
+			if (!strcmp(tok, names[i]))
+				break;
+		if (i == PR_NIMPL) {
+			fprintf(stderr, "vcpureq-bench: --pause-impls: no implementation '%s'\n", tok);
+			usage(stderr);
+			exit(2);
+		}
+		bits |= 1u << i;
 	}
 	free(dup);
 	return bits;
@@ -118,6 +194,7 @@ int main(int argc, char **argv)
 	double secs;
 
 	g_opt.scale = 1.0;
+	g_opt.finish_poll = PR_POLL_FIXED;
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -141,6 +218,29 @@ int main(int argc, char **argv)
 			i++;
 		} else if (!strcmp(a, "--scale") && v) {
 			g_opt.scale = atof(v);
+			i++;
+		} else if (!strcmp(a, "--pause-n") && v) {
+			g_opt.pause_cfgs = parse_pause_n(v);
+			i++;
+		} else if (!strcmp(a, "--pause-impls") && v) {
+			g_opt.pause_impls = parse_pause_impls(v);
+			i++;
+		} else if (!strcmp(a, "--pause-samples") && v) {
+			g_opt.pause_samples = (unsigned int)atoi(v);
+			if (g_opt.pause_samples > PR_MAX_SAMPLES)
+				g_opt.pause_samples = PR_MAX_SAMPLES;
+			i++;
+		} else if (!strcmp(a, "--finish-poll") && v) {
+			if (!strcmp(v, "scaled"))
+				g_opt.finish_poll = PR_POLL_SCALED;
+			else if (!strcmp(v, "fixed"))
+				g_opt.finish_poll = PR_POLL_FIXED;
+			else if (!strcmp(v, "alt"))
+				g_opt.finish_poll = PR_POLL_ALT;
+			else {
+				fprintf(stderr, "vcpureq-bench: --finish-poll: fixed, scaled or alt\n");
+				return 2;
+			}
 			i++;
 		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			usage(stdout);

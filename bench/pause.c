@@ -24,7 +24,10 @@
  *   polls the counters, sleeping 20 µs between polls (about 70 µs with the
  *   default timer slack: the resolution of this finish line), the same
  *   for every implementation; it does not spin, which would keep one of
- *   the two CPUs from the vCPU threads it waits for.  It gives up after
+ *   the two CPUs from the vCPU threads it waits for.  (--finish-poll
+ *   scaled sleeps elapsed/16, 20 µs to 1 ms, for every implementation
+ *   alike: a test of whether the poll slows the resume; it did not, see
+ *   docs/performance.md.)  It gives up after
  *   60 s (10 s with --quick): the sample is then a lower bound (reported as such) and the
  *   cycle is not measured.  Halted vCPUs stay halted across a pause
  *   and a resume under every implementation and are not waited for.
@@ -51,6 +54,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "peers/peers.h"
 
@@ -78,6 +82,7 @@ static void pq_resume(struct bc_ctx *c)
 
 	if (r < 0)
 		b_die("vcpureq_resume: %d", r);
+	atomic_store(&c->wakes_done, b_now());
 }
 
 /* From the paused state: resume, then the STOP request (vr_stop()). */
@@ -141,6 +146,8 @@ static unsigned int nr_samples(int ci)
 	unsigned int base = g_opt.quick ? quick[ci] : full[ci];
 	double s = (double)base * g_opt.scale;
 
+	if (g_opt.pause_samples)
+		return g_opt.pause_samples;
 	if (!base)
 		return 0;
 	return s < 1 ? 1 : (unsigned int)s;
@@ -155,6 +162,8 @@ struct pr_run {
 	struct bc_ctx *c;
 	const struct pr_cfg *cfg;
 	uint32_t *snap, *tmp;
+	int poll_rule;          /* PR_POLL_SCALED or PR_POLL_FIXED */
+	unsigned int polls;     /* of the last wait_running() */
 };
 
 /* The finish line of a resume is given up after this long (10 s with
@@ -165,26 +174,52 @@ static uint64_t finish_cap_ns(void)
 	return g_opt.quick ? 10000000000ull : 60000000000ull;
 }
 
+/* The finish line's sleep between two polls, @elapsed ns after the
+ * resume call began: 20 µs (FIXED), or elapsed / 16 between 20 µs and
+ * 1 ms (SCALED: a resolution of 1/16 of the time measured, and at most
+ * one wake-up per ms however long the resume takes). */
+static unsigned int poll_us(const struct pr_run *r, uint64_t elapsed)
+{
+	uint64_t us = elapsed / 16000;
+
+	if (r->poll_rule == PR_POLL_FIXED || us < 20)
+		return 20;
+	return us > 1000 ? 1000 : (unsigned int)us;
+}
+
 /* Until every vCPU that runs guest code (not halted) moved past snap;
  * false if one had not after finish_cap_ns(). */
 static bool wait_running(struct pr_run *r, uint64_t t0)
 {
 	unsigned int i = 0, n = r->c->n;
+	uint64_t now;
 
+	r->polls = 0;
 	while (i < n) {
 		if (mix_prog(r->cfg, i) == H_HALT ||
 		    (uint32_t)h_guest_iters(r->c->h, i) != r->snap[i]) {
 			i++;
 			continue;
 		}
-		if (b_now() - t0 > finish_cap_ns())
+		now = b_now();
+		if (now - t0 > finish_cap_ns())
 			return false;
 		/* Sleep, never spin: a requester spinning here would hold
 		 * one of the two CPUs that the woken vCPU threads need (a
 		 * woken thread queued behind it waits for the 4 ms tick). */
-		b_sleep_us(20);
+		b_sleep_us(poll_us(r, now - t0));
+		r->polls++;
 	}
 	return true;
+}
+
+/* Involuntary context switches so far of the whole process
+ * (RUSAGE_SELF) or of the calling thread (RUSAGE_THREAD). */
+static double ivcsw(int who)
+{
+	struct rusage ru;
+
+	return getrusage(who, &ru) ? NAN : (double)ru.ru_nivcsw;
 }
 
 /* Untimed: every vCPU has run guest code since snap, every halted vCPU's
@@ -225,7 +260,8 @@ static void run_one(int ii, struct pr_run *r, struct pr_sample *out)
 {
 	const struct bc_impl *im = impls[ii];
 	struct bc_ctx *c = r->c;
-	uint64_t t0, t1, c0, c1, s0, s1;
+	uint64_t t0, t1, c0, c1, s0, s1, tc;
+	double cs0, ts0;
 	char phase[128];
 
 	snprintf(phase, sizeof(phase), "pause/resume: %s, N=%u%s", im->name,
@@ -255,12 +291,21 @@ static void run_one(int ii, struct pr_run *r, struct pr_sample *out)
 
 	/* resume (r->snap holds the paused counters) */
 	s0 = im->signals(c);
+	cs0 = ivcsw(RUSAGE_SELF);
+	ts0 = ivcsw(RUSAGE_THREAD);
 	c0 = b_thread_cpu_ns();
 	t0 = b_now();
 	im->resume(c);
+	tc = b_now();
 	c1 = b_thread_cpu_ns();
+	out->call_ivcsw = ivcsw(RUSAGE_THREAD) - ts0;
 	out->timed_out = !wait_running(r, t0);
 	t1 = b_now();
+	out->ivcsw = ivcsw(RUSAGE_SELF) - cs0;
+	out->polls = r->polls;
+	out->resume_call = (double)(tc - t0);
+	out->wakes_done = (double)(atomic_load(&c->wakes_done) - t0);
+	out->poll_rule = r->poll_rule;
 	s1 = im->signals(c);
 	out->resume = (double)(t1 - t0);
 	out->resume_cpu = (double)(c1 - c0);
@@ -274,11 +319,14 @@ static void run_one(int ii, struct pr_run *r, struct pr_sample *out)
 	} else {
 		t0 = b_now();
 		im->pause(c);
+		tc = b_now();
 		b_snap_counters(c->h, 0, c->n, r->snap);
 		im->resume(c);
+		out->cycle_wakes = (double)(atomic_load(&c->wakes_done) - tc);
 		out->timed_out = !wait_running(r, t0);
 		t1 = b_now();
 		out->cycle = out->timed_out ? NAN : (double)(t1 - t0);
+		out->cycle_pause = (double)(tc - t0);
 	}
 
 	b_phase("pause/resume: stopping the vCPU threads");
@@ -330,15 +378,25 @@ static void run_cfg(int ci, int rep)
 		struct pr_sample s[PR_NIMPL];
 		int j;
 
-		if (k >= 1 && b_now() - t_begin > cfg_budget_ns())
+		if (k >= 1 && !g_opt.pause_samples &&
+		    b_now() - t_begin > cfg_budget_ns())
 			break;
 		if (cell->ns >= PR_MAX_SAMPLES)
 			break;
 		memset(s, 0, sizeof(s));
+		r.poll_rule = g_opt.finish_poll != PR_POLL_ALT ? g_opt.finish_poll :
+			      (k + (unsigned int)rep) % 2 ? PR_POLL_FIXED :
+							     PR_POLL_SCALED;
 		/* Rotate the order from sample to sample (and repeat). */
 		for (j = 0; j < PR_NIMPL; j++) {
 			int ii = (int)((j + k + (unsigned int)rep) % PR_NIMPL);
 
+			if (g_opt.pause_impls &&
+			    !(g_opt.pause_impls & (1u << ii))) {
+				s[ii].pause = s[ii].resume = s[ii].cycle = NAN;
+				cell->skipped[ii] = true;
+				continue;
+			}
 			run_one(ii, &r, &s[ii]);
 			if (s[ii].failed)
 				cell->failures[ii]++;
@@ -346,6 +404,12 @@ static void run_cfg(int ci, int rep)
 		for (j = 0; j < PR_NIMPL; j++)
 			cell->s[j][cell->ns] = s[j];
 		cell->ns++;
+		b_progress("  N=%u%s sample %u (%s poll): resume ms", n,
+			   cfg->mix ? " mix" : "", k,
+			   r.poll_rule == PR_POLL_FIXED ? "fixed" : "scaled");
+		for (j = 0; j < PR_NIMPL; j++)
+			b_progress(" %.1f", s[j].resume / 1e6);
+		b_progress("\n");
 	}
 	cell->ran = true;
 	b_progress("  N=%-4u%s %u samples in %.1f s; pause p50 (us):", n,
@@ -372,13 +436,14 @@ int part_pause(int rep)
 	int ci;
 
 	for (ci = 0; ci < PR_NCFG; ci++) {
-		if (g_pr_cfg[ci].n > g_opt.max_n || !nr_samples(ci))
+		if (g_pr_cfg[ci].n > g_opt.max_n || !nr_samples(ci) ||
+		    (g_opt.pause_cfgs && !(g_opt.pause_cfgs & (1u << ci))))
 			continue;
 		/* From N = 256 on one sample takes minutes (the peers'
 		 * resume chains through a lock, every woken thread waiting
 		 * for a CPU behind hundreds of vCPUs in the guest): those
 		 * run in the first repeat only. */
-		if (g_pr_cfg[ci].n >= 256 && rep > 0)
+		if (g_pr_cfg[ci].n >= 256 && rep > 0 && !g_opt.pause_samples)
 			continue;
 		run_cfg(ci, rep);
 	}

@@ -150,7 +150,9 @@ static void q_table(FILE *f, int q)
 			continue;
 		fprintf(f, "| %s | %u |", cfg_name(a, sizeof(a), ci), g_pr[ci].ns);
 		for (i = 0; i < PR_NIMPL; i++)
-			if (isnan(impl_pct(ci, i, q, 50)))
+			if (g_pr[ci].skipped[i])
+				fprintf(f, " not run |");
+			else if (isnan(impl_pct(ci, i, q, 50)))
 				fprintf(f, " not measured (resume not finished in time) |");
 			else
 				fprintf(f, " %s%s%s |",
@@ -264,17 +266,20 @@ int pause_files(const char *dir)
 	f = fopen(path, "w");
 	if (!f)
 		return -1;
-	fprintf(f, "N,mix,sample,implementation,pause_ns,resume_ns,cycle_ns,pause_signals,resume_signals,pause_cpu_ns,resume_cpu_ns,failed,resume_timed_out\n");
+	fprintf(f, "N,mix,sample,implementation,pause_ns,resume_ns,cycle_ns,pause_signals,resume_signals,pause_cpu_ns,resume_cpu_ns,failed,resume_timed_out,resume_call_ns,wakes_done_ns,finish_polls,resume_ivcsw,resume_call_ivcsw,finish_poll,cycle_pause_ns,cycle_wakes_done_ns\n");
 	for (ci = 0; ci < PR_NCFG; ci++)
 		for (k = 0; k < g_pr[ci].ns; k++)
 			for (i = 0; i < PR_NIMPL; i++) {
 				const struct pr_sample *s = &g_pr[ci].s[i][k];
 
-				fprintf(f, "%u,%d,%u,\"%s\",%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%d,%d\n",
+				fprintf(f, "%u,%d,%u,\"%s\",%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%d,%d,%.0f,%.0f,%.0f,%.0f,%.0f,%s,%.0f,%.0f\n",
 					g_pr_cfg[ci].n, g_pr_cfg[ci].mix, k, pr_impl_name(i),
 					s->pause, s->resume, s->cycle, s->pause_sig,
 					s->resume_sig, s->pause_cpu, s->resume_cpu, s->failed,
-					s->timed_out);
+					s->timed_out, s->resume_call, s->wakes_done, s->polls, s->ivcsw,
+					s->call_ivcsw,
+					s->poll_rule == PR_POLL_FIXED ? "fixed" : "scaled",
+					s->cycle_pause, s->cycle_wakes);
 			}
 	fclose(f);
 	return 0;

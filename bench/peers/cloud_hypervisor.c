@@ -274,6 +274,7 @@ static void c_resume(struct bc_ctx *c)
 	atomic_store(&s->vcpus_pause_signalled, false);
 	for (i = 0; i < s->n; i++)
 		thread_unpark(&s->vcpus[i].parker);
+	atomic_store(&c->wakes_done, b_now()); /* the benchmark's, see peers.h */
 	for (i = 0; i < s->n; i++)
 		while (atomic_load(&s->vcpus[i].paused))
 			b_sleep_us(1000);

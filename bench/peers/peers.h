@@ -28,6 +28,10 @@ struct bc_ctx {
 	struct peer_vcpu *pv;   /* n entries */
 	struct vr_rec *recs;    /* the library's vCPU threads */
 	_Atomic uint64_t signals; /* signals sent by the algorithm so far */
+	/* b_now() once the resume has issued its last wake-up (set by each
+	 * .resume: a timestamp, not part of the algorithm; diagnostics of
+	 * the pause/resume part only). */
+	_Atomic uint64_t wakes_done;
 	void *priv;
 };
 
