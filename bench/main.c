@@ -83,7 +83,13 @@ static void usage(FILE *f)
 	fprintf(f, "\n");
 }
 
-static unsigned int parse_only(const char *s)
+/*
+ * A comma-separated list of names, as a bit set: @bit_of(token) gives the
+ * token's bit, or -1 for a name it does not know, which ends the program
+ * with a message naming @opt and the token (exit 2, the usage).
+ */
+static unsigned int parse_list(const char *opt, const char *s,
+			       int (*bit_of)(const char *tok))
 {
 	unsigned int bits = 0;
 	char *dup = strdup(s), *tok, *save = NULL;
@@ -92,77 +98,55 @@ static unsigned int parse_only(const char *s)
 		b_die("out of memory");
 	for (tok = strtok_r(dup, ",", &save); tok;
 	     tok = strtok_r(NULL, ",", &save)) {
-		size_t i;
+		int b = bit_of(tok);
 
-		for (i = 0; i < NPARTS; i++)
-			if (!strcmp(tok, parts[i].name))
-				break;
-		if (i == NPARTS) {
-			fprintf(stderr, "vcpureq-bench: unknown part '%s'\n", tok);
+		if (b < 0) {
+			fprintf(stderr, "vcpureq-bench: %s: unknown '%s'\n", opt, tok);
 			usage(stderr);
 			exit(2);
 		}
-		bits |= parts[i].bit;
+		bits |= 1u << b;
 	}
 	free(dup);
 	return bits;
 }
 
-/* --pause-n: N values of g_pr_cfg (spinning) and "mix". */
-static unsigned int parse_pause_n(const char *s)
+/* --only: a part's name. */
+static int part_bit(const char *tok)
 {
-	unsigned int bits = 0;
-	char *dup = strdup(s), *tok, *save = NULL;
+	size_t i;
 
-	if (!dup)
-		b_die("out of memory");
-	for (tok = strtok_r(dup, ",", &save); tok;
-	     tok = strtok_r(NULL, ",", &save)) {
-		bool mix = !strcmp(tok, "mix");
-		unsigned long n = mix ? 64 : strtoul(tok, NULL, 10);
-		int ci;
+	for (i = 0; i < NPARTS; i++)
+		if (!strcmp(tok, parts[i].name))
+			return __builtin_ctz(parts[i].bit);
+	return -1;
+}
 
-		for (ci = 0; ci < PR_NCFG; ci++)
-			if (g_pr_cfg[ci].n == n && g_pr_cfg[ci].mix == mix)
-				break;
-		if (ci == PR_NCFG) {
-			fprintf(stderr, "vcpureq-bench: --pause-n: no configuration '%s'\n", tok);
-			usage(stderr);
-			exit(2);
-		}
-		bits |= 1u << ci;
-	}
-	free(dup);
-	return bits;
+/* --pause-n: an N of g_pr_cfg (spinning), or "mix". */
+static int pause_cfg_bit(const char *tok)
+{
+	bool mix = !strcmp(tok, "mix");
+	unsigned long n = mix ? 64 : strtoul(tok, NULL, 10);
+	int ci;
+
+	for (ci = 0; ci < PR_NCFG; ci++)
+		if (g_pr_cfg[ci].n == n && g_pr_cfg[ci].mix == mix)
+			return ci;
+	return -1;
 }
 
 /* --pause-impls: vcpureq, qemu, cloud-hypervisor, kvmtool. */
-static unsigned int parse_pause_impls(const char *s)
+static int pause_impl_bit(const char *tok)
 {
 	static const char *const names[PR_NIMPL] = {
 		"vcpureq", "qemu", "cloud-hypervisor", "kvmtool",
 	};
-	unsigned int bits = 0;
-	char *dup = strdup(s), *tok, *save = NULL;
+	int i;
 
-	if (!dup)
-		b_die("out of memory");
-	for (tok = strtok_r(dup, ",", &save); tok;
-	     tok = strtok_r(NULL, ",", &save)) {
-		int i;
-
-		for (i = 0; i < PR_NIMPL; i++)
-			if (!strcmp(tok, names[i]))
-				break;
-		if (i == PR_NIMPL) {
-			fprintf(stderr, "vcpureq-bench: --pause-impls: no implementation '%s'\n", tok);
-			usage(stderr);
-			exit(2);
-		}
-		bits |= 1u << i;
-	}
-	free(dup);
-	return bits;
+	for (i = 0; i < PR_NIMPL; i++)
+		if (!strcmp(tok, names[i]))
+			return i;
+	return -1;
 }
 
 /* 77 (SKIP) if /dev/kvm is really absent, 1 if present but unusable,
@@ -211,7 +195,7 @@ int main(int argc, char **argv)
 			max_n = atol(v);
 			i++;
 		} else if (!strcmp(a, "--only") && v) {
-			g_opt.only = parse_only(v);
+			g_opt.only = parse_list("--only", v, part_bit);
 			i++;
 		} else if (!strcmp(a, "--outside-requests") && v) {
 			outside = atol(v);
@@ -220,10 +204,10 @@ int main(int argc, char **argv)
 			g_opt.scale = atof(v);
 			i++;
 		} else if (!strcmp(a, "--pause-n") && v) {
-			g_opt.pause_cfgs = parse_pause_n(v);
+			g_opt.pause_cfgs = parse_list("--pause-n", v, pause_cfg_bit);
 			i++;
 		} else if (!strcmp(a, "--pause-impls") && v) {
-			g_opt.pause_impls = parse_pause_impls(v);
+			g_opt.pause_impls = parse_list("--pause-impls", v, pause_impl_bit);
 			i++;
 		} else if (!strcmp(a, "--pause-samples") && v) {
 			g_opt.pause_samples = (unsigned int)atoi(v);
