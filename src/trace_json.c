@@ -2,7 +2,7 @@
 /*
  * Trace export: the Chrome trace-event JSON format ("JSON Object Format",
  * the one Perfetto and chrome://tracing open).  docs/trace.md lists what
- * each event becomes; tests/trace-check.py checks the result against the
+ * each event becomes; tools/trace-check.py checks the result against the
  * protocol.
  *
  * The events of every ring are read under the slot seqlock of trace.c,
@@ -16,8 +16,8 @@
  *     resume), instants for kick decisions, acknowledgements and aborts,
  *     1 ns X slices for makes, handles and clears (so flows bind to them);
  *   - flows (v1: "s" then "f" with "bp":"e") from each make to the handle
- *     or clear that consumed its bit (the first one after it of the same
- *     vCPU and number), and from each work item's queueing to its run.
+ *     or clear that consumed its bit (match_flows()), and from each work
+ *     item's queueing to its run.
  * An E whose B was overwritten by a full ring is left out, so slices on a
  * track always nest.
  */
@@ -258,15 +258,18 @@ static void vcpu_args(struct writer *w, const struct tev *e)
 		e->vcpu < vcpureq__nr_vcpus(w->vm) ? w->vm->vcpus[e->vcpu]->id : 0ul);
 }
 
-static void begin(struct writer *w, struct track *tr, const char *name,
+/* Returns false (and writes nothing) past MAX_DEPTH, deeper than any real
+ * nesting: that slice is not shown, and neither is its end. */
+static bool begin(struct writer *w, struct track *tr, const char *name,
 		  const struct tev *e)
 {
 	if (tr->depth == MAX_DEPTH)
-		return; /* deeper than any real nesting: not shown */
+		return false;
 	tr->open[tr->depth++] = name;
 	head(w, name, "B", e->tid, e->ts);
 	fputc(',', w->f);
 	vcpu_args(w, e);
+	return true;
 }
 
 /* Returns false (and writes nothing) if @name is not the open slice. */
@@ -424,8 +427,16 @@ static void thread_comm(char *buf, size_t size, uint32_t tid)
 	f = fopen(path, "re");
 	if (!f)
 		return;
-	if (fgets(buf, (int)size, f))
-		buf[strcspn(buf, "\n\"\\")] = 0;
+	if (fgets(buf, (int)size, f)) {
+		char *c;
+
+		buf[strcspn(buf, "\n")] = 0;
+		/* A thread's name is any bytes: keep the JSON string plain. */
+		for (c = buf; *c; c++)
+			if ((unsigned char)*c < 0x20 ||
+			    (unsigned char)*c > 0x7e || *c == '"' || *c == '\\')
+				*c = '?';
+	}
 	fclose(f);
 }
 
@@ -495,7 +506,8 @@ static bool write_event(struct writer *w, struct track *tr, const struct tev *v,
 
 	switch (sh->ph) {
 	case 'B':
-		begin(w, tr, sh->name, e);
+		if (!begin(w, tr, sh->name, e))
+			return false;
 		fputs("}}", w->f);
 		return true;
 	case 'E':
@@ -545,10 +557,10 @@ static bool write_event(struct writer *w, struct track *tr, const struct tev *v,
 		return true;
 	case VCPUREQ__TEV_work_begin:
 	case VCPUREQ__TEV_work_queue:
-		if (e->type == VCPUREQ__TEV_work_begin)
-			begin(w, tr, "work", e);
-		else
+		if (e->type == VCPUREQ__TEV_work_queue)
 			point(w, "queue work", e);
+		else if (!begin(w, tr, "work", e))
+			return false;
 		fprintf(arg(w), "\"work\":%" PRIu64 "}}", e->b);
 		/* No flow for an item queued before the trace started (id 0),
 		 * nor into one whose queueing was overwritten. */
@@ -559,7 +571,8 @@ static bool write_event(struct writer *w, struct track *tr, const struct tev *v,
 		return true;
 	case VCPUREQ__TEV_call_begin:
 		req_name(rq, sizeof(rq), e->a);
-		begin(w, tr, call_name(e->b), e);
+		if (!begin(w, tr, call_name(e->b), e))
+			return false;
 		fprintf(arg(w), "\"req\":\"%s\"}}", rq);
 		return true;
 	case VCPUREQ__TEV_call_end:
@@ -572,7 +585,8 @@ static bool write_event(struct writer *w, struct track *tr, const struct tev *v,
 		fputs("}}", w->f);
 		return true;
 	case VCPUREQ__TEV_wait_begin:
-		begin(w, tr, "wait", e);
+		if (!begin(w, tr, "wait", e))
+			return false;
 		fprintf(arg(w), "\"targets\":%u}}", e->a);
 		return true;
 	default:

@@ -185,7 +185,8 @@ TEST_BOTH(trace_exact_events)
 	return 0;
 }
 
-/* A vCPU added while tracing gets its own ring; its events are exported. */
+/* A vCPU added while tracing gets its own ring; its events are exported;
+ * the requester's track is named after its thread, in plain characters. */
 TEST_BOTH(trace_vcpu_added_while_tracing)
 {
 	struct h_vm h;
@@ -195,12 +196,15 @@ TEST_BOTH(trace_vcpu_added_while_tracing)
 	H_VM(&h, be, 1, H_SPIN, NULL);
 	CHECK_EQ(vcpureq_trace_start(h.vm, NULL), 0);
 	CHECK_EQ(h_add_vcpu(&h, 7, H_SPIN), 0);
+	/* A thread name with characters a JSON string cannot hold as is. */
+	CHECK_EQ(pthread_setname_np(pthread_self(), "rq\"a\\b\tc"), 0);
 	CHECK_EQ(vcpureq_make_request(REQ_A, vcpureq_vm_vcpu(h.vm, 1)), 0);
 	CHECK_EQ(recorded(h.vm), 1);
 	json = export(h.vm, &n);
 	CHECK(json != NULL);
 	CHECK_EQ(n, 1);
 	CHECK(strstr(json, "\"vcpu\":1,\"vcpu_id\":7") != NULL);
+	CHECK(strstr(json, "(rq?a?b?c)\"") != NULL);
 	free(json);
 	h_vm_destroy(&h);
 	return 0;
