@@ -360,9 +360,11 @@ TEST_BOTH(trace_traffic_obeys_protocol)
 }
 
 /*
- * Export while recording: requesters and vCPUs keep recording while the
- * main thread exports again and again; every export parses and nests
- * (each event is read whole or skipped under the slot seqlock).
+ * Export while recording: requesters and vCPUs keep recording, into rings
+ * small enough to wrap while they are read, while the main thread exports
+ * 30 times; every export completes, and every tenth, taken by the checker,
+ * parses and nests (each event is read whole or skipped under the slot
+ * seqlock).
  */
 TEST_BOTH(trace_export_while_recording)
 {
