@@ -123,9 +123,12 @@ void vcpureq__mark_dead(struct vcpureq_vm *vm, unsigned int req)
 	if ((req & VCPUREQ_REQUEST_MASK) ==
 	    (VCPUREQ_REQ_VM_DEAD & VCPUREQ_REQUEST_MASK)) {
 		/* Sticky, VM-wide; published before the bits (the release
-		 * in vcpureq__set_request()).  Parked vCPUs leave their
-		 * parking for good. */
-		atomic_store_explicit(&vm->dead, 1, memory_order_relaxed);
+		 * in vcpureq__set_request()).  Release: pairs with the
+		 * acquire load in vcpureq__vm_dead(), which reads the flag
+		 * itself, not the bit (an acquire cannot pair with a
+		 * relaxed store).  Parked vCPUs leave their parking for
+		 * good. */
+		atomic_store_explicit(&vm->dead, 1, memory_order_release);
 		vcpureq__pause_kill(vm);
 	}
 }
