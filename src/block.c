@@ -53,17 +53,12 @@ int vcpureq_vcpu_wake_up(struct vcpureq_vcpu *vcpu)
 	return vcpureq__wake_if_sleeping(vcpu);
 }
 
-static bool vm_dead(const struct vcpureq_vcpu *vcpu)
-{
-	return atomic_load_explicit(&vcpu->vm->dead, memory_order_acquire);
-}
-
 /* Cheap look, no side effects: for the poll loop. */
 static bool peek(struct vcpureq_vcpu *vcpu)
 {
 	const struct vcpureq_vm_opts *o = &vcpu->vm->opts;
 
-	return vm_dead(vcpu) ||
+	return vcpureq__vm_dead(vcpu->vm) ||
 	       atomic_load_explicit(&vcpu->wake_hint, memory_order_relaxed) ||
 	       atomic_load_explicit(&vcpu->pir_on, memory_order_relaxed) ||
 	       vcpureq__irr_pending(vcpu) ||
@@ -79,7 +74,7 @@ static int check_block(struct vcpureq_vcpu *vcpu)
 	const struct vcpureq_vm_opts *o = &vcpu->vm->opts;
 	int why = 0;
 
-	if (vm_dead(vcpu))
+	if (vcpureq__vm_dead(vcpu->vm))
 		why |= VCPUREQ_WAKE_DEAD;
 #ifndef VCPUREQ_MUTANT_BLOCK_IGNORES_RUNNABLE
 	if (o->runnable && o->runnable(vcpu, o->opaque))

@@ -241,6 +241,12 @@ extern _Atomic unsigned int vcpureq__fork_gen;
 int vcpureq__check_self(const struct vcpureq_vcpu *vcpu);
 /* VM_DEAD: mark the VM dead (before its bits are set). */
 void vcpureq__mark_dead(struct vcpureq_vm *vm, unsigned int req);
+/* Whether VM_DEAD was made.  Acquire: pairs with the release store of the
+ * flag in vcpureq__mark_dead(). */
+static inline bool vcpureq__vm_dead(const struct vcpureq_vm *vm)
+{
+	return atomic_load_explicit(&vm->dead, memory_order_acquire) != 0;
+}
 /* Set the request bit (release), the waking hint, the counter. */
 void vcpureq__set_request(struct vcpureq_vcpu *vcpu, unsigned int req);
 

@@ -936,5 +936,5 @@ int vcpureq_vm_dead(struct vcpureq_vm *vm)
 
 bool vcpureq_vm_is_dead(const struct vcpureq_vm *vm)
 {
-	return vm && atomic_load_explicit(&vm->dead, memory_order_acquire) != 0;
+	return vm && vcpureq__vm_dead(vm);
 }

@@ -22,12 +22,6 @@
 
 #include "internal.h"
 
-static bool dead(const struct vcpureq_vcpu *vcpu)
-{
-	/* Acquire: pairs with the release of the VM_DEAD request bit. */
-	return atomic_load_explicit(&vcpu->vm->dead, memory_order_acquire);
-}
-
 /* Returns 0 to go on into the guest, VCPUREQ_RUN_REQUEST or -errno. */
 static int process_requests(struct vcpureq_vcpu *vcpu)
 {
@@ -43,7 +37,8 @@ static int process_requests(struct vcpureq_vcpu *vcpu)
 					 memory_order_acquire);
 	if (!atomic_load_explicit(&vcpu->requests, memory_order_relaxed))
 		return 0;
-	if (vcpureq_check_request(VCPUREQ_REQ_VM_DEAD, vcpu) > 0 || dead(vcpu))
+	if (vcpureq_check_request(VCPUREQ_REQ_VM_DEAD, vcpu) > 0 ||
+	    vcpureq__vm_dead(vcpu->vm))
 		return vcpureq__err(-EIO, "the VM is dead (VM_DEAD)");
 	/* UNBLOCK is for block only: it never carries work into entry. */
 	vcpureq_clear_request(VCPUREQ_REQ_UNBLOCK, vcpu);
@@ -98,8 +93,9 @@ static int enter(struct vcpureq_vcpu *vcpu)
 	int r;
 
 	for (;;) {
-		r = dead(vcpu) ? vcpureq__err(-EIO, "the VM is dead (VM_DEAD)") :
-				 process_requests(vcpu);
+		r = vcpureq__vm_dead(vcpu->vm) ?
+			    vcpureq__err(-EIO, "the VM is dead (VM_DEAD)") :
+			    process_requests(vcpu);
 		if (r == -EIO) {
 			/* Queued work will never run: complete it as
 			 * cancelled, on this thread. */
@@ -147,7 +143,7 @@ static int exit_(struct vcpureq_vcpu *vcpu, int ret)
 		if (!atomic_load_explicit(&vcpu->requests,
 					  memory_order_relaxed) &&
 		    !atomic_load_explicit(&vcpu->pir_on, memory_order_relaxed) &&
-		    !dead(vcpu))
+		    !vcpureq__vm_dead(vcpu->vm))
 			VCPUREQ__STAT_INC(vcpu, vstats, spurious_exits);
 		return VCPUREQ_RUN_AGAIN;
 	case VCPUREQ__EXIT_AGAIN:

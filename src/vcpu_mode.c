@@ -24,12 +24,6 @@
 #include "futex.h"
 #include "internal.h"
 
-static bool dead(const struct vcpureq_vcpu *vcpu)
-{
-	/* Acquire: pairs with the release of the VM_DEAD request bit. */
-	return atomic_load_explicit(&vcpu->vm->dead, memory_order_acquire);
-}
-
 bool vcpureq__enter_guest_mode(struct vcpureq_vcpu *vcpu)
 {
 	int mode;
@@ -63,7 +57,7 @@ bool vcpureq__enter_guest_mode(struct vcpureq_vcpu *vcpu)
 #ifndef VCPUREQ_MUTANT_NO_FINAL_CHECK
 	    atomic_load_explicit(&vcpu->requests, memory_order_relaxed) ||
 #endif
-	    dead(vcpu)) {
+	    vcpureq__vm_dead(vcpu->vm)) {
 #ifndef VCPUREQ_MUTANT_ABORT_COUNTED_AS_ENTRY
 		VCPUREQ__STAT_INC(vcpu, vstats, entry_aborts);
 #else

@@ -18,11 +18,6 @@
 
 enum { WORK_QUEUED = 0, WORK_RAN = 1, WORK_CANCELLED = 2 };
 
-static bool vm_dead(const struct vcpureq_vcpu *vcpu)
-{
-	return atomic_load_explicit(&vcpu->vm->dead, memory_order_acquire);
-}
-
 static void push(struct vcpureq_vcpu *vcpu, struct vcpureq__work *w)
 {
 	if (VCPUREQ__TRACING(vcpu->vm)) {
@@ -110,7 +105,7 @@ static int check_work(struct vcpureq_vcpu *vcpu, vcpureq_work_fn fn)
 		return r;
 	if (!fn)
 		return vcpureq__err(-EINVAL, "fn is NULL");
-	if (vm_dead(vcpu))
+	if (vcpureq__vm_dead(vcpu->vm))
 		return vcpureq__err(-EIO, "the VM is dead (VM_DEAD): nothing queued");
 	return 0;
 }
