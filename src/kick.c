@@ -512,6 +512,17 @@ static void pending_set(const struct vcpureq_deadline *dl, unsigned int i)
 		dl->pending[i / 64] |= UINT64_C(1) << (i % 64);
 }
 
+/* Fold one target's wait result @r into @err: a target that timed out is
+ * marked in the pending mask, and the first hard error beats a timeout. */
+static void note_wait(const struct vcpureq_deadline *dl, unsigned int i, int r,
+		      int *err)
+{
+	if (r == -ETIMEDOUT)
+		pending_set(dl, i);
+	if (r < 0 && (!*err || *err == -ETIMEDOUT))
+		*err = r;
+}
+
 /*
  * make + kick of every target (validated by the caller): set every bit,
  * one fence [R] for all, kick each (signals go out as we go), then wait
@@ -561,10 +572,7 @@ static int request_targets(struct vcpureq_vm *vm, unsigned int req,
 				     dl ? &dl->when : NULL);
 			if (!r)
 				VCPUREQ__TRACE(vm, vm->vcpus[i], ack, 0, 0);
-			if (r == -ETIMEDOUT)
-				pending_set(dl, i);
-			if (r < 0 && (!err || err == -ETIMEDOUT))
-				err = r;
+			note_wait(dl, i, r, &err);
 		}
 	}
 	free(a.waits);
@@ -774,10 +782,7 @@ int vcpureq_pause(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits,
 			r = wait_parked(vm->vcpus[i], dl ? &dl->when : NULL);
 			if (!r)
 				VCPUREQ__TRACE(vm, vm->vcpus[i], parked_seen, 0, 0);
-			if (r == -ETIMEDOUT)
-				pending_set(dl, i);
-			if (r < 0 && (!err || err == -ETIMEDOUT))
-				err = r;
+			note_wait(dl, i, r, &err);
 		}
 	}
 	if (self)
