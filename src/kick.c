@@ -94,10 +94,17 @@ static int kick_in_guest(struct vcpureq_vcpu *vcpu, int *old,
 	int sent = 0;
 
 	/* Counted before the CAS, so that unbind, which runs after the
-	 * vCPU left the mode we CAS, waits for our signal to go out. */
+	 * vCPU left the mode we CAS, waits for our signal to go out.
+	 * seq_cst: pairs with the fence in vcpureq_vcpu_unbind()
+	 * (vcpu_thread.c) that precedes its load of the count: a CAS of
+	 * ours that read IN_GUEST is counted there. */
 	atomic_fetch_add_explicit(&vcpu->kick_inflight, 1,
 				  memory_order_seq_cst);
 	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_CAS);
+	/* seq_cst success: the count above stays before it.  Acquire on
+	 * failure: pairs with the release exchange to OUTSIDE in
+	 * vcpureq__exit_guest_mode() (a target found gone is not waited
+	 * for, so its instance must happen before our return). */
 	if (atomic_compare_exchange_strong_explicit(
 		    &vcpu->mode, old, VCPUREQ_EXITING_GUEST_MODE,
 		    memory_order_seq_cst, memory_order_acquire)) {
@@ -133,6 +140,9 @@ static int kick_in_guest(struct vcpureq_vcpu *vcpu, int *old,
 		}
 		*old = VCPUREQ_IN_GUEST_MODE;
 	}
+	/* Release: the signal is out before the count drops; pairs with
+	 * the acquire loads of kick_inflight in vcpureq_vcpu_unbind() and
+	 * vcpureq__enter_guest_mode(). */
 	atomic_fetch_sub_explicit(&vcpu->kick_inflight, 1,
 				  memory_order_release);
 	return sent;
@@ -220,7 +230,11 @@ static int wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin,
 		}
 		/* Still the same instance after a while.  EXITING: the
 		 * signal is on its way (the vCPU may just be descheduled);
-		 * IN_GUEST: nobody's signal went out: kick it ourselves. */
+		 * IN_GUEST: nobody's signal went out: kick it ourselves.
+		 * Acquire: the IN_GUEST of a later instance is stored after
+		 * the fence [E] of vcpureq__exit_guest_mode(), which follows
+		 * the epoch bump; pairing with [E], it makes the epoch load
+		 * below see that bump, so "== snap" means this instance. */
 		mode = atomic_load_explicit(&vcpu->mode, memory_order_acquire);
 		if (mode == VCPUREQ_IN_GUEST_MODE &&
 		    atomic_load_explicit(&vcpu->exit_epoch,
@@ -703,6 +717,8 @@ static int wait_parked(struct vcpureq_vcpu *v, const struct timespec *deadline)
 	atomic_fetch_add_explicit(&v->park_waiters, 1, memory_order_relaxed);
 	vcpureq__smp_mb(); /* [W'] pairs with [E'] in vcpureq__park_notify() */
 	for (;;) {
+		/* Acquire: pairs with the release bump in
+		 * vcpureq__park_notify(). */
 		uint32_t e = atomic_load_explicit(&v->park_epoch,
 						  memory_order_acquire);
 		struct timespec recheck = vcpureq__ts_after(ACK_RECHECK_NS);
@@ -720,6 +736,9 @@ static int wait_parked(struct vcpureq_vcpu *v, const struct timespec *deadline)
 			r = -ETIMEDOUT;
 			break;
 		}
+		/* Acquire: pairs with the release exchange to OUTSIDE in
+		 * vcpureq__exit_guest_mode() (a target seen gone is not
+		 * kicked); rekick()'s CAS reads the mode again anyway. */
 		mode = atomic_load_explicit(&v->mode, memory_order_acquire);
 		if (mode == VCPUREQ_IN_GUEST_MODE && (r = rekick(v, &mode)) < 0)
 			break;
@@ -753,8 +772,13 @@ int vcpureq_pause(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits,
 		return r;
 	VCPUREQ__TRACE(vm, NULL, pause_begin, 0, 0);
 	pending_clear(dl);
-	/* The count before the bit (seq_cst RMW, then the bit's release):
-	 * a vCPU that sees the bit sees the pause. */
+	/* The count before the bit: the bit's release (set_bits())
+	 * carries the count to a vCPU whose acquire RMW takes the bit
+	 * (take_bit() in request.c), so a vCPU that sees the bit sees the
+	 * pause.  seq_cst (more than that needs) also keeps it before [R]
+	 * below, which pairs with [S] of a vCPU going to sleep in block.c:
+	 * either it reads the count and counts itself parked, or we read
+	 * its SLEEPING in parked(). */
 	for_each_word(&t, w) {
 		uint64_t m = tword(&t, w);
 
@@ -770,6 +794,8 @@ int vcpureq_pause(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits,
 	 * is outside guest mode and parks at its next entry if paused, so
 	 * two vCPU threads pausing each other do not wait forever. */
 	if (self) {
+		/* Release: pairs with the acquire load in parked() of
+		 * another pauser waiting for this vCPU. */
 		atomic_store_explicit(&self->parked, 1, memory_order_release);
 		vcpureq__park_notify(self);
 	}

@@ -41,6 +41,8 @@ void vcpureq__park_notify(struct vcpureq_vcpu *vcpu)
 
 int vcpureq__park_if_paused(struct vcpureq_vcpu *vcpu)
 {
+	/* Acquire: pairs with the release RMWs of the word in
+	 * vcpureq_resume() and vcpureq__pause_kill(). */
 	uint32_t w = atomic_load_explicit(&vcpu->pause_word,
 					  memory_order_acquire);
 
@@ -58,6 +60,9 @@ int vcpureq__park_if_paused(struct vcpureq_vcpu *vcpu)
 		vcpu->ops->on_park(vcpu);
 	/* Stamped before parked is stored: a pauser sees it later. */
 	VCPUREQ__TRACE(vcpu->vm, vcpu, park, 0, 0);
+	/* Release: pairs with the acquire load in parked() (kick.c): the
+	 * completed I/O and the last guest instance before the pauser's
+	 * return. */
 	atomic_store_explicit(&vcpu->parked, 1, memory_order_release);
 	vcpureq__park_notify(vcpu);
 	/* Acquire: pairs with the resumer's release decrement, so what it
@@ -83,6 +88,8 @@ void vcpureq__pause_kill(struct vcpureq_vm *vm)
 	for (i = 0; i < n; i++) {
 		struct vcpureq_vcpu *v = vm->vcpus[i];
 
+		/* Release: pairs with the acquire loads of the word in
+		 * vcpureq__park_if_paused(). */
 		atomic_fetch_or_explicit(&v->pause_word, VCPUREQ__PAUSE_DEAD,
 					 memory_order_release);
 		vcpureq__futex_wake(&v->pause_word, INT_MAX);

@@ -197,7 +197,7 @@ int vcpureq_test_request(unsigned int req, const struct vcpureq_vcpu *vcpu)
 		r = vcpureq__check_req(req, false);
 	if (r)
 		return r;
-	/* Acquire: pairs with the release in vcpureq_make_request(). */
+	/* Acquire: pairs with the release RMW in vcpureq__set_request(). */
 	return (atomic_load_explicit(&vcpu->requests,
 				     VCPUREQ__MO_PAYLOAD(memory_order_acquire)) &
 #ifndef VCPUREQ_MUTANT_TEST_WRONG_BIT

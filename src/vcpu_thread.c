@@ -86,6 +86,8 @@ int vcpureq_vcpu_unbind(struct vcpureq_vcpu *vcpu)
 	vcpu->ops->unbind(vcpu);
 	vcpureq__self = NULL;
 	pthread_sigmask(SIG_SETMASK, &vcpu->saved_mask, NULL);
+	/* Release: pairs with the acquire load of tid in parked() (kick.c)
+	 * and in vm.c: a thread that sees 0 sees this unbind done. */
 	atomic_store_explicit(&vcpu->tid, 0, memory_order_release);
 	/* Unbound counts as parked for a pauser (no thread, no guest). */
 	vcpureq__park_notify(vcpu);

@@ -290,6 +290,8 @@ int vcpureq_vm_destroy(struct vcpureq_vm *vm)
 	n = vcpureq__nr_vcpus(vm);
 	for (i = 0; i < n; i++) {
 		struct vcpureq_vcpu *v = vm->vcpus[i];
+		/* Acquire: pairs with the release store of 0 at the end of
+		 * vcpureq_vcpu_unbind(): the unbind is done before we free. */
 		pid_t tid = atomic_load_explicit(&v->tid, memory_order_acquire);
 
 		if (!tid)
