@@ -62,7 +62,8 @@ void vcpureq__work_run(struct vcpureq_vcpu *vcpu, bool cancel)
 	struct vcpureq__work *w, *fifo;
 
 	/* Items queued by the functions we run are taken in the next round,
-	 * after the older ones. */
+	 * after the older ones.  Acquire: pairs with the release CAS of
+	 * push(): every item's fields are seen whole. */
 	while ((w = atomic_exchange_explicit(&vcpu->work, NULL,
 					     memory_order_acquire))) {
 		for (fifo = NULL; w;) {
@@ -133,6 +134,8 @@ int vcpureq_run_on_vcpu(struct vcpureq_vcpu *vcpu, vcpureq_work_fn fn,
 	r = vcpureq__make_and_kick(vcpu, VCPUREQ__REQ_WORK);
 	(void)r; /* a kick that could not be sent: the item waits for the
 		    vCPU's next exit, and so do we */
+	/* Acquire: pairs with complete()'s release store of finished: fn's
+	 * effects and w.result are visible once we see it. */
 	while ((how = atomic_load_explicit(&w.finished, memory_order_acquire)) ==
 	       WORK_QUEUED)
 		vcpureq__futex_wait(&w.finished, WORK_QUEUED);
