@@ -292,7 +292,9 @@ struct vcpureq_vm_opts {
  * bytes; -ENOENT/-EACCES/-ENODEV /dev/kvm missing or not permitted (the
  * message says what to do); -ENOTSUP a needed KVM capability is absent
  * (named); -EBUSY the kick signal is handled by the application; -ENOMEM.
- * Any thread; may block; not async-signal-safe.
+ * Any thread; may block; not async-signal-safe.  Ordering: none of its
+ * own (the VM is the caller's until it hands *@out to other threads,
+ * which it must publish itself, e.g. before pthread_create()).
  */
 int vcpureq_vm_open(const struct vcpureq_vm_opts *opts, int vm_fd,
 		    struct vcpureq_vm **out);
@@ -330,7 +332,8 @@ int vcpureq_vcpu_create(struct vcpureq_vm *vm, unsigned long vcpu_id,
  * request_interrupt_window; and, with VCPUREQ_KICK_SIGMASK, the vCPU's
  * KVM_SET_SIGNAL_MASK.  Otherwise as vcpureq_vcpu_create(); -EINVAL for
  * the thread backend, a negative fd or a run_size below sizeof(struct
- * kvm_run).
+ * kvm_run).  Thread, blocking, async-signal-safety and ordering as
+ * vcpureq_vcpu_create().
  */
 int vcpureq_vcpu_adopt(struct vcpureq_vm *vm, unsigned long vcpu_id,
 		       int vcpu_fd, struct kvm_run *run, size_t run_size,
@@ -370,7 +373,9 @@ unsigned int vcpureq_vm_max_vcpus(const struct vcpureq_vm *vm);
 unsigned long vcpureq_vcpu_id(const struct vcpureq_vcpu *vcpu);
 unsigned int vcpureq_vcpu_index(const struct vcpureq_vcpu *vcpu);
 struct vcpureq_vm *vcpureq_vcpu_vm(const struct vcpureq_vcpu *vcpu);
-/* The kick signal actually used, and the kick mechanism (never DEFAULT). */
+/* The kick signal actually used, and the kick mechanism (never DEFAULT).
+ * Any thread; never block; async-signal-safe; no ordering (both are fixed
+ * when the VM is opened). */
 int vcpureq_vm_kick_signal(const struct vcpureq_vm *vm);
 enum vcpureq_kick_mechanism vcpureq_vm_kick_mechanism(const struct vcpureq_vm *vm);
 /* KVM backend: the VM fd (for memory slots and VM-wide setup) and a vCPU's
@@ -383,7 +388,9 @@ struct kvm_run *vcpureq_vcpu_kvm_run(const struct vcpureq_vcpu *vcpu);
  * or split irqchip, probed with KVM_GET_LAPIC when it was added).  Then
  * HLT sleeps inside KVM_RUN and interrupts go through KVM_IRQ_LINE,
  * KVM_SIGNAL_MSI or irqfd: KVM delivers them itself, no kick needed; the
- * interrupt mailbox (vcpureq_post_interrupt()) is refused with -ENOTSUP. */
+ * interrupt mailbox (vcpureq_post_interrupt()) is refused with -ENOTSUP.
+ * Any thread; never blocks; async-signal-safe; no ordering (fixed when the
+ * vCPU is added, published with it). */
 bool vcpureq_vcpu_lapic_in_kernel(const struct vcpureq_vcpu *vcpu);
 
 /* Per-thread message for the last error returned to this thread, or "". */
@@ -578,7 +585,11 @@ int vcpureq_vcpu_run(struct vcpureq_vcpu *vcpu);
  * flag), or @ret itself for another KVM_RUN error.  -EPERM / -EINVAL (no
  * entry in progress) change nothing.
  *
- * Both: vCPU thread only; never block; not async-signal-safe.
+ * Both: vCPU thread only; not async-signal-safe.  vcpureq_vcpu_exit()
+ * never blocks.  vcpureq_vcpu_enter() blocks while the vCPU is paused (it
+ * parks inside, see vcpureq_pause()), for a pending I/O exit's completion
+ * (one KVM_RUN with immediate_exit) and for whatever the request handler
+ * and queued work functions do; otherwise it does not.
  */
 int vcpureq_vcpu_enter(struct vcpureq_vcpu *vcpu);
 int vcpureq_vcpu_exit(struct vcpureq_vcpu *vcpu, int ret);
@@ -668,6 +679,9 @@ struct vcpureq_deadline {
  * acknowledged by @dl->when (named in @dl->pending); otherwise as
  * vcpureq_make_vcpus_request_mask().  Any thread; blocks only with WAIT,
  * at most until the deadline; not async-signal-safe with WAIT.
+ * Ordering as vcpureq_make_vcpus_request_mask(): release on each bit,
+ * full fence [R] before the mode reads; with WAIT, acquire on each
+ * target's exit epoch (the target's instance happens before the return).
  */
 int vcpureq_make_vcpus_request_deadline(struct vcpureq_vm *vm, unsigned int req,
 					const uint64_t *mask, size_t mask_bits,
@@ -694,7 +708,9 @@ int vcpureq_make_vcpus_request_deadline(struct vcpureq_vm *vm, unsigned int req,
  * or call again); -EDEADLK from guest mode or a lockless walk (a paused
  * vCPU could be the one this thread waits on); -EINVAL bad mask.
  * Ordering: everything a target did in guest mode happens before the
- * return (acquire on its park publication).  Any thread; blocks.
+ * return (acquire on its park publication).  Any thread; blocks (at
+ * most until @dl); not async-signal-safe (it waits, and formats error
+ * messages).
  */
 int vcpureq_pause(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits,
 		  const struct vcpureq_deadline *dl);
@@ -706,8 +722,10 @@ int vcpureq_pause(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits,
  * Any thread; never blocks; async-signal-safe.
  */
 int vcpureq_resume(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits);
-/* Whether the vCPU is paused (a pause in force; relaxed) and parked (its
- * thread waits in its parking; relaxed).  Any thread. */
+/* Whether the vCPU is paused (a pause in force) and parked (its thread
+ * waits in its parking).  Any thread; never block; async-signal-safe;
+ * relaxed loads: no ordering (for tests and monitoring; vcpureq_pause()'s
+ * return is what orders a parked vCPU's work before the caller's). */
 bool vcpureq_vcpu_paused(const struct vcpureq_vcpu *vcpu);
 bool vcpureq_vcpu_parked(const struct vcpureq_vcpu *vcpu);
 
@@ -727,7 +745,9 @@ typedef int (*vcpureq_work_fn)(struct vcpureq_vcpu *vcpu, void *arg);
  * before it ran, -EIO if the VM is already dead (nothing queued), -EDEADLK
  * from the vCPU's own thread in guest mode.  Ordering: what the caller
  * wrote before happens before @fn runs; what @fn did happens before the
- * return.  Any thread; blocks until the vCPU thread runs it.
+ * return.  Any thread; blocks until the vCPU thread runs it; not
+ * async-signal-safe (it waits for another thread, which may be the one it
+ * interrupted).
  */
 int vcpureq_run_on_vcpu(struct vcpureq_vcpu *vcpu, vcpureq_work_fn fn,
 			void *arg, int *result);
@@ -736,7 +756,10 @@ int vcpureq_run_on_vcpu(struct vcpureq_vcpu *vcpu, vcpureq_work_fn fn,
  * (on the vCPU thread), or with -ECANCELED if it never will (at VM_DEAD on
  * the vCPU thread, or from vcpureq_vm_destroy()'s thread for items no
  * vCPU thread took).  @done may be NULL.  Allocates the item: -ENOMEM.
- * Any thread; never blocks; not async-signal-safe (malloc).
+ * Ordering: what the caller wrote before happens before @fn runs (release
+ * CAS on the vCPU's queue, acquire exchange where the vCPU takes it); @done
+ * runs after @fn on the same thread.  Any thread; never blocks; not
+ * async-signal-safe (malloc).
  */
 int vcpureq_run_on_vcpu_async(struct vcpureq_vcpu *vcpu, vcpureq_work_fn fn,
 			      void (*done)(void *arg, int result), void *arg);
@@ -744,7 +767,8 @@ int vcpureq_run_on_vcpu_async(struct vcpureq_vcpu *vcpu, vcpureq_work_fn fn,
 /*
  * vcpureq_vcpu_block() with a deadline (@when absolute, CLOCK_MONOTONIC;
  * NULL: none): -ETIMEDOUT if none of the wake conditions came by then
- * (nothing is consumed).  vCPU thread only; blocks.
+ * (nothing is consumed).  vCPU thread only; blocks, at most until @when;
+ * not async-signal-safe.  Ordering as vcpureq_vcpu_block().
  */
 int vcpureq_vcpu_block_deadline(struct vcpureq_vcpu *vcpu,
 				const struct timespec *when);
@@ -758,8 +782,9 @@ enum vcpureq_dump_format {
  * Write every counter of the VM: per vCPU (struct vcpureq_stats) and per
  * request number (made, handled, signals sent for it, WAIT targets waited
  * for; kicks without a request under "no-request"), as text or as one
- * JSON object.  -EINVAL bad format; -EIO a write error.  Any thread; not
- * async-signal-safe (stdio).
+ * JSON object.  -EINVAL bad format; -EIO a write error.  Any thread; may
+ * block (stdio); not async-signal-safe (stdio).  Ordering: relaxed loads of
+ * each counter (a snapshot, not an atomic view; see the counters below).
  */
 int vcpureq_vm_dump_stats(const struct vcpureq_vm *vm, FILE *f,
 			  enum vcpureq_dump_format format);
@@ -811,6 +836,8 @@ int vcpureq_trace_start(struct vcpureq_vm *vm,
  * under way on another thread may still record after this returns.
  * -EINVAL if not recording.  Any thread; never blocks but on the trace's
  * lock (held by start, stop and the export only); not async-signal-safe.
+ * Ordering: a relaxed store of the enable under that lock (recorders that
+ * still see it on finish their event; nothing waits for them).
  */
 int vcpureq_trace_stop(struct vcpureq_vm *vm);
 
@@ -827,7 +854,10 @@ int vcpureq_trace_stop(struct vcpureq_vm *vm);
  * recording (each event is read whole or skipped); stop first for a
  * complete picture.  Returns the number of events written, -EINVAL if no
  * trace was ever started, -ENOMEM, -EIO for a write error.  Any thread;
- * may block (stdio, allocation); not async-signal-safe.
+ * may block (stdio, allocation); not async-signal-safe.  Ordering: each
+ * event is read under its sequence number (acquire, pairing with the
+ * recorder's release of it, then an acquire fence before the re-read), so
+ * an event is written whole or not at all.
  */
 long vcpureq_trace_write_json(struct vcpureq_vm *vm, FILE *f);
 
@@ -864,7 +894,10 @@ int vcpureq_trace_counts(const struct vcpureq_vm *vm,
 int vcpureq_post_interrupt(struct vcpureq_vcpu *vcpu, unsigned int vector);
 /*
  * Thread backend (or a VMM that injects itself): take the highest pending
- * vector, or -ENOENT if none.  vCPU thread only.
+ * vector, or -ENOENT if none.  vCPU thread only; never blocks; not
+ * async-signal-safe.  Ordering: it syncs PIR into the IRR first (acquire
+ * exchange of ON, pairing with the release of ON in
+ * vcpureq_post_interrupt()), so a vector whose post has set ON is seen.
  */
 int vcpureq_vcpu_take_interrupt(struct vcpureq_vcpu *vcpu);
 
