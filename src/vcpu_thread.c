@@ -47,9 +47,13 @@ int vcpureq_vcpu_bind(struct vcpureq_vcpu *vcpu)
 	if (r) {
 		vcpureq__self = NULL;
 		pthread_sigmask(SIG_SETMASK, &vcpu->saved_mask, NULL);
+		/* Release: as at the end of vcpureq_vcpu_unbind(). */
 		atomic_store_explicit(&vcpu->tid, 0, memory_order_release);
 		return r;
 	}
+	/* Release: pairs with the acquire loads of tid in parked() (kick.c)
+	 * and vm.c.  Kickers load it relaxed: they signal only a vCPU whose
+	 * IN_GUEST they saw, which this thread publishes after this store. */
 	atomic_store_explicit(&vcpu->tid, (pid_t)syscall(SYS_gettid),
 			      memory_order_release);
 	return 0;
