@@ -5,7 +5,6 @@
 
 #include <linux/futex.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -38,16 +37,6 @@ vcpureq__ts_min(const struct timespec *a, const struct timespec *b)
 		return a;
 	return (a->tv_sec < b->tv_sec ||
 		(a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec)) ? a : b;
-}
-
-static inline bool vcpureq__ts_passed(const struct timespec *abs)
-{
-	struct timespec now;
-
-	if (!abs)
-		return false;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return vcpureq__ts_min(&now, abs) == abs;
 }
 
 static inline struct timespec vcpureq__ts_after(long ns)
