@@ -13,14 +13,6 @@
 #define REQ_WAIT VCPUREQ_ARCH_REQ_FLAGS(2, VCPUREQ_REQUEST_WAIT)
 #define HANG_MS 20000
 
-static struct vcpureq_stats stats(struct h_vm *h, unsigned int i)
-{
-	struct vcpureq_stats st;
-
-	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h->vm, i), &st, sizeof(st));
-	return st;
-}
-
 static bool parked(struct h_vm *h, unsigned int i)
 {
 	return vcpureq_vcpu_parked(vcpureq_vm_vcpu(h->vm, i));
@@ -82,14 +74,14 @@ static int pause_prog(enum vcpureq_backend be, enum h_prog prog)
 	CHECK_EQ(h_start(&h), 0);
 	CHECK(all_progress(&h, 4));
 	for (i = 0; i < 4; i++)
-		s0[i] = stats(&h, i);
+		s0[i] = h_stats(&h, i);
 	CHECK_EQ(vcpureq_pause(h.vm, NULL, 0, NULL), 0);
 	for (i = 0; i < 4; i++) {
 		CHECK(vcpureq_vcpu_paused(vcpureq_vm_vcpu(h.vm, i)));
 		CHECK(parked(&h, i));
 		CHECK(vcpureq_vcpu_mode(vcpureq_vm_vcpu(h.vm, i)) ==
 		      VCPUREQ_OUTSIDE_GUEST_MODE);
-		s1 = stats(&h, i);
+		s1 = h_stats(&h, i);
 		/* At most one signal per vCPU, none for one outside. */
 		CHECK(s1.signals_sent - s0[i].signals_sent <= 1);
 	}
@@ -137,10 +129,10 @@ TEST_BOTH(pause_asleep_not_woken)
 	v = vcpureq_vm_vcpu(h.vm, 0);
 	CHECK_EQ(h_start(&h), 0);
 	CHECK(h_wait_until(h_sleeping, &h, 0, HANG_MS));
-	s0 = stats(&h, 0);
+	s0 = h_stats(&h, 0);
 	iters = h_guest_iters(&h, 0);
 	CHECK_EQ(vcpureq_pause(h.vm, NULL, 0, NULL), 0);
-	s1 = stats(&h, 0);
+	s1 = h_stats(&h, 0);
 	CHECK_EQ(s1.wakeups - s0.wakeups, 0);
 	CHECK_EQ(s1.signals_sent - s0.signals_sent, 0);
 	CHECK(vcpureq_vcpu_is_blocking(v));
@@ -173,9 +165,9 @@ TEST(pause_in_kernel_halt)
 	CHECK_EQ(h_start(&h), 0);
 	CHECK(h_wait_until(h_in_guest, &h, 0, HANG_MS));
 	CHECK(h_wait_until(h_in_guest, &h, 1, HANG_MS));
-	s0 = stats(&h, 0);
+	s0 = h_stats(&h, 0);
 	CHECK_EQ(vcpureq_pause(h.vm, NULL, 0, NULL), 0);
-	s1 = stats(&h, 0);
+	s1 = h_stats(&h, 0);
 	CHECK_EQ(s1.signals_sent - s0.signals_sent, 1);
 	CHECK(parked(&h, 0));
 	CHECK(parked(&h, 1));
