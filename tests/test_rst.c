@@ -577,7 +577,7 @@ TEST(kick_in_to_exiting_kvm)
 	for (i = 0; i < KE_ROUNDS && (i < KE_MIN_ROUNDS ||
 				      h_now_ns() - t_start < KE_BUDGET_NS); i++) {
 		uint64_t end = h_now_ns() + HANG_NS;
-		uint32_t e0;
+		uint32_t e0, e_m;
 		int r1, r2, m;
 
 		/* In a guest instance that is running guest code: its
@@ -604,15 +604,18 @@ TEST(kick_in_to_exiting_kvm)
 		CHECK_EQ(vcpureq_vcpu_mode(v), VCPUREQ_IN_GUEST_MODE);
 		r1 = vcpureq_vcpu_kick(v);
 		m = vcpureq_vcpu_mode(v);
+		e_m = vcpureq_vcpu_exit_epoch(v);
 		r2 = vcpureq_vcpu_kick(v);
 		/* Nobody else kicks, and H_SPIN leaves the guest only when
 		 * kicked: this kick won IN -> EXITING and sent the signal. */
 		CHECK_EQ(r1, 1);
 		/* Coherence on mode: after our own CAS we read EXITING or a
-		 * later value (OUTSIDE, or IN of a later instance). */
+		 * later value (OUTSIDE, or IN of a later instance).  IN with
+		 * the epoch still e0 after that read would be the instance
+		 * our CAS left: a new one starts only after the bump. */
 		CHECK(m == VCPUREQ_EXITING_GUEST_MODE ||
 		      m == VCPUREQ_OUTSIDE_GUEST_MODE ||
-		      m == VCPUREQ_IN_GUEST_MODE);
+		      (m == VCPUREQ_IN_GUEST_MODE && e_m != e0));
 		seen_exiting += m == VCPUREQ_EXITING_GUEST_MODE;
 		/* The signal ends the instance: KVM_RUN returns -EINTR, an
 		 * exit with nothing pending (spurious, counted after the
