@@ -612,6 +612,7 @@ static void *sync_caller(void *p)
 
 TEST_BOTH(run_on_vcpu_cancelled)
 {
+	uint64_t kicks0, end;
 	struct h_vm h;
 	pthread_t t;
 	int i;
@@ -621,8 +622,16 @@ TEST_BOTH(run_on_vcpu_cancelled)
 	for (i = 0; i < 10; i++)
 		CHECK_EQ(vcpureq_run_on_vcpu_async(vcpureq_vm_vcpu(h.vm, 0),
 						   nested_fn, cancel_done, NULL), 0);
+	/* The synchronous caller must have queued its item before the
+	 * destroy (after it, its call would be refused, not cancelled): its
+	 * kick comes right after the queueing, so wait for that (a hang
+	 * bound only). */
+	kicks0 = h_stats(&h, 0).kicks;
 	CHECK_EQ(pthread_create(&t, NULL, sync_caller, NULL), 0);
-	h_sleep_us(20000); /* let it queue (no assertion rides on this) */
+	end = h_now_ns() + (uint64_t)HANG_MS * 1000000u;
+	while (h_stats(&h, 0).kicks == kicks0 && h_now_ns() < end)
+		h_sleep_us(100);
+	CHECK(h_stats(&h, 0).kicks > kicks0);
 	CHECK_EQ(vcpureq_vm_destroy(h.vm), 0);
 	pthread_join(t, NULL);
 	CHECK_EQ(atomic_load(&cancelled), 10);
