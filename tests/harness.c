@@ -2,6 +2,7 @@
 #include "harness.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -529,5 +530,33 @@ bool h_in_guest(struct h_vm *h, unsigned int id)
 bool h_sleeping(struct h_vm *h, unsigned int id)
 {
 	return vcpureq_vcpu_is_blocking(vcpureq_vm_vcpu(h->vm, id));
+}
+
+bool h_spinning(struct h_vm *h, unsigned int id)
+{
+	return h_in_guest(h, id) && h_guest_iters(h, id) > 100;
+}
+
+struct vcpureq_stats h_stats(struct h_vm *h, unsigned int id)
+{
+	struct vcpureq_stats st;
+
+	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h->vm, id), &st, sizeof(st));
+	return st;
+}
+
+bool h_wait_ge(_Atomic uint64_t *p, uint64_t want, unsigned int timeout_ms)
+{
+	uint64_t end = h_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	unsigned int n = 0;
+
+	while (atomic_load(p) < want) {
+		if ((++n & 1023) == 0) {
+			if (h_now_ns() > end)
+				return atomic_load(p) >= want;
+			sched_yield(); /* 2 cores: let the vCPU thread run */
+		}
+	}
+	return true;
 }
 

@@ -140,6 +140,12 @@ bool h_wait_until(bool (*pred)(struct h_vm *, unsigned int), struct h_vm *h,
 		  unsigned int id, unsigned int timeout_ms);
 bool h_in_guest(struct h_vm *h, unsigned int id);   /* mode IN and progressing */
 bool h_sleeping(struct h_vm *h, unsigned int id);   /* asleep in block */
+/* In guest mode and past its first 100 guest iterations. */
+bool h_spinning(struct h_vm *h, unsigned int id);
+/* The counters of vCPU index @id. */
+struct vcpureq_stats h_stats(struct h_vm *h, unsigned int id);
+/* Wait until *@p >= @want or timeout (ms): returns true if it held. */
+bool h_wait_ge(_Atomic uint64_t *p, uint64_t want, unsigned int timeout_ms);
 
 /* The kick mechanism the tests run with: $VCPUREQ_TEST_KICK ("sigmask" or
  * "immediate_exit"; CTest registers each KVM case once per mechanism), else

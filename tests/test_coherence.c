@@ -16,7 +16,8 @@
 #include <sched.h>
 #include <stdarg.h>
 
-#define HANG_NS 10000000000ull /* 10 s: a lost request/wake-up, not slowness */
+#define HANG_MS 10000 /* 10 s: a lost request/wake-up, not slowness */
+#define HANG_NS (HANG_MS * 1000000ull)
 
 /* ---- helpers ---- */
 
@@ -71,30 +72,6 @@ static bool more_rounds(uint64_t start, int done, int max, int min)
 	printf("time budget spent: %d of %d rounds (loaded machine?)\n", done,
 	       max);
 	return false;
-}
-
-static struct vcpureq_stats stats_of(struct h_vm *h, unsigned int id)
-{
-	struct vcpureq_stats st;
-
-	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h->vm, id), &st, sizeof(st));
-	return st;
-}
-
-/* Wait until *p >= want; false after HANG_NS. */
-static bool wait_ge(_Atomic uint64_t *p, uint64_t want)
-{
-	uint64_t end = h_now_ns() + HANG_NS;
-	unsigned int n = 0;
-
-	while (atomic_load(p) < want) {
-		if ((++n & 1023) == 0) {
-			if (h_now_ns() > end)
-				return atomic_load(p) >= want;
-			sched_yield(); /* 2 cores: let the vCPU thread run */
-		}
-	}
-	return true;
 }
 
 static void print_stats(const char *what, const struct vcpureq_stats *st)
@@ -263,7 +240,7 @@ TEST_BOTH(no_stranded_request)
 		r = vcpureq_request(REQ_PING, v);
 		CHECK(r == 0 || r == 1);
 		nsig += (uint64_t)r;
-		if (!wait_ge(&a_handled, 2 * (uint64_t)i + 1)) {
+		if (!h_wait_ge(&a_handled, 2 * (uint64_t)i + 1, HANG_MS)) {
 			vcpureq_vcpu_stats(v, &st, sizeof(st));
 			fprintf(stderr, "round %d: request (in guest) stranded: not handled after 10 s (mode %d, handled %llu)\n",
 				i, vcpureq_vcpu_mode(v),
@@ -277,7 +254,7 @@ TEST_BOTH(no_stranded_request)
 		r = vcpureq_request(REQ_PING, v);
 		CHECK(r == 0 || r == 1);
 		nsig += (uint64_t)r;
-		if (!wait_ge(&a_handled, 2 * (uint64_t)i + 2)) {
+		if (!h_wait_ge(&a_handled, 2 * (uint64_t)i + 2, HANG_MS)) {
 			vcpureq_vcpu_stats(v, &st, sizeof(st));
 			fprintf(stderr, "round %d: request (racing re-entry) stranded: not handled after 10 s (mode %d, handled %llu)\n",
 				i, vcpureq_vcpu_mode(v),
@@ -289,7 +266,7 @@ TEST_BOTH(no_stranded_request)
 	}
 	rounds = i;
 	CHECK_EQ(stop_counted(&h, &stop_sent), 0);
-	st = stats_of(&h, 0);
+	st = h_stats(&h, 0);
 	print_stats("stats", &st);
 	printf("rounds %d of 2 requests (first one with delay 0: %llu), signals returned %llu\n", rounds,
 	       (unsigned long long)zero_delay, (unsigned long long)nsig);
@@ -428,7 +405,7 @@ TEST_BOTH(payload_coalescing)
 	/* The final WAIT broadcast, after every requester is done. */
 	r = vcpureq_make_all_cpus_request(h.vm, REQ_FIN | VCPUREQ_REQUEST_WAIT);
 	CHECK(r == 0 || r == 1);
-	if (!wait_ge(&b_fin, 1)) {
+	if (!h_wait_ge(&b_fin, 1, HANG_MS)) {
 		fprintf(stderr, "FIN not handled within 10 s (mode %d)\n",
 			vcpureq_vcpu_mode(b_vcpu));
 		return 1;
@@ -448,7 +425,7 @@ TEST_BOTH(payload_coalescing)
 		CHECK_EQ(b_slots[j].last, B_N);
 		handled += n;
 	}
-	st = stats_of(&h, 0);
+	st = h_stats(&h, 0);
 	print_stats("stats", &st);
 	printf("coalescing: %d requests made, %llu handled\n", B_NREQ * B_N,
 	       (unsigned long long)handled);
@@ -531,7 +508,7 @@ TEST_BOTH(ipi_reduction)
 	}
 	CHECK_EQ(stop_counted(&h, &stop_sent), 0);
 	sent += (uint64_t)stop_sent;
-	st = stats_of(&h, 0);
+	st = h_stats(&h, 0);
 	print_stats("stats", &st);
 	/* A guest-mode instance is every publish of IN_GUEST_MODE: entries
 	 * past the final check plus entries it aborted (a requester may win
@@ -632,8 +609,8 @@ TEST_BOTH(no_lost_wakeup)
 			break;
 		}
 		CHECK(r == 0 || r == 1);
-		if (!wait_ge(&d_handled, (uint64_t)i + 1)) {
-			st = stats_of(&h, 0);
+		if (!h_wait_ge(&d_handled, (uint64_t)i + 1, HANG_MS)) {
+			st = h_stats(&h, 0);
 			fprintf(stderr, "round %d (delay %llu ns, api %d): lost wake-up: not handled after 10 s (mode %d, blocking %d)\n",
 				i, (unsigned long long)delay, i % 3,
 				vcpureq_vcpu_mode(v), vcpureq_vcpu_is_blocking(v));
@@ -644,7 +621,7 @@ TEST_BOTH(no_lost_wakeup)
 	}
 	rounds = i;
 	CHECK_EQ(stop_counted(&h, &stop_sent), 0);
-	st = stats_of(&h, 0);
+	st = h_stats(&h, 0);
 	print_stats("stats", &st);
 	printf("rounds %d (delay 0: %llu, certainly asleep: %llu)\n", rounds,
 	       (unsigned long long)zero_delay, (unsigned long long)forced);
@@ -819,7 +796,7 @@ TEST_BOTH(self_request_no_signal)
 		int r = vcpureq_request(REQ_TRIG, v0);
 
 		CHECK(r == 0 || r == 1);
-		if (!wait_ge(&e_rounds_done, (uint64_t)i + 1)) {
+		if (!h_wait_ge(&e_rounds_done, (uint64_t)i + 1, HANG_MS)) {
 			fprintf(stderr, "round %d: vCPU 0 stuck at stage %d of its self requests (1-5: inside request %d) for 10 s: a request to itself waited on itself?\n",
 				i, atomic_load(&e_stage), atomic_load(&e_stage));
 			CHECK_NO_HFAIL();
@@ -830,7 +807,7 @@ TEST_BOTH(self_request_no_signal)
 	rounds = i;
 	/* vCPU 1 handles its copy of the last broadcast: its D is not
 	 * stranded (earlier ones may have coalesced while it was outside). */
-	if (!wait_ge(&e_v1_round_seen, (uint64_t)rounds)) {
+	if (!h_wait_ge(&e_v1_round_seen, (uint64_t)rounds, HANG_MS)) {
 		fprintf(stderr, "vCPU 1 did not handle the last broadcast within 10 s (saw round %llu, mode %d)\n",
 			(unsigned long long)atomic_load(&e_v1_round_seen),
 			vcpureq_vcpu_mode(vcpureq_vm_vcpu(h.vm, 1)));
@@ -839,8 +816,8 @@ TEST_BOTH(self_request_no_signal)
 	CHECK_NO_HFAIL();
 	CHECK_EQ(stop_counted(&h, &stop_sent), 0);
 	CHECK_NO_HFAIL();
-	st0 = stats_of(&h, 0);
-	st1 = stats_of(&h, 1);
+	st0 = h_stats(&h, 0);
+	st1 = h_stats(&h, 1);
 	print_stats("vcpu0", &st0);
 	print_stats("vcpu1", &st1);
 	printf("broadcasts that signalled vCPU 1: %llu of %d; vCPU 1 handled %llu\n",

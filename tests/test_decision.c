@@ -31,24 +31,9 @@ static int count_handler(struct vcpureq_vcpu *v, void *opaque)
 	return 0;
 }
 
-static struct vcpureq_stats stats(struct h_vm *h, unsigned int id)
-{
-	struct vcpureq_stats st;
-
-	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h->vm, id), &st, sizeof(st));
-	return st;
-}
-
 static struct vcpureq_vcpu *V(struct h_vm *h, unsigned int id)
 {
 	return vcpureq_vm_vcpu(h->vm, id);
-}
-
-static bool spinning(struct h_vm *h, unsigned int id)
-{
-	uint64_t a = h_guest_iters(h, id);
-
-	return h_in_guest(h, id) && a > 100;
 }
 
 static bool settled_asleep(struct h_vm *h, unsigned int id)
@@ -115,10 +100,10 @@ TEST_BOTH(row_asleep_is_woken)
 	H_VM(&h, be, 1, H_HALT, &o);
 	CHECK_EQ(h_start(&h), 0);
 	CHECK(h_wait_until(settled_asleep, &h, 0, HANG_MS));
-	s0 = stats(&h, 0);
+	s0 = h_stats(&h, 0);
 	/* Even with WAIT: a sleeper is outside guest mode, not waited for. */
 	CHECK_EQ(vcpureq_request(REQ_A | VCPUREQ_REQUEST_WAIT, V(&h, 0)), 0);
-	s1 = stats(&h, 0);
+	s1 = h_stats(&h, 0);
 	CHECK_EQ(s1.wakeups - s0.wakeups, 1);
 	CHECK_EQ(s1.signals_sent, s0.signals_sent);
 	CHECK_EQ(s1.acks_waited, s0.acks_waited);
@@ -142,11 +127,11 @@ TEST_BOTH(row_outside_awake_nothing)
 	while (!atomic_load(&held))
 		;
 	CHECK_EQ(vcpureq_vcpu_mode(V(&h, 0)), VCPUREQ_OUTSIDE_GUEST_MODE);
-	s0 = stats(&h, 0);
+	s0 = h_stats(&h, 0);
 	CHECK_EQ(vcpureq_request(REQ_A, V(&h, 0)), 0);
 	CHECK_EQ(vcpureq_request(REQ_B | VCPUREQ_REQUEST_WAIT, V(&h, 0)), 0);
 	CHECK_EQ(vcpureq_request(REQ_C | VCPUREQ_REQUEST_NO_WAKEUP, V(&h, 0)), 0);
-	s1 = stats(&h, 0);
+	s1 = h_stats(&h, 0);
 	CHECK_EQ(s1.signals_sent, s0.signals_sent);
 	CHECK_EQ(s1.wakeups, s0.wakeups);
 	CHECK_EQ(s1.acks_waited, s0.acks_waited);
@@ -170,11 +155,11 @@ TEST_BOTH(row_in_guest_signal)
 
 	H_VM(&h, be, 1, H_SPIN, &o);
 	CHECK_EQ(h_start(&h), 0);
-	CHECK(h_wait_until(spinning, &h, 0, HANG_MS));
-	s0 = stats(&h, 0);
+	CHECK(h_wait_until(h_spinning, &h, 0, HANG_MS));
+	s0 = h_stats(&h, 0);
 	CHECK_EQ(vcpureq_request(REQ_A, V(&h, 0)), 1);
 	CHECK(wait_handled(bit(REQ_A), 1));
-	s1 = stats(&h, 0);
+	s1 = h_stats(&h, 0);
 	CHECK_EQ(s1.signals_sent - s0.signals_sent, 1);
 	CHECK_EQ(s1.acks_waited, s0.acks_waited);
 	CHECK_EQ(s1.wakeups, s0.wakeups);
@@ -197,12 +182,12 @@ TEST_BOTH(row_in_guest_wait_acked)
 	for (i = 0; i < 50; i++) {
 		uint32_t e0;
 
-		CHECK(h_wait_until(spinning, &h, 0, HANG_MS));
-		s0 = stats(&h, 0);
+		CHECK(h_wait_until(h_spinning, &h, 0, HANG_MS));
+		s0 = h_stats(&h, 0);
 		e0 = vcpureq_vcpu_exit_epoch(V(&h, 0));
 		CHECK_EQ(vcpureq_request(REQ_A | VCPUREQ_REQUEST_WAIT, V(&h, 0)), 1);
 		CHECK(vcpureq_vcpu_exit_epoch(V(&h, 0)) != e0);
-		s1 = stats(&h, 0);
+		s1 = h_stats(&h, 0);
 		CHECK_EQ(s1.signals_sent - s0.signals_sent, 1);
 		CHECK_EQ(s1.acks_waited - s0.acks_waited, 1);
 		CHECK(wait_handled(bit(REQ_A), i + 1));
@@ -255,7 +240,7 @@ static uint64_t ack_base;
 
 static bool ack_awaited(struct h_vm *h, unsigned int id)
 {
-	return stats(h, id).acks_waited > ack_base;
+	return h_stats(h, id).acks_waited > ack_base;
 }
 
 /* Rows: no WAIT, EXITING -> no signal (coalesced); WAIT, EXITING -> no
@@ -280,9 +265,9 @@ TEST(row_exiting_coalesced_thread)
 	while (!atomic_load(&saw_kick))
 		;
 	CHECK_EQ(vcpureq_vcpu_mode(V(&h, 0)), VCPUREQ_EXITING_GUEST_MODE);
-	s0 = stats(&h, 0);
+	s0 = h_stats(&h, 0);
 	CHECK_EQ(vcpureq_request(REQ_B, V(&h, 0)), 0);
-	s1 = stats(&h, 0);
+	s1 = h_stats(&h, 0);
 	CHECK_EQ(s1.signals_sent, s0.signals_sent);
 	CHECK_EQ(s1.signals_coalesced - s0.signals_coalesced, 1);
 	w.v = V(&h, 0);
@@ -298,7 +283,7 @@ TEST(row_exiting_coalesced_thread)
 	pthread_join(t, NULL);
 	CHECK_EQ(w.ret, 0); /* no signal of its own */
 	CHECK(vcpureq_vcpu_exit_epoch(V(&h, 0)) != e0);
-	s1 = stats(&h, 0);
+	s1 = h_stats(&h, 0);
 	CHECK_EQ(s1.signals_sent, s0.signals_sent);
 	CHECK(wait_handled(bit(REQ_A), 1));
 	CHECK(wait_handled(bit(REQ_B), 1));
@@ -328,7 +313,7 @@ TEST_BOTH(row_reading_waited)
 		;
 	CHECK_EQ(vcpureq_vcpu_mode(V(&h, 0)),
 		 VCPUREQ_READING_SHADOW_PAGE_TABLES);
-	s0 = stats(&h, 0);
+	s0 = h_stats(&h, 0);
 	/* Without WAIT nothing waits and nothing is signalled. */
 	CHECK_EQ(vcpureq_request(REQ_A, V(&h, 0)), 0);
 	w.v = V(&h, 0);
@@ -341,7 +326,7 @@ TEST_BOTH(row_reading_waited)
 	pthread_join(t, NULL);
 	CHECK_EQ(w.ret, 0);
 	CHECK_EQ(w.walk_ending_at_return, 1);
-	s1 = stats(&h, 0);
+	s1 = h_stats(&h, 0);
 	CHECK_EQ(s1.signals_sent, s0.signals_sent);
 	CHECK_EQ(s1.acks_waited - s0.acks_waited, 1);
 	CHECK(wait_handled(bit(VCPUREQ_REQ_TLB_FLUSH), 1));
@@ -361,11 +346,11 @@ TEST_BOTH(row_no_wakeup_stays_asleep)
 	H_VM(&h, be, 1, H_HALT, &o);
 	CHECK_EQ(h_start(&h), 0);
 	CHECK(h_wait_until(settled_asleep, &h, 0, HANG_MS));
-	s0 = stats(&h, 0);
+	s0 = h_stats(&h, 0);
 	CHECK_EQ(vcpureq_request(VCPUREQ_REQ_TLB_FLUSH, V(&h, 0)), 0);
 	CHECK_EQ(vcpureq_request(REQ_A | VCPUREQ_REQUEST_NO_WAKEUP, V(&h, 0)), 0);
 	h_sleep_us(50000);
-	s1 = stats(&h, 0);
+	s1 = h_stats(&h, 0);
 	CHECK(h_sleeping(&h, 0));
 	CHECK_EQ(s1.wakeups, s0.wakeups);
 	CHECK_EQ(s1.signals_sent, s0.signals_sent);
@@ -375,7 +360,7 @@ TEST_BOTH(row_no_wakeup_stays_asleep)
 	CHECK_EQ(vcpureq_request(VCPUREQ_REQ_UNBLOCK, V(&h, 0)), 0);
 	CHECK(wait_handled(bit(VCPUREQ_REQ_TLB_FLUSH), 1));
 	CHECK(wait_handled(bit(REQ_A), 1));
-	CHECK_EQ(stats(&h, 0).wakeups - s0.wakeups, 1);
+	CHECK_EQ(h_stats(&h, 0).wakeups - s0.wakeups, 1);
 	CHECK_EQ(h_stop_all(&h), 0);
 	h_vm_destroy(&h);
 	return 0;
@@ -393,23 +378,23 @@ TEST_BOTH(row_no_action_sets_no_bit)
 	H_VM(&h, be, 2, H_SPIN, &o);
 	CHECK_EQ(h_set_prog(&h, 1, H_HALT), 0);
 	CHECK_EQ(h_start(&h), 0);
-	CHECK(h_wait_until(spinning, &h, 0, HANG_MS));
+	CHECK(h_wait_until(h_spinning, &h, 0, HANG_MS));
 	CHECK(h_wait_until(settled_asleep, &h, 1, HANG_MS));
 	/* In guest: OUTSIDE_GUEST_MODE signals and waits for the exit. */
-	s0 = stats(&h, 0);
+	s0 = h_stats(&h, 0);
 	e0 = vcpureq_vcpu_exit_epoch(V(&h, 0));
 	CHECK_EQ(vcpureq_request(VCPUREQ_REQ_OUTSIDE_GUEST_MODE, V(&h, 0)), 1);
 	CHECK(vcpureq_vcpu_exit_epoch(V(&h, 0)) != e0);
-	s1 = stats(&h, 0);
+	s1 = h_stats(&h, 0);
 	CHECK_EQ(s1.requests_made, s0.requests_made);
 	CHECK_EQ(s1.signals_sent - s0.signals_sent, 1);
 	/* Asleep: NO_WAKEUP leaves it; NO_ACTION alone wakes it, but with no
 	 * bit the sleeper finds nothing to do and sleeps again. */
-	s0 = stats(&h, 1);
+	s0 = h_stats(&h, 1);
 	CHECK_EQ(vcpureq_request(VCPUREQ_REQ_OUTSIDE_GUEST_MODE, V(&h, 1)), 0);
-	CHECK_EQ(stats(&h, 1).wakeups, s0.wakeups);
+	CHECK_EQ(h_stats(&h, 1).wakeups, s0.wakeups);
 	CHECK_EQ(vcpureq_request(VCPUREQ_REQUEST_NO_ACTION, V(&h, 1)), 0);
-	s1 = stats(&h, 1);
+	s1 = h_stats(&h, 1);
 	CHECK_EQ(s1.wakeups - s0.wakeups, 1);
 	CHECK_EQ(s1.requests_made, s0.requests_made);
 	h_sleep_us(20000);
@@ -445,7 +430,7 @@ TEST_BOTH(unblock_wakes_and_is_consumed)
 	h.hooks.on_wake = record_wake;
 	CHECK_EQ(h_start(&h), 0);
 	CHECK(h_wait_until(settled_asleep, &h, 0, HANG_MS));
-	CHECK(h_wait_until(spinning, &h, 1, HANG_MS));
+	CHECK(h_wait_until(h_spinning, &h, 1, HANG_MS));
 	uint32_t e = vcpureq_vcpu_exit_epoch(V(&h, 1));
 	CHECK_EQ(vcpureq_request(VCPUREQ_REQ_UNBLOCK, V(&h, 0)), 0);
 	CHECK_EQ(vcpureq_request(VCPUREQ_REQ_UNBLOCK, V(&h, 1)), 1);
@@ -459,7 +444,7 @@ TEST_BOTH(unblock_wakes_and_is_consumed)
 	while (vcpureq_vcpu_exit_epoch(V(&h, 1)) == e && h_now_ns() < end)
 		;
 	CHECK(vcpureq_vcpu_exit_epoch(V(&h, 1)) != e);
-	CHECK(h_wait_until(spinning, &h, 1, HANG_MS));
+	CHECK(h_wait_until(h_spinning, &h, 1, HANG_MS));
 	CHECK_EQ(atomic_load(&handled[bit(VCPUREQ_REQ_UNBLOCK)]), 0);
 	CHECK_EQ(h_stop_all(&h), 0);
 	h_vm_destroy(&h);
@@ -496,8 +481,8 @@ TEST_BOTH(broadcast_wait_acks)
 	atomic_store(&walk_vcpu, 3);
 	atomic_store(&walk_mode, 1);
 	CHECK_EQ(h_start(&h), 0);
-	CHECK(h_wait_until(spinning, &h, 0, HANG_MS));
-	CHECK(h_wait_until(spinning, &h, 1, HANG_MS));
+	CHECK(h_wait_until(h_spinning, &h, 0, HANG_MS));
+	CHECK(h_wait_until(h_spinning, &h, 1, HANG_MS));
 	CHECK(h_wait_until(settled_asleep, &h, 2, HANG_MS));
 	while (!atomic_load(&in_walk))
 		;
@@ -519,12 +504,12 @@ TEST_BOTH(broadcast_wait_acks)
 	CHECK(vcpureq_vcpu_exit_epoch(V(&h, 3)) != e0[3]);
 	CHECK_EQ(vcpureq_vcpu_exit_epoch(V(&h, 2)), e0[2]);
 	CHECK(h_sleeping(&h, 2));
-	CHECK_EQ(stats(&h, 2).acks_waited, 0);
-	CHECK_EQ(stats(&h, 2).wakeups, 0);
-	CHECK_EQ(stats(&h, 2).signals_sent, 0);
-	CHECK_EQ(stats(&h, 0).signals_sent, 1);
-	CHECK_EQ(stats(&h, 1).signals_sent, 1);
-	CHECK_EQ(stats(&h, 3).signals_sent, 0);
+	CHECK_EQ(h_stats(&h, 2).acks_waited, 0);
+	CHECK_EQ(h_stats(&h, 2).wakeups, 0);
+	CHECK_EQ(h_stats(&h, 2).signals_sent, 0);
+	CHECK_EQ(h_stats(&h, 0).signals_sent, 1);
+	CHECK_EQ(h_stats(&h, 1).signals_sent, 1);
+	CHECK_EQ(h_stats(&h, 3).signals_sent, 0);
 	CHECK(wait_handled(bit(VCPUREQ_REQ_TLB_FLUSH), 3));
 	CHECK_EQ(h_stop_all(&h), 0);
 	CHECK_EQ(atomic_load(&handled[bit(VCPUREQ_REQ_TLB_FLUSH)]), 4);
@@ -537,7 +522,7 @@ static bool finished(struct h_vm *h, unsigned int id)
 	return atomic_load(&h->vcpus[id].finished);
 }
 
-/* VM_DEAD stops every vCPU and is final: spinning vCPUs leave with -EIO, a
+/* VM_DEAD stops every vCPU and is final: h_spinning vCPUs leave with -EIO, a
  * sleeper is not woken (NO_WAKEUP) but gets -EIO once something wakes it,
  * and no vCPU ever enters the guest again. */
 TEST_BOTH(vm_dead_is_final)
@@ -551,8 +536,8 @@ TEST_BOTH(vm_dead_is_final)
 	H_VM(&h, be, 3, H_SPIN, &o);
 	CHECK_EQ(h_set_prog(&h, 2, H_HALT), 0);
 	CHECK_EQ(h_start(&h), 0);
-	CHECK(h_wait_until(spinning, &h, 0, HANG_MS));
-	CHECK(h_wait_until(spinning, &h, 1, HANG_MS));
+	CHECK(h_wait_until(h_spinning, &h, 0, HANG_MS));
+	CHECK(h_wait_until(h_spinning, &h, 1, HANG_MS));
 	CHECK(h_wait_until(settled_asleep, &h, 2, HANG_MS));
 	CHECK(!vcpureq_vm_is_dead(h.vm));
 	CHECK_EQ(vcpureq_vm_dead(h.vm), 1);
@@ -564,18 +549,18 @@ TEST_BOTH(vm_dead_is_final)
 	CHECK(h_wait_until(finished, &h, 1, HANG_MS));
 	h_sleep_us(20000);
 	CHECK(h_sleeping(&h, 2));
-	CHECK_EQ(stats(&h, 2).wakeups, 0);
+	CHECK_EQ(h_stats(&h, 2).wakeups, 0);
 	CHECK_EQ(vcpureq_request(VCPUREQ_REQ_UNBLOCK, V(&h, 2)), 0);
 	CHECK(h_wait_until(finished, &h, 2, HANG_MS));
 	for (i = 0; i < 3; i++)
 		it[i] = h_guest_iters(&h, i);
 	h_join_all(&h);
 	/* A new thread on a dead VM never enters the guest. */
-	s = stats(&h, 0);
+	s = h_stats(&h, 0);
 	CHECK_EQ(h_start_one(&h, 0), 0);
 	CHECK(h_wait_until(finished, &h, 0, HANG_MS));
 	h_join_all(&h);
-	CHECK_EQ(stats(&h, 0).entries, s.entries);
+	CHECK_EQ(h_stats(&h, 0).entries, s.entries);
 	h_sleep_us(20000);
 	for (i = 0; i < 3; i++) {
 		CHECK_EQ(h_guest_iters(&h, i), it[i]);
@@ -607,9 +592,9 @@ TEST_BOTH(mailbox_interrupt_delivered)
 			;
 		CHECK_EQ(h_guest_irqs(&h, 0), i);
 	}
-	CHECK_EQ(stats(&h, 0).interrupts_posted, 50);
-	CHECK_EQ(stats(&h, 0).interrupts_injected, 50);
-	CHECK(stats(&h, 0).wakeups >= 1);
+	CHECK_EQ(h_stats(&h, 0).interrupts_posted, 50);
+	CHECK_EQ(h_stats(&h, 0).interrupts_injected, 50);
+	CHECK(h_stats(&h, 0).wakeups >= 1);
 	CHECK_EQ(h_stop_all(&h), 0);
 	h_vm_destroy(&h);
 	return 0;

@@ -508,14 +508,9 @@ static int abort_handler(struct vcpureq_vcpu *v, void *opaque)
 	return 0;
 }
 
-static bool spinning(struct h_vm *h, unsigned int id)
-{
-	return h_in_guest(h, id) && h_guest_iters(h, id) > 100;
-}
-
 /* Wait until the vCPU is back in the guest, @entries entries after @s0,
  * running guest code (its iterations moved since the last look), so the
- * counts are final: a spinning guest does not exit by itself. */
+ * counts are final: a h_spinning guest does not exit by itself. */
 static bool settle(struct h_vm *h, const struct vcpureq_stats *s0,
 		   uint64_t entries)
 {
@@ -548,9 +543,9 @@ TEST_BOTH(kick_and_abort_counted_exactly)
 	H_VM(&h, be, 1, H_SPIN, &o);
 	v = vcpureq_vm_vcpu(h.vm, 0);
 	CHECK_EQ(h_start(&h), 0);
-	CHECK(h_wait_until(spinning, &h, 0, HANG_MS));
+	CHECK(h_wait_until(h_spinning, &h, 0, HANG_MS));
 
-	/* A bare kick of a spinning vCPU: one signal, one kicked exit with
+	/* A bare kick of a h_spinning vCPU: one signal, one kicked exit with
 	 * nothing pending (spurious by definition), one re-entry. */
 	s0 = stats(v);
 	CHECK_EQ(vcpureq_vcpu_kick(v), 1);

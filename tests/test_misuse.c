@@ -290,9 +290,11 @@ TEST_BOTH(after_destroy_and_null)
 
 /* A vCPU thread that exits while still bound: the VM can still be
  * destroyed and freed (the thread is found gone). */
+static _Atomic int bae_bind_ret = 1;
+
 static void *bind_and_exit(void *arg)
 {
-	vcpureq_vcpu_bind(arg);
+	atomic_store(&bae_bind_ret, vcpureq_vcpu_bind(arg));
 	return NULL;
 }
 
@@ -305,6 +307,8 @@ TEST_BOTH(thread_exits_bound)
 	CHECK_EQ(pthread_create(&t, NULL, bind_and_exit,
 				vcpureq_vm_vcpu(h.vm, 1)), 0);
 	CHECK_EQ(pthread_join(t, NULL), 0);
+	/* It did exit bound (else the case tests nothing). */
+	CHECK_EQ(atomic_load(&bae_bind_ret), 0);
 	/* The kernel reaps the thread's id at exit; join waits for that. */
 	CHECK_EQ(vcpureq_vm_destroy(h.vm), 0);
 	h_vm_destroy(&h);

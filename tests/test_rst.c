@@ -23,27 +23,7 @@ static struct vcpureq_vcpu *V(struct h_vm *h, unsigned int id)
 	return vcpureq_vm_vcpu(h->vm, id);
 }
 
-static struct vcpureq_stats stats(struct h_vm *h, unsigned int id)
-{
-	struct vcpureq_stats st;
-
-	vcpureq_vcpu_stats(V(h, id), &st, sizeof(st));
-	return st;
-}
-
 /* Spin (yielding: 2 CPUs are shared) until *p >= want; false on a hang. */
-static bool wait_ge(_Atomic uint64_t *p, uint64_t want)
-{
-	uint64_t end = h_now_ns() + HANG_NS;
-
-	while (atomic_load(p) < want) {
-		if (h_now_ns() > end)
-			return false;
-		sched_yield();
-	}
-	return true;
-}
-
 static bool asleep(struct h_vm *h, unsigned int id)
 {
 	return h_sleeping(h, id) && !atomic_load(&h->vcpus[id].finished);
@@ -225,10 +205,10 @@ TEST_BOTH(reserved_generic_numbers_refused)
 			}
 		}
 	}
-	CHECK_EQ(stats(&h, 0).requests_made, 0);
-	CHECK_EQ(stats(&h, 1).requests_made, 0);
-	CHECK_EQ(stats(&h, 0).kicks, 0);
-	CHECK_EQ(stats(&h, 1).kicks, 0);
+	CHECK_EQ(h_stats(&h, 0).requests_made, 0);
+	CHECK_EQ(h_stats(&h, 1).requests_made, 0);
+	CHECK_EQ(h_stats(&h, 0).kicks, 0);
+	CHECK_EQ(h_stats(&h, 1).kicks, 0);
 	CHECK_EQ(vcpureq_request_pending(v), 0);
 	/* The defined generic numbers are accepted: 0 and 2 set bits 0 and 2
 	 * (1, VM_DEAD, is the subject of vm_dead_of_one_vcpu_kills_vm). */
@@ -250,7 +230,7 @@ TEST_BOTH(reserved_generic_numbers_refused)
  * mode (request-less: no request bit); the vCPU reads PIR only after it
  * published IN_GUEST_MODE and fenced.  Several posters race a vCPU that
  * keeps entering and leaving guest mode (and sleeping); a post the vCPU
- * missed would leave it spinning in the guest with the vector pending, and
+ * missed would leave it h_spinning in the guest with the vector pending, and
  * its poster waiting forever.  Every post is taken, exactly once. */
 
 #define PI_POSTERS 3
@@ -383,7 +363,7 @@ TEST_BOTH(posted_interrupt_exception)
 		total += ps[p].rounds;
 	}
 	CHECK_EQ(h_stop_all(&h), 0);
-	st = stats(&h, 0);
+	st = h_stats(&h, 0);
 	printf("posted %llu, injected %llu, entries %llu, kicked exits %llu, signals %llu, wake-ups %llu, blocks %llu\n",
 	       (unsigned long long)st.interrupts_posted,
 	       (unsigned long long)st.interrupts_injected,
@@ -476,8 +456,8 @@ TEST_BOTH(runnable_hook_checks_requests)
 						 VCPUREQ_REQUEST_NO_WAKEUP,
 						 V(&h, 0)), 0);
 		CHECK(vcpureq_vcpu_wake_up(V(&h, 0)) >= 0);
-		if (!wait_ge(&rh_in_hook, (uint64_t)i) ||
-		    !wait_ge(&rh_wakes_runnable, (uint64_t)i)) {
+		if (!h_wait_ge(&rh_in_hook, (uint64_t)i, HANG_MS) ||
+		    !h_wait_ge(&rh_wakes_runnable, (uint64_t)i, HANG_MS)) {
 			fprintf(stderr, "round %d: taken by the hook %llu, by the handler %llu, runnable wake-ups %llu, hook error %d, sleeping %d\n",
 				i, (unsigned long long)atomic_load(&rh_in_hook),
 				(unsigned long long)atomic_load(&rh_in_handler),
@@ -491,7 +471,7 @@ TEST_BOTH(runnable_hook_checks_requests)
 	CHECK_EQ(atomic_load(&rh_hook_err), 0);
 	CHECK_EQ(atomic_load(&rh_in_hook), RH_ROUNDS);
 	CHECK_EQ(atomic_load(&rh_in_handler), 0);
-	CHECK_EQ(stats(&h, 0).requests_handled, RH_ROUNDS + 1); /* + stop */
+	CHECK_EQ(h_stats(&h, 0).requests_handled, RH_ROUNDS + 1); /* + stop */
 	h_vm_destroy(&h);
 	return 0;
 }
@@ -522,11 +502,6 @@ static int vd_handler(struct vcpureq_vcpu *v, void *opaque)
 	return 0;
 }
 
-static bool spinning(struct h_vm *h, unsigned int id)
-{
-	return h_in_guest(h, id) && h_guest_iters(h, id) > 100;
-}
-
 TEST_BOTH(vm_dead_of_one_vcpu_kills_vm)
 {
 	struct vcpureq_vm_opts o = { .handle_requests = vd_handler };
@@ -537,8 +512,8 @@ TEST_BOTH(vm_dead_of_one_vcpu_kills_vm)
 	CHECK_EQ(h_set_prog(&h, 2, H_HALT), 0);
 	h.hooks.on_wake = vd_on_wake;
 	CHECK_EQ(h_start(&h), 0);
-	CHECK(h_wait_until(spinning, &h, 0, HANG_MS));
-	CHECK(h_wait_until(spinning, &h, 1, HANG_MS));
+	CHECK(h_wait_until(h_spinning, &h, 0, HANG_MS));
+	CHECK(h_wait_until(h_spinning, &h, 1, HANG_MS));
 	CHECK(h_wait_until(asleep, &h, 2, HANG_MS));
 	CHECK(!vcpureq_vm_is_dead(h.vm));
 	/* Of vCPU 1 only (WAIT | NO_WAKEUP: it was in guest mode). */
@@ -546,8 +521,8 @@ TEST_BOTH(vm_dead_of_one_vcpu_kills_vm)
 	CHECK(vcpureq_vm_is_dead(h.vm));
 	CHECK(h_wait_until(finished, &h, 1, HANG_MS));
 	/* vCPU 0 got no bit and no kick: still in its guest instance. */
-	CHECK_EQ(stats(&h, 0).requests_made, 0);
-	CHECK_EQ(stats(&h, 2).requests_made, 0);
+	CHECK_EQ(h_stats(&h, 0).requests_made, 0);
+	CHECK_EQ(h_stats(&h, 2).requests_made, 0);
 	CHECK(!finished(&h, 0));
 	/* A request-less kick brings it out; it does not enter again. */
 	CHECK_EQ(vcpureq_vcpu_kick(V(&h, 0)), 1);
@@ -572,7 +547,7 @@ TEST_BOTH(vm_dead_of_one_vcpu_kills_vm)
 }
 
 /* ====================================================================== */
-/* IPI reduction on the KVM backend: a kick of a vCPU running a spinning
+/* IPI reduction on the KVM backend: a kick of a vCPU running a h_spinning
  * KVM guest wins IN_GUEST -> EXITING_GUEST (returns 1: the one signal of
  * that instance) and the signal makes KVM_RUN return (a kicked exit, with
  * no request: spurious).  A second kick right after finds EXITING
@@ -602,7 +577,7 @@ TEST(kick_in_to_exiting_kvm)
 	for (i = 0; i < KE_ROUNDS && (i < KE_MIN_ROUNDS ||
 				      h_now_ns() - t_start < KE_BUDGET_NS); i++) {
 		uint64_t end = h_now_ns() + HANG_NS;
-		uint32_t e0;
+		uint32_t e0, e_m;
 		int r1, r2, m;
 
 		/* In a guest instance that is running guest code: its
@@ -616,7 +591,7 @@ TEST(kick_in_to_exiting_kvm)
 			uint64_t it1;
 
 			sched_yield();
-			s0 = stats(&h, 0);
+			s0 = h_stats(&h, 0);
 			e0 = vcpureq_vcpu_exit_epoch(v);
 			it1 = h_guest_iters(&h, 0);
 			if (vcpureq_vcpu_mode(v) == VCPUREQ_IN_GUEST_MODE &&
@@ -629,24 +604,27 @@ TEST(kick_in_to_exiting_kvm)
 		CHECK_EQ(vcpureq_vcpu_mode(v), VCPUREQ_IN_GUEST_MODE);
 		r1 = vcpureq_vcpu_kick(v);
 		m = vcpureq_vcpu_mode(v);
+		e_m = vcpureq_vcpu_exit_epoch(v);
 		r2 = vcpureq_vcpu_kick(v);
 		/* Nobody else kicks, and H_SPIN leaves the guest only when
 		 * kicked: this kick won IN -> EXITING and sent the signal. */
 		CHECK_EQ(r1, 1);
 		/* Coherence on mode: after our own CAS we read EXITING or a
-		 * later value (OUTSIDE, or IN of a later instance). */
+		 * later value (OUTSIDE, or IN of a later instance).  IN with
+		 * the epoch still e0 after that read would be the instance
+		 * our CAS left: a new one starts only after the bump. */
 		CHECK(m == VCPUREQ_EXITING_GUEST_MODE ||
 		      m == VCPUREQ_OUTSIDE_GUEST_MODE ||
-		      m == VCPUREQ_IN_GUEST_MODE);
+		      (m == VCPUREQ_IN_GUEST_MODE && e_m != e0));
 		seen_exiting += m == VCPUREQ_EXITING_GUEST_MODE;
 		/* The signal ends the instance: KVM_RUN returns -EINTR, an
 		 * exit with nothing pending (spurious, counted after the
 		 * kicked exit). */
 		end = h_now_ns() + HANG_NS;
-		while (stats(&h, 0).spurious_exits == s0.spurious_exits &&
+		while (h_stats(&h, 0).spurious_exits == s0.spurious_exits &&
 		       h_now_ns() < end)
 			sched_yield();
-		s1 = stats(&h, 0);
+		s1 = h_stats(&h, 0);
 		if (s1.spurious_exits == s0.spurious_exits)
 			fprintf(stderr, "round %d: r1 %d m %d r2 %d; kicked exits %llu -> %llu, spurious %llu -> %llu, exits %llu -> %llu, entries %llu -> %llu, aborts %llu -> %llu, signals %llu -> %llu, mode now %d\n",
 				i, r1, m, r2,

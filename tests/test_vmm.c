@@ -29,14 +29,6 @@ static int count_handler(struct vcpureq_vcpu *v, void *opaque)
 	return 0;
 }
 
-static struct vcpureq_stats stats(struct h_vm *h, unsigned int i)
-{
-	struct vcpureq_stats st;
-
-	vcpureq_vcpu_stats(vcpureq_vm_vcpu(h->vm, i), &st, sizeof(st));
-	return st;
-}
-
 static bool wait_handled(unsigned int i, uint64_t n)
 {
 	uint64_t end = h_now_ns() + (uint64_t)HANG_MS * 1000000u;
@@ -59,7 +51,8 @@ static bool halted_in_kernel(struct h_vm *h, unsigned int i)
 /* (a) A request + kick reaches a vCPU halted inside KVM_RUN: the one
  * signal interrupts the in-kernel halt, the handler runs, and the guest is
  * still halted afterwards (no interrupt was injected for the kick). */
-TEST(irqchip_kick_halted_vcpu)
+static int kick_halted_vcpu(enum vcpureq_backend be, unsigned int flags,
+			    unsigned int req, int rounds)
 {
 	struct vcpureq_vm_opts o = { .handle_requests = count_handler };
 	struct vcpureq_stats s0, s1;
@@ -67,7 +60,7 @@ TEST(irqchip_kick_halted_vcpu)
 	uint64_t iters;
 	int k;
 
-	H_VM_CFG(&h, be, 1, H_PIC, &o, H_F_IRQCHIP, NULL);
+	H_VM_CFG(&h, be, 1, H_PIC, &o, flags, NULL);
 	CHECK(vcpureq_vcpu_lapic_in_kernel(vcpureq_vm_vcpu(h.vm, 0)));
 	/* The mailbox is for the user-space irqchip. */
 	CHECK_EQ(vcpureq_post_interrupt(vcpureq_vm_vcpu(h.vm, 0), 0x30),
@@ -75,12 +68,12 @@ TEST(irqchip_kick_halted_vcpu)
 	CHECK_EQ(h_start(&h), 0);
 	CHECK(h_wait_until(halted_in_kernel, &h, 0, HANG_MS));
 	iters = h_guest_iters(&h, 0);
-	for (k = 1; k <= 5; k++) {
+	for (k = 1; k <= rounds; k++) {
 		CHECK(h_wait_until(h_in_guest, &h, 0, HANG_MS));
-		s0 = stats(&h, 0);
-		CHECK_EQ(vcpureq_request(REQ_A, vcpureq_vm_vcpu(h.vm, 0)), 1);
+		s0 = h_stats(&h, 0);
+		CHECK_EQ(vcpureq_request(req, vcpureq_vm_vcpu(h.vm, 0)), 1);
 		CHECK(wait_handled(0, (uint64_t)k));
-		s1 = stats(&h, 0);
+		s1 = h_stats(&h, 0);
 		CHECK_EQ(s1.signals_sent - s0.signals_sent, 1);
 	}
 	CHECK_EQ(h_guest_iters(&h, 0), iters); /* still the same hlt */
@@ -90,33 +83,17 @@ TEST(irqchip_kick_halted_vcpu)
 	return 0;
 }
 
+TEST(irqchip_kick_halted_vcpu)
+{
+	return kick_halted_vcpu(be, H_F_IRQCHIP, REQ_A, 5);
+}
+
 /* The same with a split irqchip (LAPIC in the kernel, PIC in user space:
  * the guest's PIC programming exits to us, its hlt still sleeps in the
  * kernel). */
 TEST(split_irqchip_kick_halted_vcpu)
 {
-	struct vcpureq_vm_opts o = { .handle_requests = count_handler };
-	struct vcpureq_stats s0, s1;
-	struct h_vm h;
-	uint64_t iters;
-
-	H_VM_CFG(&h, be, 1, H_PIC, &o, H_F_SPLIT_IRQCHIP, NULL);
-	CHECK(vcpureq_vcpu_lapic_in_kernel(vcpureq_vm_vcpu(h.vm, 0)));
-	CHECK_EQ(vcpureq_post_interrupt(vcpureq_vm_vcpu(h.vm, 0), 0x30),
-		 -ENOTSUP);
-	CHECK_EQ(h_start(&h), 0);
-	CHECK(h_wait_until(halted_in_kernel, &h, 0, HANG_MS));
-	iters = h_guest_iters(&h, 0);
-	CHECK(h_wait_until(h_in_guest, &h, 0, HANG_MS));
-	s0 = stats(&h, 0);
-	CHECK_EQ(vcpureq_request(REQ_WAIT, vcpureq_vm_vcpu(h.vm, 0)), 1);
-	CHECK(wait_handled(0, 1));
-	s1 = stats(&h, 0);
-	CHECK_EQ(s1.signals_sent - s0.signals_sent, 1);
-	CHECK_EQ(h_guest_iters(&h, 0), iters); /* still the same hlt */
-	CHECK_EQ(h_stop_all(&h), 0);
-	h_vm_destroy(&h);
-	return 0;
+	return kick_halted_vcpu(be, H_F_SPLIT_IRQCHIP, REQ_WAIT, 1);
 }
 
 /* (b) KVM_IRQ_LINE from another thread wakes the halted vCPU through the
@@ -156,7 +133,7 @@ TEST(irqchip_irq_line_wakes_guest)
 	h.hooks.on_exit = on_exit_count;
 	CHECK_EQ(h_start(&h), 0);
 	CHECK(h_wait_until(halted_in_kernel, &h, 0, HANG_MS));
-	s0 = stats(&h, 0);
+	s0 = h_stats(&h, 0);
 	for (k = 1; k <= 10; k++) {
 		irq.level = 1; /* an edge on IRQ0 */
 		CHECK_EQ(ioctl(vcpureq_vm_kvm_fd(h.vm), KVM_IRQ_LINE, &irq), 0);
@@ -166,7 +143,7 @@ TEST(irqchip_irq_line_wakes_guest)
 	}
 	CHECK_EQ(h_guest_irqs(&h, 0), 10);
 	CHECK_EQ(atomic_load(&port_reports), 10);
-	s1 = stats(&h, 0);
+	s1 = h_stats(&h, 0);
 	CHECK_EQ(s1.signals_sent - s0.signals_sent, 0);
 	CHECK_EQ(s1.requests_made - s0.requests_made, 0);
 	CHECK_EQ(h_stop_all(&h), 0);
@@ -189,11 +166,11 @@ TEST(irqchip_broadcast_wait_and_vm_dead)
 	for (i = 0; i < 4; i++) {
 		CHECK(h_wait_until(halted_in_kernel, &h, i, HANG_MS));
 		before[i] = vcpureq_vcpu_exit_epoch(vcpureq_vm_vcpu(h.vm, i));
-		s0[i] = stats(&h, i);
+		s0[i] = h_stats(&h, i);
 	}
 	CHECK_EQ(vcpureq_make_all_cpus_request(h.vm, REQ_WAIT), 1);
 	for (i = 0; i < 4; i++) {
-		s1 = stats(&h, i);
+		s1 = h_stats(&h, i);
 		CHECK(vcpureq_vcpu_exit_epoch(vcpureq_vm_vcpu(h.vm, i)) !=
 		      before[i]);
 		CHECK_EQ(s1.signals_sent - s0[i].signals_sent, 1);
