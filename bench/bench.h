@@ -82,6 +82,9 @@ void figure_dump(struct figure *f, const char *dir);
 
 /* ---- utilities (util.c) ---- */
 uint64_t b_now(void);
+/* A part's sample count: @full, or @quick with --quick, times --scale;
+ * at least 5. */
+size_t b_count(size_t full, size_t quick);
 void b_spin_ns(uint64_t ns);
 void b_sleep_us(unsigned int us);
 pid_t b_gettid(void);

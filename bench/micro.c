@@ -30,13 +30,6 @@ const unsigned int g_k_values[B_NK] = { 1, 4, 16, 64 };
 struct kreq_result g_kreq[B_MAX_REP][B_NK];
 int g_kreq_reps;
 
-static size_t count(size_t full, size_t quick)
-{
-	double n = (double)(g_opt.quick ? quick : full) * g_opt.scale;
-
-	return n < 5 ? 5 : (size_t)n;
-}
-
 static void stats(struct vcpureq_vcpu *v, struct vcpureq_stats *st)
 {
 	if (vcpureq_vcpu_stats(v, st, sizeof(*st)))
@@ -157,7 +150,7 @@ void b_wait_seq(_Atomic uint64_t *seq, uint64_t old, const char *what)
 int part_kick(int rep)
 {
 	static struct vr_rec recs[1];
-	size_t n = count(1000, 150), i;
+	size_t n = b_count(1000, 150), i;
 	struct samples s = { 0 }, d = { 0 }, k = { 0 };
 	struct vcpureq_vm_opts o;
 	struct vcpureq_vcpu *v;
@@ -453,7 +446,7 @@ int part_entry(int rep)
 		return H_SKIP;
 	memset(&e, 0, sizeof(e));
 	e.h = &h;
-	e.pairs = count(400, 40);
+	e.pairs = b_count(400, 40);
 	if (b_thread(&t, entry_vcpu, &e))
 		b_die("pthread_create");
 	pthread_join(t, NULL);
@@ -570,7 +563,7 @@ static bool in_block(struct pair_thr *p)
 int part_wake(int rep)
 {
 	static struct vr_rec recs[1];
-	size_t n = count(1000, 150), i;
+	size_t n = b_count(1000, 150), i;
 	struct samples s = { 0 }, f = { 0 };
 	struct vcpureq_vm_opts o;
 	struct vcpureq_vcpu *v;
@@ -667,7 +660,7 @@ int part_requesters(int rep)
 	vr_start(&h, recs, 0, 1);
 	for (ki = 0; ki < B_NK; ki++) {
 		unsigned int k = g_k_values[ki], j;
-		unsigned int r = (unsigned int)count(200, 20);
+		unsigned int r = (unsigned int)b_count(200, 20);
 		struct kreq_result *res = &g_kreq[rep][ki];
 		struct kreq_thr *thr = calloc(k, sizeof(*thr));
 		struct vcpureq_stats s0, s1;

@@ -51,13 +51,6 @@ static struct {
 	bool ran;
 } tc;
 
-static size_t tc_count(size_t full, size_t quick)
-{
-	double n = (double)(g_opt.quick ? quick : full) * g_opt.scale;
-
-	return n < 5 ? 5 : (size_t)n;
-}
-
 static void trace_on(struct vcpureq_vm *vm)
 {
 	struct vcpureq_trace_opts o = VCPUREQ_TRACE_OPTS_INIT;
@@ -158,7 +151,7 @@ static void tc_kick(struct h_vm *h, struct vr_rec *rec, int rep)
 	struct vcpureq_vcpu *v = vcpureq_vm_vcpu(h->vm, 0);
 	int sig = vcpureq_vm_kick_signal(h->vm);
 	uint32_t rnd = 4242u + (uint32_t)rep;
-	size_t n = tc_count(600, 150), i;
+	size_t n = b_count(600, 150), i;
 	struct pair_thr p;
 	pthread_t t;
 
@@ -228,7 +221,7 @@ static void tc_outside(struct h_vm *h)
 {
 	enum { B = 1000, WARM = 2 };
 	struct vcpureq_vcpu *v = vcpureq_vm_vcpu(h->vm, 0);
-	size_t n = tc_count(200, 40), i;
+	size_t n = b_count(200, 40), i;
 
 	for (i = 0; i < n + WARM; i++) {
 		double per[3] = { 0, 0, 0 };
@@ -276,7 +269,7 @@ int part_trace(int rep)
 		return H_SKIP;
 	memset(&e, 0, sizeof(e));
 	e.h = &h;
-	e.rounds = tc_count(1200, 200);
+	e.rounds = b_count(1200, 200);
 	if (b_thread(&t, tc_entry_vcpu, &e))
 		b_die("pthread_create");
 	pthread_join(t, NULL);

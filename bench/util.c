@@ -26,6 +26,13 @@ uint64_t b_now(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+size_t b_count(size_t full, size_t quick)
+{
+	double n = (double)(g_opt.quick ? quick : full) * g_opt.scale;
+
+	return n < 5 ? 5 : (size_t)n;
+}
+
 void b_spin_ns(uint64_t ns)
 {
 	uint64_t end = b_now() + ns;
