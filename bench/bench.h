@@ -167,6 +167,11 @@ bool b_wait_progress(struct h_vm *h, unsigned int first, unsigned int n,
 		     uint32_t *snap, uint64_t timeout_ns);
 void b_snap_counters(struct h_vm *h, unsigned int first, unsigned int n,
 		     uint32_t *snap);
+/* true if no guest counter of vCPUs [0, n) moves for a while (300 µs
+ * spinning for n <= 2, else 2 ms asleep): every vCPU is out.  snap is
+ * left holding the counters read first; tmp is scratch (n entries each). */
+bool b_counters_still(struct h_vm *h, unsigned int n, uint32_t *snap,
+		      uint32_t *tmp);
 /* Wait until vCPU @id runs guest code (@flag, if any, set and its guest
  * counter moving), then a short random delay. */
 void wait_in_guest(struct h_vm *h, unsigned int id, _Atomic int *flag,

@@ -94,23 +94,6 @@ static uint64_t budget_ns(void)
 	return g_opt.quick ? 4000000000ull : 24000000000ull;
 }
 
-/* true if no guest counter moves for a while: every vCPU is out. */
-static bool all_out(struct bc_ctx *c, uint32_t *snap, uint32_t *tmp)
-{
-	unsigned int i;
-
-	b_snap_counters(c->h, 0, c->n, snap);
-	if (c->n <= 2)
-		b_spin_ns(300000);
-	else
-		b_sleep_us(2000);
-	b_snap_counters(c->h, 0, c->n, tmp);
-	for (i = 0; i < c->n; i++)
-		if (tmp[i] != snap[i])
-			return false;
-	return true;
-}
-
 /*
  * One iteration of implementation @ii at N = c->n: start the N vCPU
  * threads afresh, wait until every one has run guest code (all spinning
@@ -141,7 +124,7 @@ static double run_iter(int ii, int ni, struct bc_ctx *c, uint32_t *snap,
 	t1 = b_now();
 	c1 = b_thread_cpu_ns();
 	s1 = im->signals(c);
-	if (!all_out(c, snap, tmp)) {
+	if (!b_counters_still(c->h, c->n, snap, tmp)) {
 		cell->failures++;
 		b_progress("  %s: a vCPU still runs guest code after pause returned\n",
 			   phase);

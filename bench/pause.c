@@ -238,23 +238,6 @@ static void wait_started(struct pr_run *r, const char *what)
 				   what, i);
 }
 
-/* Untimed: no guest counter moves for a while. */
-static bool all_parked(struct pr_run *r)
-{
-	unsigned int i;
-
-	b_snap_counters(r->c->h, 0, r->c->n, r->snap);
-	if (r->c->n <= 2)
-		b_spin_ns(300000);
-	else
-		b_sleep_us(2000);
-	b_snap_counters(r->c->h, 0, r->c->n, r->tmp);
-	for (i = 0; i < r->c->n; i++)
-		if (r->tmp[i] != r->snap[i])
-			return false;
-	return true;
-}
-
 /* One implementation's share of one sample. */
 static void run_one(int ii, struct pr_run *r, struct pr_sample *out)
 {
@@ -283,7 +266,7 @@ static void run_one(int ii, struct pr_run *r, struct pr_sample *out)
 	out->pause = (double)(t1 - t0);
 	out->pause_cpu = (double)(c1 - c0);
 	out->pause_sig = (double)(s1 - s0);
-	if (!all_parked(r)) {
+	if (!b_counters_still(c->h, c->n, r->snap, r->tmp)) {
 		out->failed = true;
 		b_progress("  %s: a vCPU still runs guest code after pause returned\n",
 			   phase);

@@ -307,6 +307,23 @@ void b_snap_counters(struct h_vm *h, unsigned int first, unsigned int n,
 		snap[i] = (uint32_t)h_guest_iters(h, first + i);
 }
 
+bool b_counters_still(struct h_vm *h, unsigned int n, uint32_t *snap,
+		      uint32_t *tmp)
+{
+	unsigned int i;
+
+	b_snap_counters(h, 0, n, snap);
+	if (n <= 2)
+		b_spin_ns(300000);
+	else
+		b_sleep_us(2000);
+	b_snap_counters(h, 0, n, tmp);
+	for (i = 0; i < n; i++)
+		if (tmp[i] != snap[i])
+			return false;
+	return true;
+}
+
 bool b_wait_progress(struct h_vm *h, unsigned int first, unsigned int n,
 		     uint32_t *snap, uint64_t timeout_ns)
 {
