@@ -107,7 +107,7 @@ static double run_iter(int ii, int ni, struct bc_ctx *c, uint32_t *snap,
 {
 	const struct bc_impl *im = impls[ii];
 	struct bc_cell *cell = &g_bc[ii][ni];
-	uint64_t s0, s1, c0, c1, t0, t1;
+	struct bc_timed p;
 	char phase[128];
 
 	snprintf(phase, sizeof(phase), "broadcast: %s, N=%u", im->name, c->n);
@@ -117,13 +117,7 @@ static double run_iter(int ii, int ni, struct bc_ctx *c, uint32_t *snap,
 	im->start(c);
 	if (!b_wait_progress(c->h, 0, c->n, snap, 300000000000ull))
 		b_die("%s: vCPUs did not all run guest code within 300 s", phase);
-	s0 = im->signals(c);
-	c0 = b_thread_cpu_ns();
-	t0 = b_now();
-	im->pause(c);
-	t1 = b_now();
-	c1 = b_thread_cpu_ns();
-	s1 = im->signals(c);
+	bc_time_pause(im, c, &p);
 	if (!b_counters_still(c->h, c->n, snap, tmp)) {
 		cell->failures++;
 		b_progress("  %s: a vCPU still runs guest code after pause returned\n",
@@ -137,21 +131,21 @@ static double run_iter(int ii, int ni, struct bc_ctx *c, uint32_t *snap,
 
 		for (k = 0; k < c->n; k++)
 			samples_add(&h, ((double)c->recs[k].pause_t -
-					 (double)t0) / 1e3);
+					 (double)p.t0) / 1e3);
 		fprintf(stderr, "  trace N=%u: returned at %+.0f us; handlers saw PAUSE at p10 %+.0f p50 %+.0f p90 %+.0f max %+.0f us\n",
-			c->n, (double)(t1 - t0) / 1e3, samples_pct(&h, 10),
+			c->n, (double)(p.t1 - p.t0) / 1e3, samples_pct(&h, 10),
 			samples_pct(&h, 50), samples_pct(&h, 90),
 			samples_pct(&h, 100));
 		samples_free(&h);
 	}
-	samples_add(&cell->lat, (double)(t1 - t0));
-	samples_add(&cell->seq, (double)(t1 - t0));
-	samples_add(&cell->sig, (double)(s1 - s0));
-	samples_add(&cell->cpu, (double)(c1 - c0));
+	samples_add(&cell->lat, (double)(p.t1 - p.t0));
+	samples_add(&cell->seq, (double)(p.t1 - p.t0));
+	samples_add(&cell->sig, (double)p.sig);
+	samples_add(&cell->cpu, (double)p.cpu);
 	cell->iters++;
 	b_phase("broadcast: stopping the vCPU threads");
 	im->stop(c);
-	return (double)(t1 - t0);
+	return (double)(p.t1 - p.t0);
 }
 
 /*

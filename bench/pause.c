@@ -244,6 +244,7 @@ static void run_one(int ii, struct pr_run *r, struct pr_sample *out)
 	const struct bc_impl *im = impls[ii];
 	struct bc_ctx *c = r->c;
 	uint64_t t0, t1, c0, c1, s0, s1, tc;
+	struct bc_timed p;
 	double cs0, ts0;
 	char phase[128];
 
@@ -256,16 +257,10 @@ static void run_one(int ii, struct pr_run *r, struct pr_sample *out)
 	wait_started(r, phase);
 
 	/* pause */
-	s0 = im->signals(c);
-	c0 = b_thread_cpu_ns();
-	t0 = b_now();
-	im->pause(c);
-	t1 = b_now();
-	c1 = b_thread_cpu_ns();
-	s1 = im->signals(c);
-	out->pause = (double)(t1 - t0);
-	out->pause_cpu = (double)(c1 - c0);
-	out->pause_sig = (double)(s1 - s0);
+	bc_time_pause(im, c, &p);
+	out->pause = (double)(p.t1 - p.t0);
+	out->pause_cpu = (double)p.cpu;
+	out->pause_sig = (double)p.sig;
 	if (!b_counters_still(c->h, c->n, r->snap, r->tmp)) {
 		out->failed = true;
 		b_progress("  %s: a vCPU still runs guest code after pause returned\n",

@@ -46,6 +46,18 @@ void peer_kill(struct bc_ctx *c, pthread_t t, int sig)
 	pthread_kill(t, sig);
 }
 
+void bc_time_pause(const struct bc_impl *im, struct bc_ctx *c,
+		   struct bc_timed *out)
+{
+	uint64_t s0 = im->signals(c), c0 = b_thread_cpu_ns();
+
+	out->t0 = b_now();
+	im->pause(c);
+	out->t1 = b_now();
+	out->cpu = b_thread_cpu_ns() - c0;
+	out->sig = im->signals(c) - s0;
+}
+
 uint64_t vq_lib_signals(struct bc_ctx *c)
 {
 	uint64_t sum = 0;
