@@ -332,6 +332,10 @@ const char *bc_impl_name(int i);
 const char *bc_impl_source(int i);
 
 /* ---- report (report.c) ---- */
+/* The bullet list of implementations 0 .. n-1 (0: vcpureq, then the
+ * peers of bench/peers/), each with its source. */
+void report_impls(FILE *f, int n, const char *(*name)(int),
+		  const char *(*source)(int));
 void report_write(FILE *f, double seconds);
 int report_files(const char *dir, double seconds);
 

@@ -198,9 +198,7 @@ void pause_report(FILE *f)
 		   "start the vCPU threads, wait until all run guest code, then time a pause (until the call returns: every implementation returns once every vCPU is parked), "
 		   "a resume (until the call has returned and every vCPU that was running has run guest code again: its guest counter moved; halted vCPUs stay halted and are not waited for) "
 		   "and a pause + resume cycle. Ratios are vcpureq / peer per sample, then the median and p25–p75 of those ratios. Implementations:\n\n");
-	for (i = 0; i < PR_NIMPL; i++)
-		fprintf(f, "- **%s**: %s%s\n", pr_impl_name(i), pr_impl_source(i),
-			i ? " (re-implemented in bench/peers/)" : "");
+	report_impls(f, PR_NIMPL, pr_impl_name, pr_impl_source);
 	fprintf(f, "\n");
 	for (q = 0; q < Q_NR; q++)
 		q_table(f, q);
