@@ -203,6 +203,22 @@ void *b_kick_vcpu(void *arg);
 void b_wait_seq(_Atomic uint64_t *seq, uint64_t old, const char *what);
 /* Wait until vCPU @v runs guest code and is IN_GUEST_MODE. */
 void b_wait_vr_in_guest(struct h_vm *h, struct vcpureq_vcpu *v, uint32_t *rnd);
+/* One sample of the kick pair (b_kick_vcpu on vCPU 0), for the kick and
+ * trace parts alike.  The raw signal floor, the thread in the raw loop:
+ * once it runs guest code, tgkill of the kick signal -> KVM_RUN -EINTR,
+ * ns (and in *drain, if not NULL, to the end of the sigtimedwait drain);
+ * the thread goes on in the library's loop. */
+double b_kick_floor(struct pair_thr *p, int sig, uint32_t *rnd, double *drain);
+/* Request + kick of @v -> its handler running, ns (the thread in the
+ * library's loop, waited for IN_GUEST_MODE first). */
+double b_kick_lib(struct pair_thr *p, struct vcpureq_vcpu *v, uint32_t *rnd,
+		  const char *what);
+/* Back to the raw loop (not timed); dies if the vCPU thread failed. */
+void b_kick_to_raw(struct pair_thr *p, struct vcpureq_vcpu *v,
+		   const char *what);
+/* Stop the kick pair's thread and join it. */
+void b_kick_pair_stop(struct pair_thr *p, struct vcpureq_vcpu *v, int sig,
+		      pthread_t t);
 
 /* ---- the parts ---- */
 /* Figures filled by the parts, reported by report.c. */

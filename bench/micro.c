@@ -147,6 +147,65 @@ void b_wait_seq(_Atomic uint64_t *seq, uint64_t old, const char *what)
 			b_die("%s: not seen within 5 s", what);
 }
 
+double b_kick_floor(struct pair_thr *p, int sig, uint32_t *rnd, double *drain)
+{
+	uint64_t seq, t0;
+
+	wait_in_guest(p->h, 0, &p->in_raw, rnd);
+	seq = atomic_load_explicit(&p->raw_seq, memory_order_acquire);
+	/* Seq_cst: the thread reads the mode after the -EINTR this signal
+	 * causes; next, the library's loop. */
+	atomic_store_explicit(&p->mode, MODE_LIB, memory_order_seq_cst);
+	t0 = b_now();
+	syscall(SYS_tgkill, getpid(),
+		atomic_load_explicit(&p->tid, memory_order_relaxed), sig);
+	b_wait_seq(&p->raw_seq, seq, "raw signal floor");
+	/* Relaxed: ordered by b_wait_seq()'s acquire of raw_seq. */
+	if (drain)
+		*drain = (double)(atomic_load_explicit(&p->raw_t2,
+						       memory_order_relaxed) - t0);
+	return (double)(atomic_load_explicit(&p->raw_t, memory_order_relaxed) -
+			t0);
+}
+
+double b_kick_lib(struct pair_thr *p, struct vcpureq_vcpu *v, uint32_t *rnd,
+		  const char *what)
+{
+	uint64_t seq, t0;
+
+	b_wait_vr_in_guest(p->h, v, rnd);
+	seq = atomic_load_explicit(&p->rec->ping_seen, memory_order_acquire);
+	t0 = b_now();
+	vcpureq_make_request(B_REQ_PING, v);
+	vcpureq_vcpu_kick(v);
+	b_wait_seq(&p->rec->ping_seen, seq, what);
+	/* Read after b_wait_seq() saw ping_seen move (acquire). */
+	return (double)(atomic_load_explicit(&p->rec->ping_t,
+					     memory_order_relaxed) - t0);
+}
+
+void b_kick_to_raw(struct pair_thr *p, struct vcpureq_vcpu *v,
+		   const char *what)
+{
+	atomic_store_explicit(&p->mode, MODE_RAW, memory_order_seq_cst);
+	vcpureq_make_request(B_REQ_STOP, v);
+	vcpureq_vcpu_kick(v);
+	if (atomic_load_explicit(&p->err, memory_order_relaxed))
+		b_die("%s: vCPU thread: %d", what,
+		      atomic_load_explicit(&p->err, memory_order_relaxed));
+}
+
+void b_kick_pair_stop(struct pair_thr *p, struct vcpureq_vcpu *v, int sig,
+		      pthread_t t)
+{
+	atomic_store_explicit(&p->stop, 1, memory_order_seq_cst);
+	vcpureq_make_request(B_REQ_STOP, v);
+	vcpureq_vcpu_kick(v);
+	syscall(SYS_tgkill, getpid(),
+		atomic_load_explicit(&p->tid, memory_order_relaxed), sig);
+	pthread_join(t, NULL);
+}
+
 int part_kick(int rep)
 {
 	static struct vr_rec recs[1];
@@ -169,40 +228,20 @@ int part_kick(int rep)
 	sig = vcpureq_vm_kick_signal(h.vm);
 	b_start_pair(&p, &h, &recs[0], b_kick_vcpu, &t, "kick");
 	for (i = 0; i < n + 5; i++) {
-		uint64_t seq, t0;
+		double floor, drain, kick;
 
 		/* The floor: the thread is in the raw loop. */
-		wait_in_guest(&h, 0, &p.in_raw, &rnd);
-		seq = atomic_load(&p.raw_seq);
-		atomic_store(&p.mode, MODE_LIB); /* next: the library's loop */
-		t0 = b_now();
-		syscall(SYS_tgkill, getpid(), atomic_load(&p.tid), sig);
-		b_wait_seq(&p.raw_seq, seq, "raw signal floor");
-		if (i >= 5) {
-			samples_add(&s, (double)(atomic_load(&p.raw_t) - t0));
-			samples_add(&d, (double)(atomic_load(&p.raw_t2) - t0));
-		}
+		floor = b_kick_floor(&p, sig, &rnd, &drain);
 		/* The figure: the thread is in vcpureq_vcpu_run(). */
-		b_wait_vr_in_guest(&h, v, &rnd);
-		seq = atomic_load(&recs[0].ping_seen);
-		t0 = b_now();
-		vcpureq_make_request(B_REQ_PING, v);
-		vcpureq_vcpu_kick(v);
-		b_wait_seq(&recs[0].ping_seen, seq, "kick latency");
-		if (i >= 5)
-			samples_add(&k, (double)(atomic_load(&recs[0].ping_t) - t0));
-		/* Back to the raw loop (not timed). */
-		atomic_store(&p.mode, MODE_RAW);
-		vcpureq_make_request(B_REQ_STOP, v);
-		vcpureq_vcpu_kick(v);
-		if (atomic_load(&p.err))
-			b_die("kick: vCPU thread: %d", atomic_load(&p.err));
+		kick = b_kick_lib(&p, v, &rnd, "kick latency");
+		if (i >= 5) {
+			samples_add(&s, floor);
+			samples_add(&d, drain);
+			samples_add(&k, kick);
+		}
+		b_kick_to_raw(&p, v, "kick");
 	}
-	atomic_store(&p.stop, 1);
-	vcpureq_make_request(B_REQ_STOP, v);
-	vcpureq_vcpu_kick(v);
-	syscall(SYS_tgkill, getpid(), atomic_load(&p.tid), sig);
-	pthread_join(t, NULL);
+	b_kick_pair_stop(&p, v, sig, t);
 	figure_add_rep(&g_fig[FIG_SIG], &s);
 	figure_add_rep(&g_fig[FIG_SIG_DRAIN], &d);
 	figure_add_rep(&g_fig[FIG_KICK], &k);

@@ -28,8 +28,6 @@
 #include <linux/kvm.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "bench.h"
 
@@ -158,38 +156,17 @@ static void tc_kick(struct h_vm *h, struct vr_rec *rec, int rep)
 	b_start_pair(&p, h, rec, b_kick_vcpu, &t, "trace kick");
 	for (i = 0; i < n + WARM; i++) {
 		double lat[3];
-		uint64_t seq, t0;
 		int j;
 
 		/* The floor: the thread is in the raw loop. */
-		wait_in_guest(h, 0, &p.in_raw, &rnd);
-		seq = atomic_load_explicit(&p.raw_seq, memory_order_acquire);
-		/* Seq_cst, as the kick part: the thread reads the mode after
-		 * the -EINTR this signal causes. */
-		atomic_store_explicit(&p.mode, MODE_LIB, memory_order_seq_cst);
-		t0 = b_now();
-		syscall(SYS_tgkill, getpid(),
-			atomic_load_explicit(&p.tid, memory_order_relaxed), sig);
-		b_wait_seq(&p.raw_seq, seq, "raw signal floor");
-		/* Relaxed: ordered by b_wait_seq()'s acquire of raw_seq. */
-		lat[T_RAW] = (double)(atomic_load_explicit(&p.raw_t,
-							   memory_order_relaxed) - t0);
+		lat[T_RAW] = b_kick_floor(&p, sig, &rnd, NULL);
 		/* The library's loop, trace off and on (order flips). */
 		for (j = 0; j < 2; j++) {
 			int m = (i + (size_t)j) & 1 ? T_ON : T_OFF;
 
 			if (m == T_ON)
 				trace_on(h->vm);
-			b_wait_vr_in_guest(h, v, &rnd);
-			seq = atomic_load_explicit(&rec->ping_seen,
-						   memory_order_acquire);
-			t0 = b_now();
-			vcpureq_make_request(B_REQ_PING, v);
-			vcpureq_vcpu_kick(v);
-			b_wait_seq(&rec->ping_seen, seq, "trace kick latency");
-			/* Read after b_wait_seq() saw ping_seen move (acquire). */
-			lat[m] = (double)(atomic_load_explicit(&rec->ping_t,
-							       memory_order_relaxed) - t0);
+			lat[m] = b_kick_lib(&p, v, &rnd, "trace kick latency");
 			if (m == T_ON)
 				trace_off(h->vm);
 		}
@@ -200,20 +177,9 @@ static void tc_kick(struct h_vm *h, struct vr_rec *rec, int rep)
 			samples_add(&tc.kick_d, lat[T_ON] - lat[T_OFF]);
 			samples_add(&tc.kick_off_raw, lat[T_OFF] / lat[T_RAW]);
 		}
-		/* Back to the raw loop (not timed). */
-		atomic_store_explicit(&p.mode, MODE_RAW, memory_order_seq_cst);
-		vcpureq_make_request(B_REQ_STOP, v);
-		vcpureq_vcpu_kick(v);
-		if (atomic_load_explicit(&p.err, memory_order_relaxed))
-			b_die("trace kick: vCPU thread: %d",
-			      atomic_load_explicit(&p.err, memory_order_relaxed));
+		b_kick_to_raw(&p, v, "trace kick");
 	}
-	atomic_store_explicit(&p.stop, 1, memory_order_seq_cst);
-	vcpureq_make_request(B_REQ_STOP, v);
-	vcpureq_vcpu_kick(v);
-	syscall(SYS_tgkill, getpid(),
-		atomic_load_explicit(&p.tid, memory_order_relaxed), sig);
-	pthread_join(t, NULL);
+	b_kick_pair_stop(&p, v, sig, t);
 }
 
 /* ---- make + kick outside guest mode: the recording itself ---- */
