@@ -216,6 +216,10 @@ double b_kick_lib(struct pair_thr *p, struct vcpureq_vcpu *v, uint32_t *rnd,
 /* Back to the raw loop (not timed); dies if the vCPU thread failed. */
 void b_kick_to_raw(struct pair_thr *p, struct vcpureq_vcpu *v,
 		   const char *what);
+/* @b I/O-exit round trips of the H_OUT vCPU @v, bound to the calling
+ * thread: raw KVM_RUN on its fd, or vcpureq_vcpu_run() if @lib (the entry
+ * and trace parts).  0, or a negative errno (-EPROTO: another exit). */
+int b_entry_batch(struct vcpureq_vcpu *v, bool lib, int b);
 /* Stop the kick pair's thread and join it. */
 void b_kick_pair_stop(struct pair_thr *p, struct vcpureq_vcpu *v, int sig,
 		      pthread_t t);

@@ -416,13 +416,31 @@ struct entry_thr {
 	_Atomic int err;
 };
 
+int b_entry_batch(struct vcpureq_vcpu *v, bool lib, int b)
+{
+	struct kvm_run *run = vcpureq_vcpu_kvm_run(v);
+	int fd = vcpureq_vcpu_kvm_fd(v);
+	int k, r;
+
+	for (k = 0; k < b; k++) {
+		if (lib) {
+			r = vcpureq_vcpu_run(v);
+			if (r != VCPUREQ_RUN_EXIT)
+				return r < 0 ? r : -EIO;
+		} else if (ioctl(fd, KVM_RUN, 0) < 0) {
+			return -errno;
+		}
+		if (run->exit_reason != KVM_EXIT_IO)
+			return -EPROTO;
+	}
+	return 0;
+}
+
 static void *entry_vcpu(void *arg)
 {
 	enum { B = 200 };
 	struct entry_thr *e = arg;
 	struct vcpureq_vcpu *v = vcpureq_vm_vcpu(e->h->vm, 0);
-	struct kvm_run *run = vcpureq_vcpu_kvm_run(v);
-	int fd = vcpureq_vcpu_kvm_fd(v);
 	size_t p;
 	int r;
 
@@ -440,23 +458,10 @@ static void *entry_vcpu(void *arg)
 		for (j = 0; j < 2; j++) {
 			int lib = (int)((p + (size_t)j) & 1);
 			uint64_t t0 = b_now();
-			int k;
 
-			for (k = 0; k < B; k++) {
-				if (lib) {
-					r = vcpureq_vcpu_run(v);
-					if (r != VCPUREQ_RUN_EXIT)
-						goto fail;
-				} else {
-					r = ioctl(fd, KVM_RUN, 0);
-					if (r < 0)
-						goto fail;
-				}
-				if (run->exit_reason != KVM_EXIT_IO) {
-					r = -EPROTO;
-					goto fail;
-				}
-			}
+			r = b_entry_batch(v, lib, B);
+			if (r)
+				goto fail;
 			per[lib] = (double)(b_now() - t0) / B;
 		}
 		if (p >= 3) {
@@ -468,7 +473,7 @@ static void *entry_vcpu(void *arg)
 	vcpureq_vcpu_unbind(v);
 	return NULL;
 fail:
-	atomic_store(&e->err, r < 0 ? r : -EIO);
+	atomic_store(&e->err, r);
 	vcpureq_vcpu_unbind(v);
 	return NULL;
 }

@@ -24,10 +24,7 @@
  * / p90 per mode, the median of the per-pair ratios on / off (and off /
  * raw floor) and the median of the per-pair differences on - off.
  */
-#include <errno.h>
-#include <linux/kvm.h>
 #include <string.h>
-#include <sys/ioctl.h>
 
 #include "bench.h"
 
@@ -81,8 +78,6 @@ static void *tc_entry_vcpu(void *arg)
 	struct tc_entry *e = arg;
 	struct vcpureq_vm *vm = e->h->vm;
 	struct vcpureq_vcpu *v = vcpureq_vm_vcpu(vm, 0);
-	struct kvm_run *run = vcpureq_vcpu_kvm_run(v);
-	int fd = vcpureq_vcpu_kvm_fd(v);
 	size_t p;
 	int r;
 
@@ -100,28 +95,13 @@ static void *tc_entry_vcpu(void *arg)
 		for (j = 0; j < 3; j++) {
 			int m = (int)((p + (size_t)j) % 3);
 			uint64_t t0;
-			int k;
 
 			if (m == T_ON)
 				trace_on(vm);
 			t0 = b_now();
-			for (k = 0; k < B; k++) {
-				if (m == T_RAW) {
-					r = ioctl(fd, KVM_RUN, 0);
-					if (r < 0) {
-						r = -errno;
-						goto fail;
-					}
-				} else {
-					r = vcpureq_vcpu_run(v);
-					if (r != VCPUREQ_RUN_EXIT)
-						goto fail;
-				}
-				if (run->exit_reason != KVM_EXIT_IO) {
-					r = -EPROTO;
-					goto fail;
-				}
-			}
+			r = b_entry_batch(v, m != T_RAW, B);
+			if (r)
+				goto fail;
 			per[m] = (double)(b_now() - t0) / B;
 			if (m == T_ON)
 				trace_off(vm);
@@ -137,7 +117,7 @@ static void *tc_entry_vcpu(void *arg)
 	vcpureq_vcpu_unbind(v);
 	return NULL;
 fail:
-	atomic_store_explicit(&e->err, r < 0 ? r : -EIO, memory_order_relaxed);
+	atomic_store_explicit(&e->err, r, memory_order_relaxed);
 	vcpureq_vcpu_unbind(v);
 	return NULL;
 }
