@@ -107,6 +107,15 @@ static const char *fmt_ns(char *buf, size_t sz, double ns)
 	return buf;
 }
 
+/* The first word of implementation @i's name ("QEMU", "kvmtool"...). */
+static const char *short_name(char *buf, size_t sz, int i)
+{
+	const char *s = pr_impl_name(i);
+
+	snprintf(buf, sz, "%.*s", (int)strcspn(s, " "), s);
+	return buf;
+}
+
 static const char *cfg_name(char *buf, size_t sz, int ci)
 {
 	if (g_pr_cfg[ci].mix)
@@ -134,10 +143,10 @@ static void q_table(FILE *f, int q)
 	fprintf(f, "#### %s\n\n", q_title[q]);
 	fprintf(f, "| N | samples |");
 	for (i = 0; i < PR_NIMPL; i++)
-		fprintf(f, " %s p50 |", i ? strtok(strcpy(a, pr_impl_name(i)), " ") : "vcpureq");
+		fprintf(f, " %s p50 |", i ? short_name(a, sizeof(a), i) : "vcpureq");
 	for (i = 1; i < PR_NIMPL; i++)
 		fprintf(f, " vcpureq / %s: median of paired ratios (p25–p75) |",
-			strtok(strcpy(a, pr_impl_name(i)), " "));
+			short_name(a, sizeof(a), i));
 	fprintf(f, " target vs best peer | result |\n|---|---|");
 	for (i = 0; i < PR_NIMPL * 2 - 1 + 2; i++)
 		fprintf(f, "---|");
@@ -174,11 +183,11 @@ static void q_table(FILE *f, int q)
 		m = ratio_pct(ci, bp, q, 50);
 		if (t > 0)
 			fprintf(f, " ≤ %.1f× %s | %s %.2f× |\n", t,
-				strtok(strcpy(a, pr_impl_name(bp)), " "),
+				short_name(a, sizeof(a), bp),
 				m <= t ? "**met**" : "**missed**", m);
 		else
 			fprintf(f, " — | (%.2f× %s) |\n", m,
-				strtok(strcpy(a, pr_impl_name(bp)), " "));
+				short_name(a, sizeof(a), bp));
 	}
 	fprintf(f, "\n");
 }
