@@ -197,41 +197,17 @@ int part_broadcast(int rep)
 	int ni;
 
 	for (ni = 0; ni < B_NN; ni++) {
-		unsigned int n = g_n_values[ni], i;
-		struct vcpureq_vm_opts o;
-		struct vr_rec *recs;
+		unsigned int n = g_n_values[ni];
 		struct bc_ctx c;
 		struct h_vm h;
 
 		if (n > g_opt.max_n)
 			break;
-		recs = calloc(n, sizeof(*recs));
-		if (!recs)
-			b_die("out of memory");
-		o = vr_opts(recs);
 		b_phase("broadcast: creating the VM");
-		if (b_vm(&h, n, H_SPIN, &o)) {
-			free(recs);
+		if (bc_ctx_init(&c, &h, n))
 			return H_SKIP;
-		}
-		memset(&c, 0, sizeof(c));
-		c.h = &h;
-		c.n = n;
-		c.recs = recs;
-		c.pv = calloc(n, sizeof(*c.pv));
-		if (!c.pv)
-			b_die("out of memory");
-		for (i = 0; i < n; i++) {
-			struct vcpureq_vcpu *v = vcpureq_vm_vcpu(h.vm, i);
-
-			c.pv[i].id = i;
-			c.pv[i].fd = vcpureq_vcpu_kvm_fd(v);
-			c.pv[i].run = vcpureq_vcpu_kvm_run(v);
-		}
 		run_n(ni, &c, rep);
-		free(c.pv);
-		h_vm_destroy(&h);
-		free(recs);
+		bc_ctx_free(&c);
 	}
 	return 0;
 }

@@ -318,38 +318,23 @@ static void run_cfg(int ci, int rep)
 	struct pr_cell *cell = &g_pr[ci];
 	unsigned int n = cfg->n, i, want = nr_samples(ci), k;
 	uint64_t t_begin = b_now();
-	struct vcpureq_vm_opts o;
-	struct vr_rec *recs;
 	struct bc_ctx c;
 	struct pr_run r;
 	struct h_vm h;
 
-	recs = calloc(n, sizeof(*recs));
-	if (!recs)
-		b_die("out of memory");
-	o = vr_opts(recs);
 	b_phase("pause/resume: creating the VM");
-	if (b_vm(&h, n, H_SPIN, &o))
+	if (bc_ctx_init(&c, &h, n))
 		b_die("pause/resume: no VM");
-	memset(&c, 0, sizeof(c));
-	c.h = &h;
-	c.n = n;
-	c.recs = recs;
-	c.pv = calloc(n, sizeof(*c.pv));
 	r.c = &c;
 	r.cfg = cfg;
 	r.snap = calloc(n, sizeof(*r.snap));
 	r.tmp = calloc(n, sizeof(*r.tmp));
-	if (!c.pv || !r.snap || !r.tmp)
+	if (!r.snap || !r.tmp)
 		b_die("out of memory");
-	for (i = 0; i < n; i++) {
-		struct vcpureq_vcpu *v = vcpureq_vm_vcpu(h.vm, i);
-		int e;
+	for (i = 0; cfg->mix && i < n; i++) {
+		int e = h_set_prog(&h, i, mix_prog(cfg, i));
 
-		c.pv[i].id = i;
-		c.pv[i].fd = vcpureq_vcpu_kvm_fd(v);
-		c.pv[i].run = vcpureq_vcpu_kvm_run(v);
-		if (cfg->mix && (e = h_set_prog(&h, i, mix_prog(cfg, i))) < 0)
+		if (e < 0)
 			b_die("h_set_prog: %d", e);
 	}
 	for (k = 0; k < want; k++) {
@@ -404,9 +389,7 @@ static void run_cfg(int ci, int rep)
 	b_progress("\n");
 	free(r.snap);
 	free(r.tmp);
-	free(c.pv);
-	h_vm_destroy(&h);
-	free(recs);
+	bc_ctx_free(&c);
 }
 
 int part_pause(int rep)
