@@ -119,10 +119,10 @@ void b_gate_close(void);
 void b_gate_arrive(void);
 void b_gate_open(unsigned int n);
 int b_futex_wake(_Atomic uint32_t *w, int n);
-/* Create the harness VM or die; returns 77 (SKIP) when /dev/kvm is absent. */
 /* perf_event_open on the raw_syscalls:sys_enter tracepoint, for the calling
  * thread, disabled; -1 if unavailable (no tracefs). */
 int b_syscall_counter_open(void);
+/* Create the harness VM or die; returns 77 (SKIP) when /dev/kvm is absent. */
 int b_vm(struct h_vm *h, unsigned int nr, enum h_prog prog,
 	 const struct vcpureq_vm_opts *opts);
 
