@@ -82,6 +82,9 @@ void figure_dump(struct figure *f, const char *dir);
 
 /* ---- utilities (util.c) ---- */
 uint64_t b_now(void);
+/* A part's sample count: @full, or @quick with --quick, times --scale;
+ * at least 5. */
+size_t b_count(size_t full, size_t quick);
 void b_spin_ns(uint64_t ns);
 void b_sleep_us(unsigned int us);
 pid_t b_gettid(void);
@@ -116,10 +119,10 @@ void b_gate_close(void);
 void b_gate_arrive(void);
 void b_gate_open(unsigned int n);
 int b_futex_wake(_Atomic uint32_t *w, int n);
-/* Create the harness VM or die; returns 77 (SKIP) when /dev/kvm is absent. */
 /* perf_event_open on the raw_syscalls:sys_enter tracepoint, for the calling
  * thread, disabled; -1 if unavailable (no tracefs). */
 int b_syscall_counter_open(void);
+/* Create the harness VM or die; returns 77 (SKIP) when /dev/kvm is absent. */
 int b_vm(struct h_vm *h, unsigned int nr, enum h_prog prog,
 	 const struct vcpureq_vm_opts *opts);
 
@@ -164,6 +167,11 @@ bool b_wait_progress(struct h_vm *h, unsigned int first, unsigned int n,
 		     uint32_t *snap, uint64_t timeout_ns);
 void b_snap_counters(struct h_vm *h, unsigned int first, unsigned int n,
 		     uint32_t *snap);
+/* true if no guest counter of vCPUs [0, n) moves for a while (300 µs
+ * spinning for n <= 2, else 2 ms asleep): every vCPU is out.  snap is
+ * left holding the counters read first; tmp is scratch (n entries each). */
+bool b_counters_still(struct h_vm *h, unsigned int n, uint32_t *snap,
+		      uint32_t *tmp);
 /* Wait until vCPU @id runs guest code (@flag, if any, set and its guest
  * counter moving), then a short random delay. */
 void wait_in_guest(struct h_vm *h, unsigned int id, _Atomic int *flag,
@@ -195,6 +203,26 @@ void *b_kick_vcpu(void *arg);
 void b_wait_seq(_Atomic uint64_t *seq, uint64_t old, const char *what);
 /* Wait until vCPU @v runs guest code and is IN_GUEST_MODE. */
 void b_wait_vr_in_guest(struct h_vm *h, struct vcpureq_vcpu *v, uint32_t *rnd);
+/* One sample of the kick pair (b_kick_vcpu on vCPU 0), for the kick and
+ * trace parts alike.  The raw signal floor, the thread in the raw loop:
+ * once it runs guest code, tgkill of the kick signal -> KVM_RUN -EINTR,
+ * ns (and in *drain, if not NULL, to the end of the sigtimedwait drain);
+ * the thread goes on in the library's loop. */
+double b_kick_floor(struct pair_thr *p, int sig, uint32_t *rnd, double *drain);
+/* Request + kick of @v -> its handler running, ns (the thread in the
+ * library's loop, waited for IN_GUEST_MODE first). */
+double b_kick_lib(struct pair_thr *p, struct vcpureq_vcpu *v, uint32_t *rnd,
+		  const char *what);
+/* Back to the raw loop (not timed); dies if the vCPU thread failed. */
+void b_kick_to_raw(struct pair_thr *p, struct vcpureq_vcpu *v,
+		   const char *what);
+/* @b I/O-exit round trips of the H_OUT vCPU @v, bound to the calling
+ * thread: raw KVM_RUN on its fd, or vcpureq_vcpu_run() if @lib (the entry
+ * and trace parts).  0, or a negative errno (-EPROTO: another exit). */
+int b_entry_batch(struct vcpureq_vcpu *v, bool lib, int b);
+/* Stop the kick pair's thread and join it. */
+void b_kick_pair_stop(struct pair_thr *p, struct vcpureq_vcpu *v, int sig,
+		      pthread_t t);
 
 /* ---- the parts ---- */
 /* Figures filled by the parts, reported by report.c. */
@@ -324,6 +352,10 @@ const char *bc_impl_name(int i);
 const char *bc_impl_source(int i);
 
 /* ---- report (report.c) ---- */
+/* The bullet list of implementations 0 .. n-1 (0: vcpureq, then the
+ * peers of bench/peers/), each with its source. */
+void report_impls(FILE *f, int n, const char *(*name)(int),
+		  const char *(*source)(int));
 void report_write(FILE *f, double seconds);
 int report_files(const char *dir, double seconds);
 

@@ -94,23 +94,6 @@ static uint64_t budget_ns(void)
 	return g_opt.quick ? 4000000000ull : 24000000000ull;
 }
 
-/* true if no guest counter moves for a while: every vCPU is out. */
-static bool all_out(struct bc_ctx *c, uint32_t *snap, uint32_t *tmp)
-{
-	unsigned int i;
-
-	b_snap_counters(c->h, 0, c->n, snap);
-	if (c->n <= 2)
-		b_spin_ns(300000);
-	else
-		b_sleep_us(2000);
-	b_snap_counters(c->h, 0, c->n, tmp);
-	for (i = 0; i < c->n; i++)
-		if (tmp[i] != snap[i])
-			return false;
-	return true;
-}
-
 /*
  * One iteration of implementation @ii at N = c->n: start the N vCPU
  * threads afresh, wait until every one has run guest code (all spinning
@@ -124,7 +107,7 @@ static double run_iter(int ii, int ni, struct bc_ctx *c, uint32_t *snap,
 {
 	const struct bc_impl *im = impls[ii];
 	struct bc_cell *cell = &g_bc[ii][ni];
-	uint64_t s0, s1, c0, c1, t0, t1;
+	struct bc_timed p;
 	char phase[128];
 
 	snprintf(phase, sizeof(phase), "broadcast: %s, N=%u", im->name, c->n);
@@ -134,14 +117,8 @@ static double run_iter(int ii, int ni, struct bc_ctx *c, uint32_t *snap,
 	im->start(c);
 	if (!b_wait_progress(c->h, 0, c->n, snap, 300000000000ull))
 		b_die("%s: vCPUs did not all run guest code within 300 s", phase);
-	s0 = im->signals(c);
-	c0 = b_thread_cpu_ns();
-	t0 = b_now();
-	im->pause(c);
-	t1 = b_now();
-	c1 = b_thread_cpu_ns();
-	s1 = im->signals(c);
-	if (!all_out(c, snap, tmp)) {
+	bc_time_pause(im, c, &p);
+	if (!b_counters_still(c->h, c->n, snap, tmp)) {
 		cell->failures++;
 		b_progress("  %s: a vCPU still runs guest code after pause returned\n",
 			   phase);
@@ -154,21 +131,21 @@ static double run_iter(int ii, int ni, struct bc_ctx *c, uint32_t *snap,
 
 		for (k = 0; k < c->n; k++)
 			samples_add(&h, ((double)c->recs[k].pause_t -
-					 (double)t0) / 1e3);
+					 (double)p.t0) / 1e3);
 		fprintf(stderr, "  trace N=%u: returned at %+.0f us; handlers saw PAUSE at p10 %+.0f p50 %+.0f p90 %+.0f max %+.0f us\n",
-			c->n, (double)(t1 - t0) / 1e3, samples_pct(&h, 10),
+			c->n, (double)(p.t1 - p.t0) / 1e3, samples_pct(&h, 10),
 			samples_pct(&h, 50), samples_pct(&h, 90),
 			samples_pct(&h, 100));
 		samples_free(&h);
 	}
-	samples_add(&cell->lat, (double)(t1 - t0));
-	samples_add(&cell->seq, (double)(t1 - t0));
-	samples_add(&cell->sig, (double)(s1 - s0));
-	samples_add(&cell->cpu, (double)(c1 - c0));
+	samples_add(&cell->lat, (double)(p.t1 - p.t0));
+	samples_add(&cell->seq, (double)(p.t1 - p.t0));
+	samples_add(&cell->sig, (double)p.sig);
+	samples_add(&cell->cpu, (double)p.cpu);
 	cell->iters++;
 	b_phase("broadcast: stopping the vCPU threads");
 	im->stop(c);
-	return (double)(t1 - t0);
+	return (double)(p.t1 - p.t0);
 }
 
 /*
@@ -220,41 +197,17 @@ int part_broadcast(int rep)
 	int ni;
 
 	for (ni = 0; ni < B_NN; ni++) {
-		unsigned int n = g_n_values[ni], i;
-		struct vcpureq_vm_opts o;
-		struct vr_rec *recs;
+		unsigned int n = g_n_values[ni];
 		struct bc_ctx c;
 		struct h_vm h;
 
 		if (n > g_opt.max_n)
 			break;
-		recs = calloc(n, sizeof(*recs));
-		if (!recs)
-			b_die("out of memory");
-		o = vr_opts(recs);
 		b_phase("broadcast: creating the VM");
-		if (b_vm(&h, n, H_SPIN, &o)) {
-			free(recs);
+		if (bc_ctx_init(&c, &h, n))
 			return H_SKIP;
-		}
-		memset(&c, 0, sizeof(c));
-		c.h = &h;
-		c.n = n;
-		c.recs = recs;
-		c.pv = calloc(n, sizeof(*c.pv));
-		if (!c.pv)
-			b_die("out of memory");
-		for (i = 0; i < n; i++) {
-			struct vcpureq_vcpu *v = vcpureq_vm_vcpu(h.vm, i);
-
-			c.pv[i].id = i;
-			c.pv[i].fd = vcpureq_vcpu_kvm_fd(v);
-			c.pv[i].run = vcpureq_vcpu_kvm_run(v);
-		}
 		run_n(ni, &c, rep);
-		free(c.pv);
-		h_vm_destroy(&h);
-		free(recs);
+		bc_ctx_free(&c);
 	}
 	return 0;
 }

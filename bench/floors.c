@@ -37,13 +37,6 @@ struct figure g_fig[FIG_NR] = {
 	[FIG_WAKE] = { "wake", "request -> vcpureq_vcpu_block() returns", { 0 }, { 0 }, 0 },
 };
 
-static size_t count(size_t full, size_t quick)
-{
-	double n = (double)(g_opt.quick ? quick : full) * g_opt.scale;
-
-	return n < 5 ? 5 : (size_t)n;
-}
-
 /* ---- cache-line round trip ---- */
 struct pingpong {
 	alignas(64) _Atomic int flag;
@@ -72,7 +65,7 @@ static void *pong(void *arg)
 static void cacheline(void)
 {
 	enum { RT = 1000 };
-	size_t batches = count(300, 40), b;
+	size_t batches = b_count(300, 40), b;
 	struct samples s = { 0 };
 	cpu_set_t old;
 	pthread_t t;

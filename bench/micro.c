@@ -30,13 +30,6 @@ const unsigned int g_k_values[B_NK] = { 1, 4, 16, 64 };
 struct kreq_result g_kreq[B_MAX_REP][B_NK];
 int g_kreq_reps;
 
-static size_t count(size_t full, size_t quick)
-{
-	double n = (double)(g_opt.quick ? quick : full) * g_opt.scale;
-
-	return n < 5 ? 5 : (size_t)n;
-}
-
 static void stats(struct vcpureq_vcpu *v, struct vcpureq_stats *st)
 {
 	if (vcpureq_vcpu_stats(v, st, sizeof(*st)))
@@ -154,10 +147,69 @@ void b_wait_seq(_Atomic uint64_t *seq, uint64_t old, const char *what)
 			b_die("%s: not seen within 5 s", what);
 }
 
+double b_kick_floor(struct pair_thr *p, int sig, uint32_t *rnd, double *drain)
+{
+	uint64_t seq, t0;
+
+	wait_in_guest(p->h, 0, &p->in_raw, rnd);
+	seq = atomic_load_explicit(&p->raw_seq, memory_order_acquire);
+	/* Seq_cst: the thread reads the mode after the -EINTR this signal
+	 * causes; next, the library's loop. */
+	atomic_store_explicit(&p->mode, MODE_LIB, memory_order_seq_cst);
+	t0 = b_now();
+	syscall(SYS_tgkill, getpid(),
+		atomic_load_explicit(&p->tid, memory_order_relaxed), sig);
+	b_wait_seq(&p->raw_seq, seq, "raw signal floor");
+	/* Relaxed: ordered by b_wait_seq()'s acquire of raw_seq. */
+	if (drain)
+		*drain = (double)(atomic_load_explicit(&p->raw_t2,
+						       memory_order_relaxed) - t0);
+	return (double)(atomic_load_explicit(&p->raw_t, memory_order_relaxed) -
+			t0);
+}
+
+double b_kick_lib(struct pair_thr *p, struct vcpureq_vcpu *v, uint32_t *rnd,
+		  const char *what)
+{
+	uint64_t seq, t0;
+
+	b_wait_vr_in_guest(p->h, v, rnd);
+	seq = atomic_load_explicit(&p->rec->ping_seen, memory_order_acquire);
+	t0 = b_now();
+	vcpureq_make_request(B_REQ_PING, v);
+	vcpureq_vcpu_kick(v);
+	b_wait_seq(&p->rec->ping_seen, seq, what);
+	/* Read after b_wait_seq() saw ping_seen move (acquire). */
+	return (double)(atomic_load_explicit(&p->rec->ping_t,
+					     memory_order_relaxed) - t0);
+}
+
+void b_kick_to_raw(struct pair_thr *p, struct vcpureq_vcpu *v,
+		   const char *what)
+{
+	atomic_store_explicit(&p->mode, MODE_RAW, memory_order_seq_cst);
+	vcpureq_make_request(B_REQ_STOP, v);
+	vcpureq_vcpu_kick(v);
+	if (atomic_load_explicit(&p->err, memory_order_relaxed))
+		b_die("%s: vCPU thread: %d", what,
+		      atomic_load_explicit(&p->err, memory_order_relaxed));
+}
+
+void b_kick_pair_stop(struct pair_thr *p, struct vcpureq_vcpu *v, int sig,
+		      pthread_t t)
+{
+	atomic_store_explicit(&p->stop, 1, memory_order_seq_cst);
+	vcpureq_make_request(B_REQ_STOP, v);
+	vcpureq_vcpu_kick(v);
+	syscall(SYS_tgkill, getpid(),
+		atomic_load_explicit(&p->tid, memory_order_relaxed), sig);
+	pthread_join(t, NULL);
+}
+
 int part_kick(int rep)
 {
 	static struct vr_rec recs[1];
-	size_t n = count(1000, 150), i;
+	size_t n = b_count(1000, 150), i;
 	struct samples s = { 0 }, d = { 0 }, k = { 0 };
 	struct vcpureq_vm_opts o;
 	struct vcpureq_vcpu *v;
@@ -176,40 +228,20 @@ int part_kick(int rep)
 	sig = vcpureq_vm_kick_signal(h.vm);
 	b_start_pair(&p, &h, &recs[0], b_kick_vcpu, &t, "kick");
 	for (i = 0; i < n + 5; i++) {
-		uint64_t seq, t0;
+		double floor, drain, kick;
 
 		/* The floor: the thread is in the raw loop. */
-		wait_in_guest(&h, 0, &p.in_raw, &rnd);
-		seq = atomic_load(&p.raw_seq);
-		atomic_store(&p.mode, MODE_LIB); /* next: the library's loop */
-		t0 = b_now();
-		syscall(SYS_tgkill, getpid(), atomic_load(&p.tid), sig);
-		b_wait_seq(&p.raw_seq, seq, "raw signal floor");
-		if (i >= 5) {
-			samples_add(&s, (double)(atomic_load(&p.raw_t) - t0));
-			samples_add(&d, (double)(atomic_load(&p.raw_t2) - t0));
-		}
+		floor = b_kick_floor(&p, sig, &rnd, &drain);
 		/* The figure: the thread is in vcpureq_vcpu_run(). */
-		b_wait_vr_in_guest(&h, v, &rnd);
-		seq = atomic_load(&recs[0].ping_seen);
-		t0 = b_now();
-		vcpureq_make_request(B_REQ_PING, v);
-		vcpureq_vcpu_kick(v);
-		b_wait_seq(&recs[0].ping_seen, seq, "kick latency");
-		if (i >= 5)
-			samples_add(&k, (double)(atomic_load(&recs[0].ping_t) - t0));
-		/* Back to the raw loop (not timed). */
-		atomic_store(&p.mode, MODE_RAW);
-		vcpureq_make_request(B_REQ_STOP, v);
-		vcpureq_vcpu_kick(v);
-		if (atomic_load(&p.err))
-			b_die("kick: vCPU thread: %d", atomic_load(&p.err));
+		kick = b_kick_lib(&p, v, &rnd, "kick latency");
+		if (i >= 5) {
+			samples_add(&s, floor);
+			samples_add(&d, drain);
+			samples_add(&k, kick);
+		}
+		b_kick_to_raw(&p, v, "kick");
 	}
-	atomic_store(&p.stop, 1);
-	vcpureq_make_request(B_REQ_STOP, v);
-	vcpureq_vcpu_kick(v);
-	syscall(SYS_tgkill, getpid(), atomic_load(&p.tid), sig);
-	pthread_join(t, NULL);
+	b_kick_pair_stop(&p, v, sig, t);
 	figure_add_rep(&g_fig[FIG_SIG], &s);
 	figure_add_rep(&g_fig[FIG_SIG_DRAIN], &d);
 	figure_add_rep(&g_fig[FIG_KICK], &k);
@@ -384,13 +416,31 @@ struct entry_thr {
 	_Atomic int err;
 };
 
+int b_entry_batch(struct vcpureq_vcpu *v, bool lib, int b)
+{
+	struct kvm_run *run = vcpureq_vcpu_kvm_run(v);
+	int fd = vcpureq_vcpu_kvm_fd(v);
+	int k, r;
+
+	for (k = 0; k < b; k++) {
+		if (lib) {
+			r = vcpureq_vcpu_run(v);
+			if (r != VCPUREQ_RUN_EXIT)
+				return r < 0 ? r : -EIO;
+		} else if (ioctl(fd, KVM_RUN, 0) < 0) {
+			return -errno;
+		}
+		if (run->exit_reason != KVM_EXIT_IO)
+			return -EPROTO;
+	}
+	return 0;
+}
+
 static void *entry_vcpu(void *arg)
 {
 	enum { B = 200 };
 	struct entry_thr *e = arg;
 	struct vcpureq_vcpu *v = vcpureq_vm_vcpu(e->h->vm, 0);
-	struct kvm_run *run = vcpureq_vcpu_kvm_run(v);
-	int fd = vcpureq_vcpu_kvm_fd(v);
 	size_t p;
 	int r;
 
@@ -408,23 +458,10 @@ static void *entry_vcpu(void *arg)
 		for (j = 0; j < 2; j++) {
 			int lib = (int)((p + (size_t)j) & 1);
 			uint64_t t0 = b_now();
-			int k;
 
-			for (k = 0; k < B; k++) {
-				if (lib) {
-					r = vcpureq_vcpu_run(v);
-					if (r != VCPUREQ_RUN_EXIT)
-						goto fail;
-				} else {
-					r = ioctl(fd, KVM_RUN, 0);
-					if (r < 0)
-						goto fail;
-				}
-				if (run->exit_reason != KVM_EXIT_IO) {
-					r = -EPROTO;
-					goto fail;
-				}
-			}
+			r = b_entry_batch(v, lib, B);
+			if (r)
+				goto fail;
 			per[lib] = (double)(b_now() - t0) / B;
 		}
 		if (p >= 3) {
@@ -436,7 +473,7 @@ static void *entry_vcpu(void *arg)
 	vcpureq_vcpu_unbind(v);
 	return NULL;
 fail:
-	atomic_store(&e->err, r < 0 ? r : -EIO);
+	atomic_store(&e->err, r);
 	vcpureq_vcpu_unbind(v);
 	return NULL;
 }
@@ -453,7 +490,7 @@ int part_entry(int rep)
 		return H_SKIP;
 	memset(&e, 0, sizeof(e));
 	e.h = &h;
-	e.pairs = count(400, 40);
+	e.pairs = b_count(400, 40);
 	if (b_thread(&t, entry_vcpu, &e))
 		b_die("pthread_create");
 	pthread_join(t, NULL);
@@ -570,7 +607,7 @@ static bool in_block(struct pair_thr *p)
 int part_wake(int rep)
 {
 	static struct vr_rec recs[1];
-	size_t n = count(1000, 150), i;
+	size_t n = b_count(1000, 150), i;
 	struct samples s = { 0 }, f = { 0 };
 	struct vcpureq_vm_opts o;
 	struct vcpureq_vcpu *v;
@@ -667,7 +704,7 @@ int part_requesters(int rep)
 	vr_start(&h, recs, 0, 1);
 	for (ki = 0; ki < B_NK; ki++) {
 		unsigned int k = g_k_values[ki], j;
-		unsigned int r = (unsigned int)count(200, 20);
+		unsigned int r = (unsigned int)b_count(200, 20);
 		struct kreq_result *res = &g_kreq[rep][ki];
 		struct kreq_thr *thr = calloc(k, sizeof(*thr));
 		struct vcpureq_stats s0, s1;

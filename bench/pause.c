@@ -238,29 +238,13 @@ static void wait_started(struct pr_run *r, const char *what)
 				   what, i);
 }
 
-/* Untimed: no guest counter moves for a while. */
-static bool all_parked(struct pr_run *r)
-{
-	unsigned int i;
-
-	b_snap_counters(r->c->h, 0, r->c->n, r->snap);
-	if (r->c->n <= 2)
-		b_spin_ns(300000);
-	else
-		b_sleep_us(2000);
-	b_snap_counters(r->c->h, 0, r->c->n, r->tmp);
-	for (i = 0; i < r->c->n; i++)
-		if (r->tmp[i] != r->snap[i])
-			return false;
-	return true;
-}
-
 /* One implementation's share of one sample. */
 static void run_one(int ii, struct pr_run *r, struct pr_sample *out)
 {
 	const struct bc_impl *im = impls[ii];
 	struct bc_ctx *c = r->c;
 	uint64_t t0, t1, c0, c1, s0, s1, tc;
+	struct bc_timed p;
 	double cs0, ts0;
 	char phase[128];
 
@@ -273,17 +257,11 @@ static void run_one(int ii, struct pr_run *r, struct pr_sample *out)
 	wait_started(r, phase);
 
 	/* pause */
-	s0 = im->signals(c);
-	c0 = b_thread_cpu_ns();
-	t0 = b_now();
-	im->pause(c);
-	t1 = b_now();
-	c1 = b_thread_cpu_ns();
-	s1 = im->signals(c);
-	out->pause = (double)(t1 - t0);
-	out->pause_cpu = (double)(c1 - c0);
-	out->pause_sig = (double)(s1 - s0);
-	if (!all_parked(r)) {
+	bc_time_pause(im, c, &p);
+	out->pause = (double)(p.t1 - p.t0);
+	out->pause_cpu = (double)p.cpu;
+	out->pause_sig = (double)p.sig;
+	if (!b_counters_still(c->h, c->n, r->snap, r->tmp)) {
 		out->failed = true;
 		b_progress("  %s: a vCPU still runs guest code after pause returned\n",
 			   phase);
@@ -340,38 +318,23 @@ static void run_cfg(int ci, int rep)
 	struct pr_cell *cell = &g_pr[ci];
 	unsigned int n = cfg->n, i, want = nr_samples(ci), k;
 	uint64_t t_begin = b_now();
-	struct vcpureq_vm_opts o;
-	struct vr_rec *recs;
 	struct bc_ctx c;
 	struct pr_run r;
 	struct h_vm h;
 
-	recs = calloc(n, sizeof(*recs));
-	if (!recs)
-		b_die("out of memory");
-	o = vr_opts(recs);
 	b_phase("pause/resume: creating the VM");
-	if (b_vm(&h, n, H_SPIN, &o))
+	if (bc_ctx_init(&c, &h, n))
 		b_die("pause/resume: no VM");
-	memset(&c, 0, sizeof(c));
-	c.h = &h;
-	c.n = n;
-	c.recs = recs;
-	c.pv = calloc(n, sizeof(*c.pv));
 	r.c = &c;
 	r.cfg = cfg;
 	r.snap = calloc(n, sizeof(*r.snap));
 	r.tmp = calloc(n, sizeof(*r.tmp));
-	if (!c.pv || !r.snap || !r.tmp)
+	if (!r.snap || !r.tmp)
 		b_die("out of memory");
-	for (i = 0; i < n; i++) {
-		struct vcpureq_vcpu *v = vcpureq_vm_vcpu(h.vm, i);
-		int e;
+	for (i = 0; cfg->mix && i < n; i++) {
+		int e = h_set_prog(&h, i, mix_prog(cfg, i));
 
-		c.pv[i].id = i;
-		c.pv[i].fd = vcpureq_vcpu_kvm_fd(v);
-		c.pv[i].run = vcpureq_vcpu_kvm_run(v);
-		if (cfg->mix && (e = h_set_prog(&h, i, mix_prog(cfg, i))) < 0)
+		if (e < 0)
 			b_die("h_set_prog: %d", e);
 	}
 	for (k = 0; k < want; k++) {
@@ -426,9 +389,7 @@ static void run_cfg(int ci, int rep)
 	b_progress("\n");
 	free(r.snap);
 	free(r.tmp);
-	free(c.pv);
-	h_vm_destroy(&h);
-	free(recs);
+	bc_ctx_free(&c);
 }
 
 int part_pause(int rep)

@@ -34,8 +34,10 @@ static double impl_pct(int ci, int ii, int q, double p)
 	return v;
 }
 
-/* Mean of a per-sample counter: which 0 pause signals, 1 pause CPU,
- * 2 resume signals, 3 resume CPU. */
+/* The per-sample counters impl_mean() averages. */
+enum { M_PAUSE_SIG, M_PAUSE_CPU, M_RESUME_SIG, M_RESUME_CPU };
+
+/* Mean of per-sample counter @which (M_*). */
 static double impl_mean(int ci, int ii, int which)
 {
 	double sum = 0;
@@ -44,8 +46,9 @@ static double impl_mean(int ci, int ii, int which)
 	for (k = 0; k < g_pr[ci].ns; k++) {
 		const struct pr_sample *s = &g_pr[ci].s[ii][k];
 
-		sum += which == 0 ? s->pause_sig : which == 1 ? s->pause_cpu :
-		       which == 2 ? s->resume_sig : s->resume_cpu;
+		sum += which == M_PAUSE_SIG ? s->pause_sig :
+		       which == M_PAUSE_CPU ? s->pause_cpu :
+		       which == M_RESUME_SIG ? s->resume_sig : s->resume_cpu;
 	}
 	return g_pr[ci].ns ? sum / g_pr[ci].ns : NAN;
 }
@@ -107,6 +110,15 @@ static const char *fmt_ns(char *buf, size_t sz, double ns)
 	return buf;
 }
 
+/* The first word of implementation @i's name ("QEMU", "kvmtool"...). */
+static const char *short_name(char *buf, size_t sz, int i)
+{
+	const char *s = pr_impl_name(i);
+
+	snprintf(buf, sz, "%.*s", (int)strcspn(s, " "), s);
+	return buf;
+}
+
 static const char *cfg_name(char *buf, size_t sz, int ci)
 {
 	if (g_pr_cfg[ci].mix)
@@ -134,10 +146,10 @@ static void q_table(FILE *f, int q)
 	fprintf(f, "#### %s\n\n", q_title[q]);
 	fprintf(f, "| N | samples |");
 	for (i = 0; i < PR_NIMPL; i++)
-		fprintf(f, " %s p50 |", i ? strtok(strcpy(a, pr_impl_name(i)), " ") : "vcpureq");
+		fprintf(f, " %s p50 |", i ? short_name(a, sizeof(a), i) : "vcpureq");
 	for (i = 1; i < PR_NIMPL; i++)
 		fprintf(f, " vcpureq / %s: median of paired ratios (p25–p75) |",
-			strtok(strcpy(a, pr_impl_name(i)), " "));
+			short_name(a, sizeof(a), i));
 	fprintf(f, " target vs best peer | result |\n|---|---|");
 	for (i = 0; i < PR_NIMPL * 2 - 1 + 2; i++)
 		fprintf(f, "---|");
@@ -174,11 +186,11 @@ static void q_table(FILE *f, int q)
 		m = ratio_pct(ci, bp, q, 50);
 		if (t > 0)
 			fprintf(f, " ≤ %.1f× %s | %s %.2f× |\n", t,
-				strtok(strcpy(a, pr_impl_name(bp)), " "),
+				short_name(a, sizeof(a), bp),
 				m <= t ? "**met**" : "**missed**", m);
 		else
 			fprintf(f, " — | (%.2f× %s) |\n", m,
-				strtok(strcpy(a, pr_impl_name(bp)), " "));
+				short_name(a, sizeof(a), bp));
 	}
 	fprintf(f, "\n");
 }
@@ -198,9 +210,7 @@ void pause_report(FILE *f)
 		   "start the vCPU threads, wait until all run guest code, then time a pause (until the call returns: every implementation returns once every vCPU is parked), "
 		   "a resume (until the call has returned and every vCPU that was running has run guest code again: its guest counter moved; halted vCPUs stay halted and are not waited for) "
 		   "and a pause + resume cycle. Ratios are vcpureq / peer per sample, then the median and p25–p75 of those ratios. Implementations:\n\n");
-	for (i = 0; i < PR_NIMPL; i++)
-		fprintf(f, "- **%s**: %s%s\n", pr_impl_name(i), pr_impl_source(i),
-			i ? " (re-implemented in bench/peers/)" : "");
+	report_impls(f, PR_NIMPL, pr_impl_name, pr_impl_source);
 	fprintf(f, "\n");
 	for (q = 0; q < Q_NR; q++)
 		q_table(f, q);
@@ -214,8 +224,10 @@ void pause_report(FILE *f)
 		for (i = 0; i < PR_NIMPL; i++)
 			fprintf(f, "| %s | %s | %.1f | %s | %.1f | %s |\n",
 				cfg_name(a, sizeof(a), ci), pr_impl_name(i),
-				impl_mean(ci, i, 0), fmt_ns(b, sizeof(b), impl_mean(ci, i, 1)),
-				impl_mean(ci, i, 2), fmt_ns(c, sizeof(c), impl_mean(ci, i, 3)));
+				impl_mean(ci, i, M_PAUSE_SIG),
+				fmt_ns(b, sizeof(b), impl_mean(ci, i, M_PAUSE_CPU)),
+				impl_mean(ci, i, M_RESUME_SIG),
+				fmt_ns(c, sizeof(c), impl_mean(ci, i, M_RESUME_CPU)));
 	}
 	fprintf(f, "\n#### Targets of issue 10 (reported, not asserted)\n\n");
 	for (ci = 0; ci < PR_NCFG; ci++) {
@@ -238,14 +250,14 @@ void pause_report(FILE *f)
 				m <= t ? "**met**" : "**missed**", m,
 				ratio_pct(ci, bp, q, 25), ratio_pct(ci, bp, q, 75));
 		}
-		vs = impl_mean(ci, 0, 0);
+		vs = impl_mean(ci, 0, M_PAUSE_SIG);
 		fprintf(f, "- Signals per pause = N, N = %s: %s — %.1f\n", a,
 			vs == (double)n ? "**met**" :
 			vs < (double)n ? "**met** (fewer: halted vCPUs need none)" : "**missed**", vs);
-		vc = impl_mean(ci, 0, 1);
+		vc = impl_mean(ci, 0, M_PAUSE_CPU);
 		for (i = 1; i < PR_NIMPL; i++)
-			if (impl_mean(ci, i, 1) < minc) {
-				minc = impl_mean(ci, i, 1);
+			if (impl_mean(ci, i, M_PAUSE_CPU) < minc) {
+				minc = impl_mean(ci, i, M_PAUSE_CPU);
 				bi = i;
 			}
 		fprintf(f, "- Requester CPU per pause the lowest of all, N = %s: %s — %s vs %s (%s)\n",

@@ -53,6 +53,16 @@ static const char *fmt_ratio(char *buf, size_t sz, double r)
 	return buf;
 }
 
+void report_impls(FILE *f, int n, const char *(*name)(int),
+		  const char *(*source)(int))
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		fprintf(f, "- **%s**: %s%s\n", name(i), source(i),
+			i ? " (re-implemented in bench/peers/)" : "");
+}
+
 static double p50(int fig)
 {
 	return figure_pct(&g_fig[fig], 50);
@@ -396,9 +406,7 @@ void report_write(FILE *f, double seconds)
 			   "while every peer returns once all are parked (a bias in vcpureq's favour; the pause/resume section compares vcpureq_pause(), which returns at parked). "
 			   "The four are interleaved iteration by iteration; \"paired\" is the median (p25–p75) of the per-iteration ratios vcpureq / peer. "
 			   "Implementations:\n\n");
-		for (i = 0; i < B_NIMPL; i++)
-			fprintf(f, "- **%s**: %s%s\n", bc_impl_name(i), bc_impl_source(i),
-				i ? " (re-implemented in bench/peers/)" : "");
+		report_impls(f, B_NIMPL, bc_impl_name, bc_impl_source);
 		fprintf(f, "\n| N | implementation | p50 | p90 | p99 | spread of p50 | signals/pause mean (min–max) | requester CPU/pause | iterations | p50 / best peer | vcpureq / this peer, paired |\n");
 		fprintf(f, "|---|---|---|---|---|---|---|---|---|---|---|\n");
 		for (ni = 0; ni < B_NN; ni++) {

@@ -24,12 +24,7 @@
  * / p90 per mode, the median of the per-pair ratios on / off (and off /
  * raw floor) and the median of the per-pair differences on - off.
  */
-#include <errno.h>
-#include <linux/kvm.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "bench.h"
 
@@ -50,13 +45,6 @@ static struct {
 	uint64_t recorded, lost;
 	bool ran;
 } tc;
-
-static size_t tc_count(size_t full, size_t quick)
-{
-	double n = (double)(g_opt.quick ? quick : full) * g_opt.scale;
-
-	return n < 5 ? 5 : (size_t)n;
-}
 
 static void trace_on(struct vcpureq_vm *vm)
 {
@@ -90,8 +78,6 @@ static void *tc_entry_vcpu(void *arg)
 	struct tc_entry *e = arg;
 	struct vcpureq_vm *vm = e->h->vm;
 	struct vcpureq_vcpu *v = vcpureq_vm_vcpu(vm, 0);
-	struct kvm_run *run = vcpureq_vcpu_kvm_run(v);
-	int fd = vcpureq_vcpu_kvm_fd(v);
 	size_t p;
 	int r;
 
@@ -109,28 +95,13 @@ static void *tc_entry_vcpu(void *arg)
 		for (j = 0; j < 3; j++) {
 			int m = (int)((p + (size_t)j) % 3);
 			uint64_t t0;
-			int k;
 
 			if (m == T_ON)
 				trace_on(vm);
 			t0 = b_now();
-			for (k = 0; k < B; k++) {
-				if (m == T_RAW) {
-					r = ioctl(fd, KVM_RUN, 0);
-					if (r < 0) {
-						r = -errno;
-						goto fail;
-					}
-				} else {
-					r = vcpureq_vcpu_run(v);
-					if (r != VCPUREQ_RUN_EXIT)
-						goto fail;
-				}
-				if (run->exit_reason != KVM_EXIT_IO) {
-					r = -EPROTO;
-					goto fail;
-				}
-			}
+			r = b_entry_batch(v, m != T_RAW, B);
+			if (r)
+				goto fail;
 			per[m] = (double)(b_now() - t0) / B;
 			if (m == T_ON)
 				trace_off(vm);
@@ -146,7 +117,7 @@ static void *tc_entry_vcpu(void *arg)
 	vcpureq_vcpu_unbind(v);
 	return NULL;
 fail:
-	atomic_store_explicit(&e->err, r < 0 ? r : -EIO, memory_order_relaxed);
+	atomic_store_explicit(&e->err, r, memory_order_relaxed);
 	vcpureq_vcpu_unbind(v);
 	return NULL;
 }
@@ -158,45 +129,24 @@ static void tc_kick(struct h_vm *h, struct vr_rec *rec, int rep)
 	struct vcpureq_vcpu *v = vcpureq_vm_vcpu(h->vm, 0);
 	int sig = vcpureq_vm_kick_signal(h->vm);
 	uint32_t rnd = 4242u + (uint32_t)rep;
-	size_t n = tc_count(600, 150), i;
+	size_t n = b_count(600, 150), i;
 	struct pair_thr p;
 	pthread_t t;
 
 	b_start_pair(&p, h, rec, b_kick_vcpu, &t, "trace kick");
 	for (i = 0; i < n + WARM; i++) {
 		double lat[3];
-		uint64_t seq, t0;
 		int j;
 
 		/* The floor: the thread is in the raw loop. */
-		wait_in_guest(h, 0, &p.in_raw, &rnd);
-		seq = atomic_load_explicit(&p.raw_seq, memory_order_acquire);
-		/* Seq_cst, as the kick part: the thread reads the mode after
-		 * the -EINTR this signal causes. */
-		atomic_store_explicit(&p.mode, MODE_LIB, memory_order_seq_cst);
-		t0 = b_now();
-		syscall(SYS_tgkill, getpid(),
-			atomic_load_explicit(&p.tid, memory_order_relaxed), sig);
-		b_wait_seq(&p.raw_seq, seq, "raw signal floor");
-		/* Relaxed: ordered by b_wait_seq()'s acquire of raw_seq. */
-		lat[T_RAW] = (double)(atomic_load_explicit(&p.raw_t,
-							   memory_order_relaxed) - t0);
+		lat[T_RAW] = b_kick_floor(&p, sig, &rnd, NULL);
 		/* The library's loop, trace off and on (order flips). */
 		for (j = 0; j < 2; j++) {
 			int m = (i + (size_t)j) & 1 ? T_ON : T_OFF;
 
 			if (m == T_ON)
 				trace_on(h->vm);
-			b_wait_vr_in_guest(h, v, &rnd);
-			seq = atomic_load_explicit(&rec->ping_seen,
-						   memory_order_acquire);
-			t0 = b_now();
-			vcpureq_make_request(B_REQ_PING, v);
-			vcpureq_vcpu_kick(v);
-			b_wait_seq(&rec->ping_seen, seq, "trace kick latency");
-			/* Read after b_wait_seq() saw ping_seen move (acquire). */
-			lat[m] = (double)(atomic_load_explicit(&rec->ping_t,
-							       memory_order_relaxed) - t0);
+			lat[m] = b_kick_lib(&p, v, &rnd, "trace kick latency");
 			if (m == T_ON)
 				trace_off(h->vm);
 		}
@@ -207,20 +157,9 @@ static void tc_kick(struct h_vm *h, struct vr_rec *rec, int rep)
 			samples_add(&tc.kick_d, lat[T_ON] - lat[T_OFF]);
 			samples_add(&tc.kick_off_raw, lat[T_OFF] / lat[T_RAW]);
 		}
-		/* Back to the raw loop (not timed). */
-		atomic_store_explicit(&p.mode, MODE_RAW, memory_order_seq_cst);
-		vcpureq_make_request(B_REQ_STOP, v);
-		vcpureq_vcpu_kick(v);
-		if (atomic_load_explicit(&p.err, memory_order_relaxed))
-			b_die("trace kick: vCPU thread: %d",
-			      atomic_load_explicit(&p.err, memory_order_relaxed));
+		b_kick_to_raw(&p, v, "trace kick");
 	}
-	atomic_store_explicit(&p.stop, 1, memory_order_seq_cst);
-	vcpureq_make_request(B_REQ_STOP, v);
-	vcpureq_vcpu_kick(v);
-	syscall(SYS_tgkill, getpid(),
-		atomic_load_explicit(&p.tid, memory_order_relaxed), sig);
-	pthread_join(t, NULL);
+	b_kick_pair_stop(&p, v, sig, t);
 }
 
 /* ---- make + kick outside guest mode: the recording itself ---- */
@@ -228,7 +167,7 @@ static void tc_outside(struct h_vm *h)
 {
 	enum { B = 1000, WARM = 2 };
 	struct vcpureq_vcpu *v = vcpureq_vm_vcpu(h->vm, 0);
-	size_t n = tc_count(200, 40), i;
+	size_t n = b_count(200, 40), i;
 
 	for (i = 0; i < n + WARM; i++) {
 		double per[3] = { 0, 0, 0 };
@@ -276,7 +215,7 @@ int part_trace(int rep)
 		return H_SKIP;
 	memset(&e, 0, sizeof(e));
 	e.h = &h;
-	e.rounds = tc_count(1200, 200);
+	e.rounds = b_count(1200, 200);
 	if (b_thread(&t, tc_entry_vcpu, &e))
 		b_die("pthread_create");
 	pthread_join(t, NULL);

@@ -26,6 +26,13 @@ uint64_t b_now(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+size_t b_count(size_t full, size_t quick)
+{
+	double n = (double)(g_opt.quick ? quick : full) * g_opt.scale;
+
+	return n < 5 ? 5 : (size_t)n;
+}
+
 void b_spin_ns(uint64_t ns)
 {
 	uint64_t end = b_now() + ns;
@@ -298,6 +305,23 @@ void b_snap_counters(struct h_vm *h, unsigned int first, unsigned int n,
 
 	for (i = 0; i < n; i++)
 		snap[i] = (uint32_t)h_guest_iters(h, first + i);
+}
+
+bool b_counters_still(struct h_vm *h, unsigned int n, uint32_t *snap,
+		      uint32_t *tmp)
+{
+	unsigned int i;
+
+	b_snap_counters(h, 0, n, snap);
+	if (n <= 2)
+		b_spin_ns(300000);
+	else
+		b_sleep_us(2000);
+	b_snap_counters(h, 0, n, tmp);
+	for (i = 0; i < n; i++)
+		if (tmp[i] != snap[i])
+			return false;
+	return true;
 }
 
 bool b_wait_progress(struct h_vm *h, unsigned int first, unsigned int n,

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Helpers shared by the peer re-implementations. */
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -44,6 +45,53 @@ void peer_kill(struct bc_ctx *c, pthread_t t, int sig)
 {
 	atomic_fetch_add_explicit(&c->signals, 1, memory_order_relaxed);
 	pthread_kill(t, sig);
+}
+
+int bc_ctx_init(struct bc_ctx *c, struct h_vm *h, unsigned int n)
+{
+	struct vcpureq_vm_opts o;
+	unsigned int i;
+
+	memset(c, 0, sizeof(*c));
+	c->h = h;
+	c->n = n;
+	c->recs = calloc(n, sizeof(*c->recs));
+	c->pv = calloc(n, sizeof(*c->pv));
+	if (!c->recs || !c->pv)
+		b_die("out of memory");
+	o = vr_opts(c->recs);
+	if (b_vm(h, n, H_SPIN, &o)) {
+		free(c->recs);
+		free(c->pv);
+		return H_SKIP;
+	}
+	for (i = 0; i < n; i++) {
+		struct vcpureq_vcpu *v = vcpureq_vm_vcpu(h->vm, i);
+
+		c->pv[i].id = i;
+		c->pv[i].fd = vcpureq_vcpu_kvm_fd(v);
+		c->pv[i].run = vcpureq_vcpu_kvm_run(v);
+	}
+	return 0;
+}
+
+void bc_ctx_free(struct bc_ctx *c)
+{
+	h_vm_destroy(c->h);
+	free(c->pv);
+	free(c->recs);
+}
+
+void bc_time_pause(const struct bc_impl *im, struct bc_ctx *c,
+		   struct bc_timed *out)
+{
+	uint64_t s0 = im->signals(c), c0 = b_thread_cpu_ns();
+
+	out->t0 = b_now();
+	im->pause(c);
+	out->t1 = b_now();
+	out->cpu = b_thread_cpu_ns() - c0;
+	out->sig = im->signals(c) - s0;
 }
 
 uint64_t vq_lib_signals(struct bc_ctx *c)

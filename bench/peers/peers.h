@@ -58,6 +58,23 @@ struct bc_impl {
 
 extern const struct bc_impl bc_qemu, bc_cloud_hypervisor, bc_kvmtool;
 
+/* A VM of @n vCPUs spinning in the guest (H_SPIN, the library's handler
+ * installed: vr_opts()) and its context @c (peer_vcpu of every vCPU, the
+ * library's vr_rec records); H_SKIP without /dev/kvm.  bc_ctx_free()
+ * destroys both. */
+int bc_ctx_init(struct bc_ctx *c, struct h_vm *h, unsigned int n);
+void bc_ctx_free(struct bc_ctx *c);
+
+/* One timed pause: b_now() at the call and at its return, and the
+ * requester CPU (getrusage RUSAGE_THREAD) and signals it cost. */
+struct bc_timed {
+	uint64_t t0, t1, cpu, sig;
+};
+/* Time @im's pause of c's vCPUs (the broadcast and pause/resume parts
+ * alike): signals read outermost, then CPU time, then the clock. */
+void bc_time_pause(const struct bc_impl *im, struct bc_ctx *c,
+		   struct bc_timed *out);
+
 /* On the vCPU thread before its first KVM_RUN: no KVM signal mask (the
  * library may have set one on this vCPU fd earlier), immediate_exit 0,
  * the thread id recorded. */
