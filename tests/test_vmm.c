@@ -352,7 +352,12 @@ static int foreign_eintr(enum vcpureq_backend be, unsigned int flags)
 	sigaction(SIGUSR2, &sa, NULL);
 	a.v = vcpureq_vm_vcpu(h.vm, 0);
 	CHECK_EQ(pthread_create(&t, NULL, fe_vcpu, &a), 0);
-	CHECK(h_wait_until(h_in_guest, &h, 0, HANG_MS));
+	/* Guest code has run, so the thread is inside KVM_RUN (H_SPIN never
+	 * exits).  IN_GUEST_MODE alone is not enough: it is published before
+	 * the ioctl, and a signal taken in between interrupts nothing (the
+	 * entry then spins for good and the join below hangs: seen once in an
+	 * ASan run under load). */
+	CHECK(h_wait_until(h_spinning, &h, 0, HANG_MS));
 	while (!atomic_load(&a.tid))
 		h_sleep_us(100);
 	CHECK_EQ(tgkill(getpid(), atomic_load(&a.tid), SIGUSR2), 0);
