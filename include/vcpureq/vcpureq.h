@@ -553,15 +553,27 @@ int vcpureq_vcpu_run(struct vcpureq_vcpu *vcpu);
  *
  *   for (;;) {
  *           r = vcpureq_vcpu_enter(vcpu);
+ *           if (r == VCPUREQ_RUN_REQUEST) {    // the handler left some
+ *                   handle_my_requests(vcpu);  // check_request() them
+ *                   continue;
+ *           }
  *           if (r != VCPUREQ_RUN_ENTER)
- *                   break;                 // requests, -EIO, ...
+ *                   break;                     // -EIO: VM_DEAD; -errno
  *           r = ioctl(vcpu_fd, KVM_RUN, 0);
- *           r = vcpureq_vcpu_exit(vcpu, r < 0 ? -errno : 0);
- *           if (r == VCPUREQ_RUN_EXIT)
- *                   handle(run->exit_reason);
- *           else if (r < 0 || r == VCPUREQ_RUN_INTR)
- *                   break;
+ *           r = vcpureq_vcpu_exit(vcpu, r < 0 ? -errno : 0);  // at once
+ *           if (r == VCPUREQ_RUN_AGAIN)
+ *                   continue;                  // a kick: requests first
+ *           if (r != VCPUREQ_RUN_EXIT)
+ *                   break;                     // VCPUREQ_RUN_INTR, -errno
+ *           handle(run->exit_reason);          // device emulation
  *   }
+ *
+ * vcpureq_vcpu_exit() belongs right after KVM_RUN returns, before the VMM
+ * handles the exit: until it runs the vCPU still counts as in guest mode,
+ * so every WAIT requester and pauser would wait behind the VMM's device
+ * emulation (an MMIO exit to a slow backend, a disk read), and kicks of
+ * that time would be sent as signals to a thread outside KVM_RUN.
+ * docs/vmm.md shows the same loop.
  *
  * vcpureq_vcpu_enter(): process requests (the handler), forget the kicks
  * of ended instances (immediate_exit, a pending kick signal), publish
