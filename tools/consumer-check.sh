@@ -99,4 +99,59 @@ cmake --build "$work/sub/build" -j2 >>"$work/sub.log"
 "$work/sub/build/consumer"
 n=$((n + 1))
 
+# The README's "Using it as a library" commands as written, run as root
+# into /usr/local (sudo left out: root needs none; the apt-get line left
+# out: the packages are here), then its pkg-config command, and the
+# program run with no LD_LIBRARY_PATH: it must find the shared library the
+# way every user's program does (the loader's cache).  Then uninstalled.
+# Skipped if not root, or if a vcpureq is already in /usr/local (never
+# overwrite or remove someone's install).
+readme_block() { # heading, nth sh block after it (1-based)
+	awk -v h="$1" -v want="$2" '
+		$0 == h { in_sec = 1; next }
+		in_sec && /^## / { exit }
+		in_sec && /^```sh$/ { blk++; inb = (blk == want); next }
+		inb && /^```$/ { exit }
+		inb { print }' "$src/README.md"
+}
+if [ "$(id -u)" != 0 ]; then
+	step "system install: skipped (not root): the README's commands need sudo"
+elif ls /usr/local/lib/libvcpureq* /usr/local/include/vcpureq >/dev/null 2>&1; then
+	step "system install: skipped: a vcpureq is already installed in /usr/local"
+else
+	step "system install: the README's library commands, as written, into /usr/local"
+	cmds=$(readme_block "## Using it as a library" 1 | grep -v 'apt-get' |
+		sed -e 's/#.*$//' -e 's/sudo //g' -e "s@build-lib@$work/build-lib@g")
+	[ -n "$cmds" ] || { step "FAIL: no commands found under the README's library heading"; exit 1; }
+	uninstall() {
+		if [ -f "$work/build-lib/install_manifest.txt" ]; then
+			xargs rm -f <"$work/build-lib/install_manifest.txt"
+			rmdir /usr/local/include/vcpureq /usr/local/share/doc/vcpureq \
+				/usr/local/lib/cmake/vcpureq 2>/dev/null || true
+			ldconfig
+		fi
+	}
+	trap uninstall EXIT
+	printf '%s\n' "$cmds" | while IFS= read -r c; do
+		[ -n "$(echo "$c" | tr -d ' ')" ] || continue
+		step "  \$ $c"
+		(cd "$src" && sh -c "$c") >"$work/system.log" 2>&1 ||
+			{ cat "$work/system.log"; step "FAIL: the README's command failed: $c"; exit 1; }
+	done
+	build=$(readme_block "## Using it as a library" 2 | head -n 1 | sed -e 's/#.*$//' \
+		-e "s@-o vmm vmm.c@-o $work/vmm-system $src/examples/minimal.c@")
+	step "  \$ $build"
+	(cd "$work" && sh -c "$build") ||
+		{ step "FAIL: the README's pkg-config command failed: $build"; exit 1; }
+	env -u LD_LIBRARY_PATH ldd "$work/vmm-system" | grep -q '/usr/local/lib/libvcpureq.so' ||
+		{ env -u LD_LIBRARY_PATH ldd "$work/vmm-system"; step "FAIL: the program does not find /usr/local/lib/libvcpureq.so"; exit 1; }
+	env -u LD_LIBRARY_PATH "$work/vmm-system" ||
+		{ step "FAIL: the program built as the README says does not run"; exit 1; }
+	n=$((n + 1))
+	uninstall
+	trap - EXIT
+	[ ! -e /usr/local/include/vcpureq/vcpureq.h ] ||
+		{ step "FAIL: uninstall left /usr/local/include/vcpureq"; exit 1; }
+fi
+
 echo "consumer-check: $n passed, 0 failed"
