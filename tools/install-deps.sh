@@ -1,8 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Install the Debian packages a tier needs, if missing, and say which.
-#   tools/install-deps.sh test   what `make test` needs beyond compiler and
-#                                CMake: spin (the model), gnuplot-nox (the
+#   tools/install-deps.sh test   what `make test` needs: build-essential,
+#                                cmake, spin (the model), gnuplot-nox (the
 #                                bench plot), pkg-config, python3 (the
 #                                trace checker)
 #   tools/install-deps.sh ci     also what .ci/run needs: the aarch64 cross

@@ -204,11 +204,53 @@ sub prose {
 	return $out;
 }
 
-sub summary {	# the first sentence, on one line
-	my ($t) = @_;
+# The NAME line (whatis, apropos): a whole sentence.  The first sentence of
+# the comment where it is short; otherwise the summary below, written for the
+# purpose: a first sentence longer than $max_name with no entry here stops
+# the build (never a line cut in the middle).
+my $max_name = 110;
+my %name_line = (
+	vcpureq_guest_kicked => 'Whether this guest-mode instance of a thread-backend vCPU has been kicked',
+	vcpureq_make_all_cpus_request => 'Make a request of every vCPU, or of those in a mask, and kick them (kvm_make_all_cpus_request(), kvm_make_vcpus_request_mask())',
+	vcpureq_make_vcpus_request => 'Make a request of the vCPUs in a list of indexes and kick them',
+	vcpureq_make_vcpus_request_deadline => 'Make a request of the vCPUs in a mask and kick them, waiting for WAIT acknowledgements until a deadline',
+	vcpureq_pause => 'Pause vCPUs: return when every target is outside guest mode and stays out until resumed',
+	vcpureq_post_interrupt => 'Post an interrupt vector to a vCPU (user-space irqchip) and kick it',
+	vcpureq_request => 'Make and kick one vCPU with the full flag semantics (NO_ACTION, NO_WAKEUP, WAIT)',
+	vcpureq_request_pending => 'Test, clear and check a vCPU\'s requests on its own thread',
+	vcpureq_resume => 'Undo one pause of each vCPU of a mask and let those no longer paused run',
+	vcpureq_run_on_vcpu => 'Run a function on a vCPU\'s thread, outside guest mode, and return its result',
+	vcpureq_run_on_vcpu_async => 'Queue a function to run on a vCPU\'s thread, outside guest mode, with a completion callback',
+	vcpureq_trace_write_json => 'Write the recorded trace as Chrome trace-event JSON (Perfetto, chrome://tracing)',
+	vcpureq_vcpu_adopt => 'Add a vCPU whose fd and kvm_run mapping the VMM created itself',
+	vcpureq_vcpu_block => 'Sleep on the vCPU thread until the vCPU is runnable, an interrupt or a waking request arrives (kvm_vcpu_block())',
+	vcpureq_vcpu_block_deadline => 'Sleep as vcpureq_vcpu_block() does, until a deadline at most',
+	vcpureq_vcpu_enter => 'Enter and leave guest mode around the VMM\'s own KVM_RUN, with the full request protocol',
+	vcpureq_vcpu_exit_epoch => 'The vCPU\'s exit epoch, bumped each time it leaves guest mode or a lockless walk',
+	vcpureq_vcpu_is_blocking => 'Whether the vCPU is registered as a sleeper in vcpureq_vcpu_block() (kvm_vcpu_is_blocking())',
+	vcpureq_vcpu_lapic_in_kernel => 'Whether the vCPU has an in-kernel LAPIC (KVM backend)',
+	vcpureq_vcpu_paused => 'Whether the vCPU is paused, and whether it is parked',
+	vcpureq_vcpu_run => 'One guest entry with the full request protocol (the kernel\'s vcpu_enter_guest())',
+	vcpureq_vcpu_stats => 'Copy a vCPU\'s counters',
+	vcpureq_vcpu_take_interrupt => 'Take the highest pending posted interrupt vector on the vCPU thread',
+	vcpureq_vcpu_unbind => 'Stop being the vCPU thread',
+	vcpureq_version => 'The version of the vcpureq library linked at run time',
+	vcpureq_vm_create => 'Create a VM and its vCPUs in one call',
+	vcpureq_vm_destroy => 'Shut a VM down: close the fds and unmap the mappings vcpureq made, release the kick signal',
+	vcpureq_vm_dump_stats => 'Write every counter of a VM, per vCPU and per request number, as text or JSON',
+	vcpureq_vm_kick_signal => 'The kick signal and the kick mechanism a VM uses',
+	vcpureq_vm_kvm_fd => 'The KVM file descriptors and the kvm_run mapping of a VM and its vCPUs',
+	vcpureq_vm_vcpu => 'Look up the vCPUs of a VM by index or by id, and their count and limit',
+	vcpureq_walk_lockless_begin => 'Begin and end a lockless-walk section on the vCPU thread (walk_shadow_page_lockless_begin()/end())',
+);
+
+sub summary {	# the NAME line of the page of $first
+	my ($first, $t) = @_;
+	return $name_line{$first} if exists $name_line{$first};
 	$t =~ s/\s+/ /g;
 	$t =~ s/^(.*?)\.(?:\s|$).*/$1/;
-	$t = substr($t, 0, 97) . '...' if length $t > 100;
+	die "$0: $first: the first sentence of its comment is longer than $max_name characters: " .
+		"add a NAME line for it to %name_line in $0\n" if length $t > $max_name;
 	return $t;
 }
 
@@ -233,7 +275,7 @@ for my $g (@groups) {
 	my @names = @{$g->{names}};
 	my $text = comment_text($g->{comment});
 	my $page = th($names[0]);
-	$page .= ".SH NAME\n" . join(', ', @names) . " \\- " . esc(summary($text)) . "\n";
+	$page .= ".SH NAME\n" . join(', ', @names) . " \\- " . esc(summary($names[0], $text)) . "\n";
 	$page .= ".SH SYNOPSIS\n.nf\n.B #include <vcpureq/vcpureq.h>\n.PP\n";
 	my %used;
 	for my $d (@{$g->{decls}}) {
