@@ -87,8 +87,9 @@ run_unit() { # mutant
 	if [ $rc -eq 124 ]; then
 		unit_line="hang (30 s)"
 	else
-		unit_line=$(printf '%s\n' "$out" | grep -m1 -E 'CHECK|failed|FAIL' |
+		unit_line=$(printf '%s\n' "$out" | grep -m1 -E 'CHECK|failed' |
 			sed -e 's@^.*/tests/@@' -e 's/ (errmsg.*//' | cut -c1-90)
+		[ -n "$unit_line" ] || unit_line="the case failed (exit $rc)"
 	fi
 	return 0
 }
@@ -129,35 +130,48 @@ run_model() {
 survivors=0
 caught=0
 total=0
-printf '\n| mutant | caught by | after |\n|---|---|---|\n' > mutants.md
+# Each row is printed as soon as its mutant is decided (make test shows
+# the lines that start with "mutants: "), and kept in mutants.md.
+# "caught" is the good outcome: the check failed against the mutant.
+row() { # printf-format args...
+	local line
+	# shellcheck disable=SC2059
+	line=$(printf "$@")
+	printf '%s\n' "$line" >> mutants.md
+	printf 'mutants: %s\n' "$line"
+}
+: > mutants.md
+row '| mutant | caught by (the check that failed against it: the good outcome) | after |'
+row '|---|---|---|'
+echo "mutants: $(echo $mutants | wc -w) mutants; a row each as it is decided"
 for m in $mutants; do
 	total=$((total + 1))
 	if [ -n "${unit_check[$m]:-}" ]; then
 		t0=$(date +%s.%N)
 		if run_unit "$m"; then
 			secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-			printf '| %s | unit: %s (%s) | %s s |\n' "$m" "${unit_check[$m]}" \
-				"$unit_line" "$secs" >> mutants.md
+			row '| %s | unit: %s (%s) | %s s |' "$m" "${unit_check[$m]}" \
+				"$unit_line" "$secs"
 			caught=$((caught + 1))
 			continue
 		fi
 		if [ -n "${equivalent[$m]:-}" ]; then
-			printf '| %s | equivalent on x86-64: %s | |\n' "$m" "${equivalent[$m]}" >> mutants.md
+			row '| %s | equivalent on x86-64: %s | |' "$m" "${equivalent[$m]}"
 			continue
 		fi
-		printf '| %s | SURVIVED (%s passed) | |\n' "$m" "${unit_check[$m]}" >> mutants.md
+		row '| %s | SURVIVED (%s passed) | |' "$m" "${unit_check[$m]}"
 		survivors=$((survivors + 1))
 		continue
 	fi
 	if [ -n "${tsan_check[$m]:-}" ]; then
 		run_tsan "$m"
 		case $? in
-		0) printf '| %s | tsan: %s (%s) | first round |\n' "$m" \
-			"$tsan_line" "${tsan_check[$m]}" >> mutants.md
+		0) row '| %s | tsan: %s (%s) | first round |' "$m" \
+			"$tsan_line" "${tsan_check[$m]}"
 		   caught=$((caught + 1))
 		   continue ;;
-		2) printf '| %s | not run: its TSan check is not built here (ASan build, or no TSan); the plain build checks it | |\n' \
-			"$m" >> mutants.md
+		2) row '| %s | not run: its TSan check is not built here (ASan build, or no TSan); the plain build checks it | |' \
+			"$m"
 		   total=$((total - 1))
 		   continue ;;
 		esac
@@ -171,8 +185,8 @@ for m in $mutants; do
 		run_model
 		line=$(printf '%s\n' "$model_out" | grep -E "model: $check:" | head -1)
 		if printf '%s' "$line" | grep -q 'counterexample found as expected'; then
-			printf '| %s | model: %s (torture not run: %s) | exhaustive |\n' \
-				"$m" "$check" "${why_torture_misses[$m]}" >> mutants.md
+			row '| %s | model: %s (torture not run: %s) | exhaustive |' \
+				"$m" "$check" "${why_torture_misses[$m]}"
 			caught=$((caught + 1))
 			continue
 		fi
@@ -188,8 +202,8 @@ for m in $mutants; do
 	if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
 		what=$(printf '%s\n' "$out" | grep -oE '(stranded|lost_wakeups|payload_regress|wait_early|wait_hang|poisoned_reads|alive_after_dead|lost_interrupts) [1-9][0-9]*' | head -3 | tr '\n' ' ')
 		[ $rc -eq 124 ] && what="timeout (hang)"
-		printf '| %s | torture%s: %s| %s s |\n' "$m" \
-			"${args_of[$m]:+ ${args_of[$m]}}" "$what" "$secs" >> mutants.md
+		row '| %s | torture%s: %s| %s s |' "$m" \
+			"${args_of[$m]:+ ${args_of[$m]}}" "$what" "$secs"
 		caught=$((caught + 1))
 		continue
 	fi
@@ -198,22 +212,21 @@ for m in $mutants; do
 		run_model
 		line=$(printf '%s\n' "$model_out" | grep -E "model: $check:" | head -1)
 		if printf '%s' "$line" | grep -q 'counterexample found as expected'; then
-			printf '| %s | model: %s (torture survived %s s: %s) | exhaustive |\n' \
+			row '| %s | model: %s (torture survived %s s: %s) | exhaustive |' \
 				"$m" "$check" "$mb" \
-				"${why_torture_misses[$m]:-the window was not hit in this run}" >> mutants.md
+				"${why_torture_misses[$m]:-the window was not hit in this run}"
 			caught=$((caught + 1))
 			continue
 		fi
 	fi
 	if [ -n "${equivalent[$m]:-}" ]; then
-		printf '| %s | equivalent on x86-64: %s | %s s |\n' "$m" "${equivalent[$m]}" "$secs" >> mutants.md
+		row '| %s | equivalent on x86-64: %s | %s s |' "$m" "${equivalent[$m]}" "$secs"
 		continue
 	fi
-	printf '| %s | SURVIVED | %s s |\n' "$m" "$secs" >> mutants.md
+	row '| %s | SURVIVED | %s s |' "$m" "$secs"
 	survivors=$((survivors + 1))
 done
-cat mutants.md
-echo "mutants: caught $caught of $total"
+echo "mutants: caught $caught of $total (every other one survived: see SURVIVED above)"
 if [ $survivors -ne 0 ]; then
 	echo "mutants: $survivors survived"
 	exit 1
