@@ -12,7 +12,7 @@ PROGRESS = grep -E --line-buffered '^[0-9]+/[0-9]+ Test|model: |mutants: |SURVIV
 # Budget of the torture run of test-full (s); make test's is 20 s.
 FULL_TORTURE_SECONDS ?= 180
 
-.PHONY: all configure demo deps test test-full unit torture torture-long \
+.PHONY: all configure demo deps test test-full unit unit-soak torture torture-long \
 	test-asan test-tsan bench consumer-check cross usdt-check trace-picture \
 	clean
 
@@ -58,6 +58,13 @@ test-full: deps all
 # Fast tier only: unit and protocol tests, man pages, demo, example.
 unit: all
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -L unit
+
+# The fast tier SOAK_RUNS times in a row under a CPU hog of SOAK_HOG busy
+# threads; stops at the first failure (tools/unit-soak.sh).
+SOAK_RUNS ?= 20
+SOAK_HOG ?= 4
+unit-soak: all
+	tools/unit-soak.sh $(BUILD) $(SOAK_RUNS) $(SOAK_HOG)
 
 # Torture tier: short run + mutation self-check.
 torture: all
