@@ -18,8 +18,13 @@
  *   - flows (v1: "s" then "f" with "bp":"e") from each make to the handle
  *     or clear that consumed its bit (match_flows()), and from each work
  *     item's queueing to its run.
- * An E whose B was overwritten by a full ring is left out, so slices on a
- * track always nest.
+ * A slice under way when the trace started (a guest-mode instance, a
+ * block, a parking, a work item, a WAIT, a call...) has its E recorded
+ * but not its B: the export begins it at the trace's start, with
+ * "before_start":true, and its E carries "began_before_start":true
+ * (begun_before(): an E that no open slice of its track matches while
+ * nothing is open there is one).  Any other E whose B was overwritten by
+ * a full ring is left out, so slices on a track always nest.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -187,6 +192,11 @@ struct track {
 	int vcpu;           /* first vCPU it ran, or -1 */
 	unsigned int depth;
 	const char *open[MAX_DEPTH];
+	/* begun_before(): the slices under way at the start, innermost
+	 * first (the order their E's come in), and the vCPU of each. */
+	unsigned int nr_before;
+	const char *before[MAX_DEPTH];
+	uint16_t before_vcpu[MAX_DEPTH];
 };
 
 static int track_cmp(const void *pa, const void *pb)
@@ -209,6 +219,8 @@ struct writer {
 	bool first;
 	unsigned int argn; /* args written in the current "args" object */
 	const struct vcpureq_vm *vm;
+	bool cur_before;   /* the event being written closes a slice that
+			      began before the start (begun_before()) */
 };
 
 /* Before each argument of an "args" object: the comma if needed. */
@@ -282,6 +294,8 @@ static bool end(struct writer *w, struct track *tr, const char *name,
 	head(w, name, "E", e->tid, e->ts);
 	fputc(',', w->f);
 	vcpu_args(w, e);
+	if (w->cur_before)
+		fputs("\"began_before_start\":true", arg(w));
 	return true;
 }
 
@@ -495,6 +509,110 @@ static const struct shape {
 	[VCPUREQ__TEV_unpause] = { 'i', false, "unpause" },
 };
 
+/*
+ * What event @e does to its track's slices, as write_event() writes it:
+ * 'B' or 'E' with the slice's name, or 0 (an instant, a point, nothing).
+ */
+static char slice_of(const struct tev *e, const char **name)
+{
+	const struct shape *sh = &shapes[e->type];
+
+	if (sh->ph == 'B' || sh->ph == 'E') {
+		*name = sh->name;
+		return sh->ph;
+	}
+	switch (e->type) {
+	case VCPUREQ__TEV_leave:
+		if (e->b == VCPUREQ__LEAVE_ABORT)
+			return 0;
+		*name = e->b == VCPUREQ__LEAVE_WALK ? "lockless walk" : "guest";
+		return 'E';
+	case VCPUREQ__TEV_work_begin:
+		*name = "work";
+		return 'B';
+	case VCPUREQ__TEV_call_begin:
+	case VCPUREQ__TEV_call_end:
+		*name = call_name(e->b);
+		return e->type == VCPUREQ__TEV_call_begin ? 'B' : 'E';
+	case VCPUREQ__TEV_wait_begin:
+		*name = "wait";
+		return 'B';
+	default:
+		return 0;
+	}
+}
+
+/*
+ * The slices under way when the trace started.  A step that began before
+ * vcpureq_trace_start() recorded nothing, so its slice's E comes with no
+ * B: on a running VM that is every vCPU's current guest-mode instance (or
+ * block, parking, work item) and every call in progress.  Such an E meets
+ * its track with nothing open: everything before it on the track, since
+ * the start, happened inside that slice.  Replay the tracks' nesting as
+ * write_event() will: each E that finds its track empty is marked in
+ * @before[] and its slice noted in the track (tr->before[], innermost
+ * first), to be begun at the start by write_begun_before().  An E that
+ * finds another slice open is left out as before (its B was overwritten).
+ */
+static void begun_before(const struct tev *v, size_t n, struct track *t,
+			 size_t nt, bool *before)
+{
+	size_t i;
+
+	for (i = 0; i < nt; i++)
+		t[i].depth = 0;
+	for (i = 0; i < n; i++) {
+		struct track *tr = track_of(t, nt, v[i].tid);
+		const char *name;
+		char ph = slice_of(&v[i], &name);
+
+		if (ph == 'B') {
+			if (tr->depth < MAX_DEPTH)
+				tr->open[tr->depth++] = name;
+		} else if (ph == 'E') {
+			if (tr->depth && !strcmp(tr->open[tr->depth - 1], name))
+				tr->depth--;
+			else if (!tr->depth && tr->nr_before < MAX_DEPTH) {
+				before[i] = true;
+				tr->before_vcpu[tr->nr_before] = v[i].vcpu;
+				tr->before[tr->nr_before++] = name;
+			}
+		}
+	}
+	for (i = 0; i < nt; i++)
+		t[i].depth = 0;
+}
+
+/* Begin, at the trace's start, the slices begun_before() found: the
+ * outermost (whose E comes last) first. */
+static void write_begun_before(struct writer *w, struct track *t, size_t nt,
+			       uint64_t start_ns)
+{
+	size_t i;
+
+	for (i = 0; i < nt; i++) {
+		struct track *tr = &t[i];
+
+		while (tr->nr_before) {
+			unsigned int k = --tr->nr_before;
+			struct tev e = { .ts = start_ns, .tid = tr->tid,
+					 .vcpu = tr->before_vcpu[k] };
+
+			tr->open[tr->depth++] = tr->before[k];
+			head(w, tr->before[k], "B", e.tid, e.ts);
+			fputs(",\"args\":{", w->f);
+			w->argn = 0;
+			if (e.vcpu != VCPUREQ__TRACE_NO_VCPU) {
+				fprintf(arg(w), "\"vcpu\":%u", e.vcpu);
+				fprintf(arg(w), "\"vcpu_id\":%lu",
+					e.vcpu < vcpureq__nr_vcpus(w->vm) ?
+						w->vm->vcpus[e.vcpu]->id : 0ul);
+			}
+			fputs("\"before_start\":true}}", arg(w));
+		}
+	}
+}
+
 /* Write event @i of @v (its flows from @fl); false if left out. */
 static bool write_event(struct writer *w, struct track *tr, const struct tev *v,
 			size_t i, const struct flows *fl)
@@ -596,12 +714,13 @@ static bool write_event(struct writer *w, struct track *tr, const struct tev *v,
 
 long vcpureq_trace_write_json(struct vcpureq_vm *vm, FILE *f)
 {
-	struct writer w = { f, (int)getpid(), true, 0, vm };
+	struct writer w = { f, (int)getpid(), true, 0, vm, false };
 	struct vcpureq_trace_counts c = { 0, 0, 0, false };
 	struct flows fl = { NULL, NULL, NULL, NULL, 0 };
 	struct vcpureq__trace *t;
 	struct tev *v = NULL;
 	struct track *tracks = NULL;
+	bool *before = NULL;
 	size_t n = 0, cap = 0, nt = 0, i;
 	long written = 0;
 	int r = vcpureq__check_vm(vm);
@@ -625,10 +744,14 @@ long vcpureq_trace_write_json(struct vcpureq_vm *vm, FILE *f)
 					 t->ring_events, t->start_ns, &v, &n,
 					 &cap);
 	if (!r) {
-		qsort(v, n, sizeof(*v), tev_cmp);
+		/* qsort() and the flows of nothing: v is NULL then (qsort's
+		 * pointer must be valid even for 0 elements). */
+		if (n)
+			qsort(v, n, sizeof(*v), tev_cmp);
 		r = match_flows(v, n, &fl);
 	}
-	if (!r && !(tracks = calloc(n + 1, sizeof(*tracks))))
+	if (!r && (!(tracks = calloc(n + 1, sizeof(*tracks))) ||
+		   !(before = calloc(n + 1, sizeof(*before)))))
 		r = -ENOMEM;
 	if (r) {
 		r = vcpureq__err(r, "out of memory for the trace's export");
@@ -637,7 +760,8 @@ long vcpureq_trace_write_json(struct vcpureq_vm *vm, FILE *f)
 	/* One track per thread, named by the first vCPU it ran. */
 	for (i = 0; i < n; i++)
 		tracks[i].tid = v[i].tid;
-	qsort(tracks, n, sizeof(*tracks), track_cmp);
+	if (n)
+		qsort(tracks, n, sizeof(*tracks), track_cmp);
 	for (i = 0; i < n; i++)
 		if (!nt || tracks[nt - 1].tid != tracks[i].tid)
 			tracks[nt++] = (struct track){ .tid = tracks[i].tid,
@@ -648,11 +772,15 @@ long vcpureq_trace_write_json(struct vcpureq_vm *vm, FILE *f)
 		if (tr->vcpu < 0 && vcpu_side(v[i].type))
 			tr->vcpu = v[i].vcpu;
 	}
+	begun_before(v, n, tracks, nt, before);
 	fputs("{\"traceEvents\":[", f);
 	metadata(&w, tracks, nt);
-	for (i = 0; i < n; i++)
+	write_begun_before(&w, tracks, nt, t->start_ns);
+	for (i = 0; i < n; i++) {
+		w.cur_before = before[i];
 		written += write_event(&w, track_of(tracks, nt, v[i].tid), v, i,
 				       &fl);
+	}
 	vcpureq_trace_counts(vm, &c, sizeof(c));
 	fprintf(f, "\n],\"displayTimeUnit\":\"ns\",\"otherData\":{\"library\":\"vcpureq %s\",\"clock\":\"CLOCK_MONOTONIC\",\"ring_events\":%u,\"recorded\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"exported\":%ld}}\n",
 		vcpureq_version_string(), t->ring_events, c.recorded, c.lost,
@@ -667,5 +795,6 @@ out:
 	free(fl.next);
 	free(fl.queued);
 	free(tracks);
+	free(before);
 	return r ? r : written;
 }

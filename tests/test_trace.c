@@ -41,7 +41,17 @@ static char *export(struct vcpureq_vm *vm, long *n)
 
 /* Run tools/trace-check.py on the export of @vm.  0: it passed; 1: it
  * failed (its report on stderr); H_SKIP: no python3 here (said why). */
+static int check_trace_n(struct vcpureq_vm *vm, bool structure_only,
+			 bool may_be_empty);
+
 static int check_trace(struct vcpureq_vm *vm, bool structure_only)
+{
+	return check_trace_n(vm, structure_only, false);
+}
+
+/* check_trace(); @may_be_empty: an export of 0 events is checked too. */
+static int check_trace_n(struct vcpureq_vm *vm, bool structure_only,
+			 bool may_be_empty)
 {
 	char path[] = "/tmp/vcpureq-trace-XXXXXX";
 	char cmd[512];
@@ -57,7 +67,7 @@ static int check_trace(struct vcpureq_vm *vm, bool structure_only)
 		return 1;
 	n = vcpureq_trace_write_json(vm, f);
 	fclose(f);
-	if (n <= 0) {
+	if (n < 0 || (n == 0 && !may_be_empty)) {
 		fprintf(stderr, "export: %ld (%s)\n", n, vcpureq_errmsg());
 		unlink(path);
 		return 1;
@@ -401,4 +411,136 @@ TEST_BOTH(trace_export_while_recording)
 	CHECK_EQ(h_stop_all(&h), 0);
 	h_vm_destroy(&h);
 	return r;
+}
+
+/*
+ * A trace started on a running VM (the normal case): every vCPU is already
+ * in a guest-mode instance when vcpureq_trace_start() is called, so the
+ * instance's end is recorded but not its begin.  The export begins such
+ * slices at the trace's start ("before_start") and the trace, with
+ * requests, WAIT broadcasts, kicks, a pause and VM_DEAD after the start,
+ * passes tools/trace-check.py (every kick has its exit).
+ */
+static int traced_from_running(enum vcpureq_backend be, enum h_prog prog,
+			       bool (*state)(struct h_vm *, unsigned int),
+			       bool paused)
+{
+	struct vcpureq_vm_opts vo = { .handle_requests = handler };
+	struct vcpureq_trace_opts o = VCPUREQ_TRACE_OPTS_INIT;
+	struct vcpureq_trace_counts c;
+	pthread_t rq[2];
+	struct h_vm h;
+	char *json;
+	long n;
+	int i, r;
+
+	H_VM(&h, be, 4, prog, &vo);
+	th = &h;
+	atomic_store(&traffic_stop, 0);
+	CHECK_EQ(h_start(&h), 0);
+	for (i = 0; i < 4; i++)
+		CHECK(h_wait_until(state, &h, (unsigned int)i, HANG_MS));
+	if (paused)
+		CHECK_EQ(vcpureq_pause(h.vm, NULL, 0, NULL), 0);
+	o.ring_events = 1u << 18; /* nothing of this run overwritten */
+	CHECK_EQ(vcpureq_trace_start(h.vm, &o), 0);
+	if (paused)
+		CHECK_EQ(vcpureq_resume(h.vm, NULL, 0), 0);
+	for (i = 0; i < 2; i++)
+		CHECK_EQ(pthread_create(&rq[i], NULL, requester,
+					(void *)(uintptr_t)i), 0);
+	for (i = 0; i < 10; i++) {
+		CHECK(vcpureq_make_all_cpus_request(h.vm, REQ_WAIT) >= 0);
+		CHECK_EQ(vcpureq_pause(h.vm, NULL, 0, NULL), 0);
+		CHECK_EQ(vcpureq_resume(h.vm, NULL, 0), 0);
+		h_sleep_us(1000);
+	}
+	atomic_store(&traffic_stop, 1);
+	for (i = 0; i < 2; i++)
+		pthread_join(rq[i], NULL);
+	if (prog == H_HALT) {
+		/* VM_DEAD does not wake a sleeper (NO_WAKEUP): stop them. */
+		CHECK_EQ(h_stop_all(&h), 0);
+	} else {
+		CHECK(vcpureq_vm_dead(h.vm) >= 0);
+		h_join_all(&h);
+	}
+	CHECK_EQ(vcpureq_trace_stop(h.vm), 0);
+	CHECK_EQ(vcpureq_trace_counts(h.vm, &c, sizeof(c)), 0);
+	CHECK_EQ(c.lost, 0);
+	json = export(h.vm, &n);
+	CHECK(json != NULL);
+	/* The slices under way at the start are there, begun at it. */
+	CHECK(strstr(json, "\"before_start\":true") != NULL);
+	CHECK(strstr(json, "\"began_before_start\":true") != NULL);
+	if (state == h_in_guest)
+		CHECK(strstr(json, "\"name\":\"guest\",\"ph\":\"B\",\"pid\"") != NULL);
+	free(json);
+	r = check_trace(h.vm, false);
+	h_vm_destroy(&h);
+	return r;
+}
+
+TEST_BOTH(trace_started_in_guest_mode)
+{
+	return traced_from_running(be, H_SPIN, h_in_guest, false);
+}
+
+/* The same with every vCPU asleep in vcpureq_vcpu_block() at the start. */
+TEST_BOTH(trace_started_while_blocked)
+{
+	return traced_from_running(be, H_HALT, h_sleeping, false);
+}
+
+/* The same with every vCPU parked by a pause at the start. */
+TEST_BOTH(trace_started_while_parked)
+{
+	return traced_from_running(be, H_SPIN, h_in_guest, true);
+}
+
+/*
+ * An empty trace exports as a valid, empty timeline (0 events, JSON that
+ * the checker accepts): a trace started and stopped on a VM whose vCPUs
+ * never ran, and one on a VM with no vCPUs at all (no ring but the VM's).
+ * Once, qsort(NULL, 0, ...) made this undefined behaviour.
+ */
+TEST_BOTH(trace_export_empty)
+{
+	struct vcpureq_vm_opts vo = VCPUREQ_VM_OPTS_INIT;
+	struct vcpureq_vm *vm;
+	struct h_vm h;
+	char *json;
+	long n;
+	int r;
+
+	H_VM(&h, be, 2, H_SPIN, NULL);
+	CHECK_EQ(vcpureq_trace_start(h.vm, NULL), 0);
+	CHECK_EQ(vcpureq_trace_stop(h.vm), 0);
+	json = export(h.vm, &n);
+	CHECK(json != NULL);
+	CHECK_EQ(n, 0);
+	CHECK(strstr(json, "\"traceEvents\":[") != NULL);
+	CHECK(strstr(json, "\"exported\":0") != NULL);
+	free(json);
+	r = check_trace_n(h.vm, false, true);
+	h_vm_destroy(&h);
+	if (r)
+		return r;
+
+	vo.backend = be;
+	CHECK_EQ(vcpureq_vm_open(&vo, -1, &vm), 0);
+	CHECK_EQ(vcpureq_vm_nr_vcpus(vm), 0);
+	CHECK_EQ(vcpureq_trace_start(vm, NULL), 0);
+	json = export(vm, &n); /* while recording, too */
+	CHECK(json != NULL);
+	CHECK_EQ(n, 0);
+	free(json);
+	CHECK_EQ(vcpureq_trace_stop(vm), 0);
+	json = export(vm, &n);
+	CHECK(json != NULL);
+	CHECK_EQ(n, 0);
+	free(json);
+	CHECK_EQ(vcpureq_trace_write_json(vm, NULL), -EINVAL);
+	CHECK_EQ(vcpureq_vm_free(vm), 0);
+	return 0;
 }

@@ -88,6 +88,39 @@ def good():
             "otherData": {"lost": 0}}
 
 
+def started_running(doc):
+    """The same trace started while the vCPU was in guest mode, already
+    kicked, with the request's bit already set: the instance under way
+    begins at the start (before_start, no tseq), its end says so, and
+    neither the kick nor the make was recorded."""
+    evs = doc["traceEvents"]
+    b = evs[find(doc, "guest", "B")]
+    b["args"]["before_start"] = True
+    del b["args"]["tseq"]
+    evs[find(doc, "guest", "E")]["args"]["began_before_start"] = True
+    for name, ph in (("kick: signal", "i"), ("make ARCH(1)|WAIT", "X")):
+        del evs[find(doc, name, ph)]
+    doc["traceEvents"] = [e for e in evs
+                          if not (e["ph"] in "sf" and e.get("id") == 1)]
+
+
+def started_running_unmarked(doc):
+    started_running(doc)
+    i = find(doc, "guest", "E")
+    del doc["traceEvents"][i]["args"]["began_before_start"]
+
+
+def started_running_late_handle(doc):
+    # A handle with no make after the vCPU's first recorded entry: not a
+    # bit set before the start.
+    started_running(doc)
+    i = find(doc, "guest", "B", 1)
+    e = doc["traceEvents"].pop(find(doc, "handle ARCH(1)|WAIT", "X"))
+    del e["args"]["tseq"]  # only the request rule is broken
+    e["ts"] = doc["traceEvents"][i - 1]["ts"]
+    doc["traceEvents"].insert(i, e)
+
+
 def find(doc, name, ph, nth=0):
     hits = [i for i, e in enumerate(doc["traceEvents"])
             if e["name"] == name and e["ph"] == ph]
@@ -158,6 +191,17 @@ MUTATIONS = [
     ("a work item run without being queued", drop("queue work", "X"),
      "without being queued"),
     ("a trace with lost events", lost, "events were lost"),
+    ("an exit from EXITING with no recorded kick, not marked as begun "
+     "before the start", started_running_unmarked,
+     "with no kick that won the CAS"),
+    ("in a trace started on a running VM, a handle with no make after the "
+     "vCPU's first recorded entry", started_running_late_handle,
+     "only 0 makes"),
+]
+# Doctored copies that obey the protocol and must pass.
+GOOD_VARIANTS = [
+    ("a trace started while the vCPU ran, kicked, with a request pending",
+     started_running),
 ]
 
 
@@ -183,6 +227,15 @@ def main():
         failed += 1
     else:
         print("PASS: the good trace passes")
+    for what, mutate in GOOD_VARIANTS:
+        doc = copy.deepcopy(good())
+        mutate(doc)
+        rc, out = run(checker, doc)
+        if rc == 0:
+            print("PASS: passes: %s" % what)
+        else:
+            print("FAIL: fails: %s:\n%s" % (what, out))
+            failed += 1
     for what, mutate, msg in MUTATIONS:
         doc = copy.deepcopy(good())
         mutate(doc)
@@ -193,7 +246,8 @@ def main():
             print("FAIL: not caught: %s (exit %d, wanted %r):\n%s" %
                   (what, rc, msg, out))
             failed += 1
-    print("%d passed, %d failed" % (len(MUTATIONS) + 1 - failed, failed))
+    print("%d passed, %d failed" %
+          (len(MUTATIONS) + len(GOOD_VARIANTS) + 1 - failed, failed))
     return 1 if failed else 0
 
 

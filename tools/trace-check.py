@@ -13,6 +13,15 @@ Structure (always):
     closes the innermost open B of the same name);
   - every flow end ("f") has a start ("s") of the same id, no later.
 
+A trace started on a running VM: a slice under way at the start (a guest
+instance, a block, a parking, a call, a WAIT) begins at the start with
+"before_start" and its end has "began_before_start".  What happened before
+the start is unknown: such an instance may leave EXITING_GUEST_MODE with no
+recorded kick (the kick came before the start), such a WAIT is not counted,
+and per vCPU and request number one handle or clear before the vCPU's
+first recorded guest entry may lack its make (the bit was set before the
+start, or by a make under way at it).
+
 Protocol (unless --structure-only; needs a trace with nothing lost):
   - requests: for every vCPU and request number, by any time t the handles
     and clears are no more than the makes before t that set the bit (each
@@ -138,12 +147,14 @@ class Checker:
         for e in ev:
             e["t"] = float(e["ts"])
         # Per vCPU: the leave events (exits) in time order.
-        leaves = defaultdict(list)  # vcpu -> [(t, left)]
+        leaves = defaultdict(list)  # vcpu -> [(t, left, began before start)]
         for e in ev:
             a = e.get("args", {})
             if e["name"] in LEAVES and (e["ph"] == "E" or
                                         e["name"] == "entry aborted"):
-                leaves[a.get("vcpu")].append((e["t"], a.get("left")))
+                leaves[a.get("vcpu")].append(
+                    (e["t"], a.get("left"),
+                     bool(a.get("began_before_start"))))
         self.requests(ev)
         self.signals(ev, leaves)
         self.waits(ev, leaves)
@@ -159,8 +170,15 @@ class Checker:
         # before t.
         new = defaultdict(int)
         used = defaultdict(int)
+        # Per vCPU: no recorded guest entry yet.  Until its first, one
+        # consumption per number may be of a bit set before the start.
+        entered = set()
+        early = set()
         for e in ev:  # file order is time order
             a = e.get("args", {})
+            if e["name"] == "guest" and e["ph"] == "B" and \
+                    not a.get("before_start"):
+                entered.add(a.get("vcpu"))
             if e["ph"] != "X":
                 continue
             key = (a.get("vcpu"), a.get("req"))
@@ -171,6 +189,10 @@ class Checker:
             elif e["name"].startswith(("handle ", "clear ")):
                 self.counts["handles"] += 1
                 used[key] += 1
+                if used[key] > new[key] and key[0] not in entered and \
+                        key not in early:
+                    early.add(key)  # set before the start
+                    new[key] += 1
                 if used[key] > new[key]:
                     self.fail("%s of vCPU %s at %.3f: %d handles and clears "
                               "of request %s by then, but only %d makes "
@@ -197,10 +219,11 @@ class Checker:
                 if e["name"].startswith("kick: signal"):
                     self.counts["signals"] += 1
         for v, ls in leaves.items():
-            per[v].extend((t, "exit") for t, left in ls
+            per[v].extend((t, "pre-exit" if pre else "exit")
+                          for t, left, pre in ls
                           if left == "EXITING_GUEST_MODE")
         for v, xs in per.items():
-            xs.sort(key=lambda x: (x[0], x[1] != "exit"))
+            xs.sort(key=lambda x: (x[0], not x[1].endswith("exit")))
             won = failed = exits = 0
             for t, kind in xs:  # forward: every exit has its cause
                 if kind == "win":
@@ -208,6 +231,11 @@ class Checker:
                 elif kind == "failed":
                     failed += 1  # a lost signal: its instance may still
                     # have left EXITING before the CAS back to IN
+                elif kind == "pre-exit" and exits >= won + failed:
+                    # An instance under way at the start, kicked before
+                    # it: its win was not recorded.
+                    won += 1
+                    exits += 1
                 else:
                     exits += 1
                     if exits > won + failed:
@@ -217,7 +245,7 @@ class Checker:
                         exits = won + failed
             need = avail = 0
             for t, kind in reversed(xs):  # backward: every win its exit
-                if kind == "exit":
+                if kind.endswith("exit"):
                     avail += 1
                 elif kind == "win":
                     need += 1
@@ -261,7 +289,7 @@ class Checker:
                 v = e["args"].get("vcpu")
                 since = calls[tr][-1][0] if calls[tr] else \
                     open_[tr][-1][0]["t"]
-                if not any(since <= t <= e["t"] for t, _ in leaves[v]):
+                if not any(since <= t <= e["t"] for t, _, _ in leaves[v]):
                     self.fail("ack of vCPU %s at %.3f: no exit of it between "
                               "its call (%.3f) and the ack" %
                               (v, e["t"], since))
@@ -272,7 +300,8 @@ class Checker:
                 self.counts["waits"] += 1
                 res = e["args"].get("result")
                 want = b["args"].get("targets")
-                if res == 0 and len(acks) != want:
+                if res == 0 and len(acks) != want and \
+                        not b["args"].get("before_start"):
                     self.fail("wait at %.3f returned 0 with %d acks of %s "
                               "targets" % (b["t"], len(acks), want))
                 for a in acks:

@@ -862,7 +862,10 @@ int vcpureq_trace_stop(struct vcpureq_vm *vm);
  * resumes as slices on the requester's; every request as a flow from the
  * make to the check that handled it (docs/trace.md gives every event).
  * Timestamps are CLOCK_MONOTONIC in microseconds (with nanosecond
- * digits), as perf and the kernel's tracepoints use.  Works while
+ * digits), as perf and the kernel's tracepoints use.  A slice already
+ * under way at the start (a guest-mode instance of a running vCPU, a
+ * block, a call in progress) begins at the start time, marked
+ * "before_start".  An empty trace gives a valid file of 0 events.  Works while
  * recording (each event is read whole or skipped); stop first for a
  * complete picture.  Returns the number of events written, -EINVAL if no
  * trace was ever started, -ENOMEM, -EIO for a write error.  Any thread;
