@@ -136,6 +136,11 @@ static int block_until(struct vcpureq_vcpu *vcpu, const struct timespec *when)
 		return why;
 	if (vcpu->in_walk)
 		return vcpureq__err(-EINVAL, "cannot block inside a lockless walk");
+	/* Between enter and exit the vCPU is IN_GUEST_MODE: asleep there, it
+	 * would hold every WAIT requester and pauser until woken, and a kick
+	 * would signal a thread that is not in KVM_RUN. */
+	if (vcpu->entered)
+		return vcpureq__err(-EBUSY, "cannot block between vcpureq_vcpu_enter() and vcpureq_vcpu_exit() (the vCPU is in guest mode): call vcpureq_vcpu_exit() first");
 	VCPUREQ__STAT_INC(vcpu, vstats, blocks);
 	why = check_block(vcpu);
 	if (why)

@@ -1,7 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* vcpureq_vm_dump_stats(): every counter of a VM, as text or JSON. */
+/*
+ * The counters of a VM: vcpureq_vm_dump_stats() (every counter, as text or
+ * JSON), vcpureq_vm_request_stats() (one request number's, as a struct)
+ * and vcpureq_vm_reset_stats().
+ */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -125,5 +131,88 @@ int vcpureq_vm_dump_stats(const struct vcpureq_vm *vm, FILE *f,
 		return vcpureq__err(-EINVAL, "unknown dump format");
 	if (fflush(f) || ferror(f))
 		return vcpureq__err(-EIO, "writing the counters failed");
+	return 0;
+}
+
+/* The fields of the first struct vcpureq_request_stats (a caller's size
+ * may not be smaller). */
+#define REQ_STATS_SIZE_MIN \
+	(offsetof(struct vcpureq_request_stats, waits) + sizeof(uint64_t))
+
+int vcpureq_vm_request_stats(const struct vcpureq_vm *vm, unsigned int req,
+			     struct vcpureq_request_stats *out, size_t size)
+{
+	const struct vcpureq__nr_stats *ns;
+	struct vcpureq_request_stats s;
+	int r = vcpureq__check_vm(vm);
+
+	if (r)
+		return r;
+	if (!out)
+		return vcpureq__err(-EINVAL, "out is NULL");
+	if (size < REQ_STATS_SIZE_MIN)
+		return vcpureq__err(-EINVAL, "size is below the first struct vcpureq_request_stats: pass sizeof(*out)");
+	if (!(req & VCPUREQ_REQUEST_NO_ACTION) &&
+	    (req & VCPUREQ_REQUEST_MASK) > VCPUREQ_REQUEST_NR_MAX)
+		return vcpureq__errf(-EINVAL, "request number %u is above %u",
+				     req & VCPUREQ_REQUEST_MASK,
+				     VCPUREQ_REQUEST_NR_MAX);
+	ns = req & VCPUREQ_REQUEST_NO_ACTION ? &vm->kick_stats :
+					       &vm->nr_stats[req & VCPUREQ_REQUEST_MASK];
+	memset(&s, 0, sizeof(s));
+	s.made = LD(ns->made);
+	s.handled = LD(ns->handled);
+	s.signals = LD(ns->signals);
+	s.waits = LD(ns->waits);
+	/* A newer struct than ours: its fields we do not know stay 0. */
+	if (size > sizeof(s)) {
+		memset(out, 0, size);
+		size = sizeof(s);
+	}
+	memcpy(out, &s, size);
+	return 0;
+}
+
+#define ZERO(x) atomic_store_explicit(&(x), 0, memory_order_relaxed)
+
+int vcpureq_vm_reset_stats(struct vcpureq_vm *vm)
+{
+	unsigned int i, n;
+	int r = vcpureq__check_vm(vm);
+
+	if (r)
+		return r;
+	n = vcpureq__nr_vcpus(vm);
+	for (i = 0; i < n; i++) {
+		struct vcpureq_vcpu *v = vm->vcpus[i];
+
+		ZERO(v->rstats.requests_made);
+		ZERO(v->rstats.kicks);
+		ZERO(v->rstats.signals_sent);
+		ZERO(v->rstats.signals_coalesced);
+		ZERO(v->rstats.wakeups);
+		ZERO(v->rstats.acks_waited);
+		ZERO(v->rstats.interrupts_posted);
+		ZERO(v->vstats.requests_handled);
+		ZERO(v->vstats.entries);
+		ZERO(v->vstats.entry_aborts);
+		ZERO(v->vstats.exits);
+		ZERO(v->vstats.kicked_exits);
+		ZERO(v->vstats.spurious_exits);
+		ZERO(v->vstats.blocks);
+		ZERO(v->vstats.halt_poll_hits);
+		ZERO(v->vstats.interrupts_injected);
+		ZERO(v->vstats.foreign_exits);
+	}
+	for (i = 0; i <= VCPUREQ_REQUEST_NR_MAX; i++) {
+		ZERO(vm->nr_stats[i].made);
+		ZERO(vm->nr_stats[i].handled);
+		ZERO(vm->nr_stats[i].signals);
+		ZERO(vm->nr_stats[i].waits);
+	}
+	ZERO(vm->kick_stats.made);
+	ZERO(vm->kick_stats.handled);
+	ZERO(vm->kick_stats.signals);
+	ZERO(vm->kick_stats.waits);
 	return 0;
 }

@@ -71,6 +71,11 @@ struct vcpureq__vcpu_stats {
  * refused: reserved, as below the kernel's KVM_REQUEST_ARCH_BASE). */
 #define VCPUREQ__REQ_PAUSE (3u | VCPUREQ_REQUEST_NO_WAKEUP)
 #define VCPUREQ__REQ_WORK 4u
+/* Their bits: processed by the library before the handler, never handed
+ * to the caller (no VCPUREQ_RUN_REQUEST for them alone). */
+#define VCPUREQ__LIBRARY_BITS                                                 \
+	((UINT64_C(1) << (VCPUREQ__REQ_PAUSE & VCPUREQ_REQUEST_MASK)) |       \
+	 (UINT64_C(1) << (VCPUREQ__REQ_WORK & VCPUREQ_REQUEST_MASK)))
 
 /* A run-on-vCPU item (work.c). */
 struct vcpureq__work {

@@ -53,7 +53,16 @@ static int process_requests(struct vcpureq_vcpu *vcpu)
 		vcpureq__work_run(vcpu, false);
 		vcpu->in_handler = false;
 	}
+	/* Only the caller's bits.  A PAUSE or WORK bit made since we took
+	 * ours (a work function that queued more work, a pause from another
+	 * thread) is the library's: the handler cannot consume it
+	 * (check_request() refuses its number), so it must never make the
+	 * call return VCPUREQ_RUN_REQUEST; the final check sees it, aborts
+	 * the entry and brings us back above, where it is processed. */
 	before = atomic_load_explicit(&vcpu->requests, memory_order_relaxed);
+#ifndef VCPUREQ_MUTANT_LIBRARY_BITS_RETURNED
+	before &= ~VCPUREQ__LIBRARY_BITS;
+#endif
 	if (!before)
 		return 0;
 	if (!o->handle_requests)

@@ -801,6 +801,43 @@ enum vcpureq_dump_format {
 int vcpureq_vm_dump_stats(const struct vcpureq_vm *vm, FILE *f,
 			  enum vcpureq_dump_format format);
 
+/* The VM-wide counters of one request number (what the dump shows). */
+struct vcpureq_request_stats {
+	uint64_t made;     /* bits set by make, over every vCPU (a make
+			      that found the bit set counts too) */
+	uint64_t handled;  /* vcpureq_check_request() returning 1 */
+	uint64_t signals;  /* kick signals sent by its requests */
+	uint64_t waits;    /* WAIT targets its requests waited for */
+};
+
+/*
+ * Copy the counters of request number @req (its low 8 bits; the flag
+ * bits are ignored, so VCPUREQ_ARCH_REQ(n) and the constants work as
+ * they are), or, with VCPUREQ_REQUEST_NO_ACTION set, of the kicks made
+ * without a request (vcpureq_vcpu_kick(), NO_ACTION requests such as
+ * VCPUREQ_REQ_OUTSIDE_GUEST_MODE), into @out of @size bytes (pass
+ * sizeof(*out): the struct may grow at its end; a larger size than this
+ * library's gets zeros past the fields it knows).  -EINVAL for a number
+ * above 63, NULL @out or a size below the first version's.  Any thread;
+ * never blocks; async-signal-safe.  Ordering: relaxed loads (a snapshot,
+ * not an atomic view: the counters of one request may be read across
+ * another thread's increments).
+ */
+int vcpureq_vm_request_stats(const struct vcpureq_vm *vm, unsigned int req,
+			     struct vcpureq_request_stats *out, size_t size);
+
+/*
+ * Set every counter of the VM to 0: each vCPU's (struct vcpureq_stats) and
+ * each request number's.  For a VMM that samples rates per interval.  Any
+ * thread; never blocks; async-signal-safe.  Ordering: relaxed stores, one
+ * counter at a time: not an atomic reset.  An increment racing with it
+ * may land before its counter's store (lost) or after (kept), so a
+ * snapshot taken after a reset under traffic can show counts that do not
+ * add up with each other (e.g. handled above made) by the operations in
+ * flight; reset a quiet VM for exact counts.
+ */
+int vcpureq_vm_reset_stats(struct vcpureq_vm *vm);
+
 /* ---------------------------------------------------------------------- */
 /*
  * Trace: a timeline of what the vCPUs and their requesters did, for a VMM

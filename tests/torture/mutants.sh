@@ -140,10 +140,10 @@ row() { # printf-format args...
 	printf '%s\n' "$line" >> mutants.md
 	printf 'mutants: %s\n' "$line"
 }
+echo "mutants: $(echo $mutants | wc -w) mutants, a row each as it is decided"
 : > mutants.md
 row '| mutant | caught by (the check that failed against it: the good outcome) | after |'
 row '|---|---|---|'
-echo "mutants: $(echo $mutants | wc -w) mutants; a row each as it is decided"
 for m in $mutants; do
 	total=$((total + 1))
 	if [ -n "${unit_check[$m]:-}" ]; then
@@ -226,7 +226,7 @@ for m in $mutants; do
 	row '| %s | SURVIVED | %s s |' "$m" "$secs"
 	survivors=$((survivors + 1))
 done
-echo "mutants: caught $caught of $total (every other one survived: see SURVIVED above)"
+echo "mutants: caught $caught of $total"
 if [ $survivors -ne 0 ]; then
 	echo "mutants: $survivors survived"
 	exit 1
