@@ -522,6 +522,8 @@ enum vcpureq_run_result {
 	VCPUREQ_RUN_EXIT = 1,
 	/* Requests are pending that the handler did not consume (or there is
 	 * no handler): check them with vcpureq_check_request() and run again.
+	 * Only the caller's requests: the library's own (pause, run-on-vCPU
+	 * work) are processed inside and never cause this return.
 	 * KVM backend: a pending I/O or MMIO exit was completed first, so the
 	 * registers are consistent. */
 	VCPUREQ_RUN_REQUEST = 2,
@@ -631,7 +633,10 @@ enum vcpureq_wake_reason {
  * halt polling is enabled.  Registers as a sleeper, full fence, then checks
  * (pairs with the waker's full fence between its write and its read of the
  * sleep state), so no wake-up is lost.  Returns the reasons (> 0), or
- * -errno.  vCPU thread only; blocks.
+ * -errno: -EBUSY between vcpureq_vcpu_enter() and vcpureq_vcpu_exit()
+ * (the vCPU is in guest mode: asleep there it would hold every WAIT
+ * requester; call vcpureq_vcpu_exit() first), -EINVAL in a lockless walk.
+ * vCPU thread only; blocks.
  */
 int vcpureq_vcpu_block(struct vcpureq_vcpu *vcpu);
 
