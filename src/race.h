@@ -96,6 +96,8 @@ void vcpureq__race_window(enum vcpureq__window w);
  *     WALK_END_NO_EPOCH (walk end bumps no epoch, wakes no waiter),
  *     ABORT_COUNTED_AS_ENTRY (an aborted entry counted as an entry)
  *   vm.c: BY_ID_OFF_BY_ONE (vcpureq_vm_vcpu_by_id() matches id - 1)
+ *   trace.c: TRACE_PUBLISH_EARLY (a trace slot's seq published before
+ *     its fields: an export reading it keeps a torn event)
  *   run.c: LIBRARY_BITS_RETURNED (a PAUSE or WORK bit made while the
  *     library processes its own makes run/enter return RUN_REQUEST)
  *   backend_kvm.c: SIGNAL_DELIVERABLE, IE_CLEAR_LATE

@@ -544,3 +544,91 @@ TEST_BOTH(trace_export_empty)
 	CHECK_EQ(vcpureq_vm_free(vm), 0);
 	return 0;
 }
+
+/*
+ * Each exported event is whole, even while its slot is being rewritten: a
+ * recorder thread kicks an unbound vCPU without pause (one "kick: outside"
+ * event per kick into a 64-event ring, lapped every 64 kicks) while this thread
+ * exports again and again, and in every export the recorder's events come
+ * in its own recording order (tseq) when sorted by time.  An event whose
+ * slot was published before its fields were written (the
+ * TRACE_PUBLISH_EARLY mutant) mixes a new timestamp with an old tseq, and
+ * shows as a thread's event that comes after a later one.
+ */
+static _Atomic int tear_stop;
+
+static void *tear_recorder(void *arg)
+{
+	struct vcpureq_vcpu *v = arg;
+
+	while (!atomic_load_explicit(&tear_stop, memory_order_relaxed))
+		vcpureq_vcpu_kick(v);
+	return NULL;
+}
+
+/* The export's events of thread @tid must have increasing "tseq" in file
+ * (time) order; returns the number of inversions. */
+static unsigned int tseq_inversions(const char *json, unsigned int tid)
+{
+	char key[32];
+	const char *p = json;
+	unsigned int bad = 0;
+	long last = -1;
+
+	snprintf(key, sizeof(key), "\"tid\":%u,", tid);
+	while ((p = strstr(p, key))) {
+		const char *eol = strchr(p, '\n'), *q = strstr(p, "\"tseq\":");
+		long seq;
+
+		if (!q || (eol && q > eol)) {
+			p += strlen(key);
+			continue;
+		}
+		seq = strtol(q + 7, NULL, 10);
+		if (seq <= last)
+			bad++;
+		last = seq;
+		p = q;
+	}
+	return bad;
+}
+
+TEST(trace_events_whole_under_rewrite)
+{
+	struct vcpureq_trace_opts o = VCPUREQ_TRACE_OPTS_INIT;
+	struct h_vm h;
+	pthread_t rec;
+	unsigned int tid = 0, bad = 0, i, with_events = 0;
+	char *json, *t;
+	long n;
+
+	(void)be;
+	H_VM(&h, VCPUREQ_BACKEND_THREAD, 1, H_SPIN, NULL);
+	o.ring_events = 64;
+	CHECK_EQ(vcpureq_trace_start(h.vm, &o), 0);
+	atomic_store(&tear_stop, 0);
+	CHECK_EQ(pthread_create(&rec, NULL, tear_recorder,
+				vcpureq_vm_vcpu(h.vm, 0)), 0);
+	for (i = 0; i < 5000 && !bad; i++) {
+		json = export(h.vm, &n);
+		CHECK(json != NULL && n >= 0);
+		if (!tid && (t = strstr(json, "\"name\":\"kick: outside\"")) &&
+		    (t = strstr(t, "\"tid\":")))
+			tid = (unsigned int)strtoul(t + 6, NULL, 10);
+		if (tid && n > 0) {
+			with_events++;
+			bad = tseq_inversions(json, tid);
+			if (bad)
+				fprintf(stderr, "export %u: %u events of the recorder out of its order: a torn event\n",
+					i, bad);
+		}
+		free(json);
+	}
+	atomic_store(&tear_stop, 1);
+	pthread_join(rec, NULL);
+	CHECK_EQ(bad, 0);
+	CHECK(tid != 0);
+	CHECK(with_events > 100);
+	h_vm_destroy(&h);
+	return 0;
+}
