@@ -34,7 +34,7 @@ if [ ! -s "$tmp/tests" ]; then
 	echo "check-rst-map: no tests registered in $build (configure it first)" >&2
 	exit 2
 fi
-sed -n 's/^check \([a-z0-9-]*\) .*/\1/p' "$src/model/run.sh" | sort -u >"$tmp/model"
+sed -n 's/^[[:space:]]*check \([a-z0-9-]*\) .*/\1/p' "$src/model/run.sh" | sort -u >"$tmp/model"
 perl -0ne 'print lc "$_\n" for /set\(VCPUREQ_MUTANTS\s+([^)]*)\)/ && split " ", $1' \
 	"$src/tests/torture/CMakeLists.txt" | sort -u >"$tmp/mut_cmake"
 sed -n 's/^all_mutants="\(.*\)"$/\1/p' "$src/tests/torture/mutants.sh" |
