@@ -96,7 +96,9 @@ void vcpureq__race_window(enum vcpureq__window w);
  *     WALK_END_NO_EPOCH (walk end bumps no epoch, wakes no waiter),
  *     ABORT_COUNTED_AS_ENTRY (an aborted entry counted as an entry)
  *   vm.c: BY_ID_OFF_BY_ONE (vcpureq_vm_vcpu_by_id() matches id - 1)
- *   backend_kvm.c: SIGNAL_DELIVERABLE, IE_CLEAR_LATE
+ *   backend_kvm.c: SIGNAL_DELIVERABLE, IE_CLEAR_LATE,
+ *     STALE_KICK_NOT_DRAINED (SIGMASK: the kick signal of an ended
+ *     instance is left pending)
  */
 #if defined(VCPUREQ_MUTANT_NO_REQ_FENCE)
 #define VCPUREQ__MB_R() ((void)0)
