@@ -13,7 +13,10 @@
  * a block must sleep, a helper thread ends it with UNBLOCK once (and only
  * if) the vCPU is asleep: the reason block returns tells what woke it.
  */
+#include <linux/kvm.h>
 #include <signal.h>
+#include <sys/ioctl.h>
+#include <time.h>
 
 #include "harness.h"
 
@@ -599,6 +602,89 @@ TEST_BOTH(kick_and_abort_counted_exactly)
 	CHECK_EQ(DELTA(requests_made), 2);
 	CHECK_EQ(DELTA(requests_handled), 2);
 	CHECK_EQ(h_stop_all(&h), 0);
+	h_vm_destroy(&h);
+	return 0;
+}
+
+/* ---- the waking hint: spent where requests are processed ---- */
+
+static _Atomic int hint_handled;
+
+static int hint_handler(struct vcpureq_vcpu *v, void *opaque)
+{
+	(void)opaque;
+	if (vcpureq_check_request(REQ_A, v) > 0)
+		atomic_fetch_add(&hint_handled, 1);
+	return 0;
+}
+
+/* One guest entry over the enter/exit pair (the guest exits to the VMM:
+ * H_OUT), with @req made between enter and the guest run if not 0 (a
+ * request made while the vCPU is in guest mode; make sets no kick). */
+static int one_entry(struct h_vm *h, struct vcpureq_vcpu *v, unsigned int req)
+{
+	int r = vcpureq_vcpu_enter(v);
+
+	if (r != VCPUREQ_RUN_ENTER)
+		return r < 0 ? r : -EPROTO;
+	if (req && vcpureq_make_request(req, v))
+		return -EPROTO;
+	if (h->backend == VCPUREQ_BACKEND_KVM)
+		r = ioctl(vcpureq_vcpu_kvm_fd(v), KVM_RUN, 0) < 0 ? -errno : 0;
+	else
+		r = h->guest(v, h->guest_opaque);
+	r = vcpureq_vcpu_exit(v, r);
+	return r == VCPUREQ_RUN_EXIT ? 0 : r < 0 ? r : -EPROTO;
+}
+
+/* block with a deadline 2 ms away: its reasons, or -ETIMEDOUT. */
+static int block_briefly(struct vcpureq_vcpu *v)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_nsec += 2000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return vcpureq_vcpu_block_deadline(v, &ts);
+}
+
+/*
+ * A request made without NO_WAKEUP ends the next block "since the vCPU last
+ * processed requests" (vcpureq.h): the hint is spent by the processing at
+ * guest entry, and not before.  On the test's own thread, bound to the
+ * vCPU: every outcome is decided by the calls alone.
+ *   made, then processed at entry: the block after the exit sleeps;
+ *   made in guest mode, after the entry's processing: the block after the
+ *     exit returns WAKE_REQUEST (it is not processed yet), once.
+ */
+TEST_BOTH(wake_hint_spent_when_processed)
+{
+	struct vcpureq_vm_opts o = { .handle_requests = hint_handler };
+	struct vcpureq_vcpu *v;
+	struct h_vm h;
+	int i;
+
+	H_VM(&h, be, 1, H_OUT, &o);
+	v = vcpureq_vm_vcpu(h.vm, 0);
+	CHECK_EQ(vcpureq_vcpu_bind(v), 0);
+	for (i = 0; i < 3; i++) {
+		CHECK_EQ(vcpureq_make_request(REQ_A, v), 0);
+		CHECK_EQ(one_entry(&h, v, 0), 0);
+		CHECK_EQ(atomic_load(&hint_handled), 2 * i + 1);
+		CHECK_EQ(block_briefly(v), -ETIMEDOUT);
+
+		CHECK_EQ(one_entry(&h, v, REQ_A), 0);
+		CHECK_EQ(atomic_load(&hint_handled), 2 * i + 1);
+		CHECK_EQ(block_briefly(v), VCPUREQ_WAKE_REQUEST);
+		CHECK_EQ(block_briefly(v), -ETIMEDOUT); /* consumed */
+		CHECK_EQ(one_entry(&h, v, 0), 0);
+		CHECK_EQ(atomic_load(&hint_handled), 2 * i + 2);
+		CHECK_EQ(block_briefly(v), -ETIMEDOUT);
+	}
+	CHECK_EQ(vcpureq_vcpu_unbind(v), 0);
 	h_vm_destroy(&h);
 	return 0;
 }

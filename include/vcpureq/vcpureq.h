@@ -627,7 +627,11 @@ enum vcpureq_wake_reason {
 /*
  * kvm_vcpu_block(): sleep (futex) until the vCPU is runnable, a posted
  * interrupt is pending, a request made without NO_WAKEUP arrived since the
- * vCPU last processed requests, or UNBLOCK (consumed).  Polls first when
+ * vCPU last processed requests, or UNBLOCK (consumed).  "Processed": the
+ * processing at guest entry (vcpureq_vcpu_enter() / _run()) spends that
+ * waking hint, a guest exit does not (a request made while the vCPU was in
+ * guest mode ends the block after a halt exit), and a block that returns
+ * VCPUREQ_WAKE_REQUEST consumes it.  Polls first when
  * halt polling is enabled.  Registers as a sleeper, full fence, then checks
  * (pairs with the waker's full fence between its write and its read of the
  * sleep state), so no wake-up is lost.  Returns the reasons (> 0), or
