@@ -148,7 +148,9 @@ struct vcpureq_vcpu {
 	bool drain_pending; /* SIGMASK: a kick signal may be pending: take it
 			       before the next IN_GUEST_MODE publish */
 	int guest_ret;
-	uint64_t poll_ns;  /* adaptive halt-poll window */
+	/* Adaptive halt-poll window: written by the vCPU thread only, read
+	 * by vcpureq_vcpu_stats() from any thread (relaxed: a gauge). */
+	_Atomic uint64_t poll_ns;
 	sigset_t saved_mask; /* thread's mask before bind */
 
 	alignas(VCPUREQ__CACHELINE) struct vcpureq__req_stats rstats;

@@ -89,7 +89,8 @@ void vcpureq__race_window(enum vcpureq__window w);
  *     could not be sent leaves the vCPU EXITING), SELF_SIGNAL (a vCPU in
  *     guest mode signals itself), NO_DEADLOCK_CHECK (WAIT from guest mode
  *     or a walk not refused)
- *   block.c: UNBLOCK_NOT_CONSUMED, HINT_NOT_CONSUMED, BLOCK_IGNORES_RUNNABLE
+ *   block.c: UNBLOCK_NOT_CONSUMED, HINT_NOT_CONSUMED, BLOCK_IGNORES_RUNNABLE,
+ *     HALT_POLL_UNCAPPED (the halt-poll window grows past the option)
  *   run.c: HINT_NOT_SPENT_BY_PROCESSING (entry's processing leaves the
  *     wake hint), HINT_SPENT_AT_EXIT (the exit spends it, too early)
  *   mailbox.c: ON_NOT_CLEARED (sync leaves ON set), TAKE_LOWEST (lowest

@@ -252,9 +252,12 @@ struct vcpureq_vm_opts {
 	int (*guest)(struct vcpureq_vcpu *vcpu, void *opaque);
 	void *opaque;
 	/* Halt polling: vcpureq_vcpu_block() spins up to this long (adaptive,
-	 * grown on success and shrunk on failure, as kvm_vcpu_halt()) before
-	 * sleeping.  0 disables polling; at most VCPUREQ_HALT_POLL_NS_MAX
-	 * (a longer poll burns a CPU on every idle halt). */
+	 * as kvm_vcpu_halt(): a block the poll missed that lasted at most
+	 * this long doubles the window, from 10 us, capped at this value; a
+	 * longer one shrinks it to 0) before sleeping.  The window is the
+	 * stat halt_poll_ns.  0 disables polling; at most
+	 * VCPUREQ_HALT_POLL_NS_MAX (a longer poll burns a CPU on every idle
+	 * halt). */
 	uint64_t halt_poll_ns;
 	/* KVM backend: how kicks reach a vCPU in KVM_RUN. */
 	enum vcpureq_kick_mechanism kick;
@@ -949,6 +952,8 @@ struct vcpureq_stats {
 	uint64_t interrupts_injected;
 	uint64_t foreign_exits;     /* EINTR exits no kick caused (one of the
 				       VMM's own signals) */
+	uint64_t halt_poll_ns;      /* the adaptive halt-poll window now (ns),
+				       0..opts.halt_poll_ns: not a count */
 };
 
 /*
