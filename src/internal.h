@@ -47,6 +47,8 @@ struct vcpureq__req_stats {
 	_Atomic uint64_t wakeups;
 	_Atomic uint64_t acks_waited;
 	_Atomic uint64_t interrupts_posted;
+	_Atomic uint64_t ack_rechecks;
+	_Atomic uint64_t acks_at_recheck;
 };
 
 /* Counters written by the vCPU thread only: another line. */

@@ -97,7 +97,8 @@ void vcpureq__race_window(enum vcpureq__window w);
  *     vector first)
  *   vcpu_mode.c: NO_FINAL_CHECK, NO_ENTRY_SYNC (PIR not synced after [V]),
  *     WALK_END_NO_EPOCH (walk end bumps no epoch, wakes no waiter),
- *     ABORT_COUNTED_AS_ENTRY (an aborted entry counted as an entry)
+ *     ABORT_COUNTED_AS_ENTRY (an aborted entry counted as an entry),
+ *     ACK_WAKES_ONE (an exit wakes one WAIT requester, not all)
  *   vm.c: BY_ID_OFF_BY_ONE (vcpureq_vm_vcpu_by_id() matches id - 1)
  *   backend_kvm.c: SIGNAL_DELIVERABLE, IE_CLEAR_LATE,
  *     STALE_KICK_NOT_DRAINED (SIGMASK: the kick signal of an ended

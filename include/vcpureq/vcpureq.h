@@ -954,6 +954,11 @@ struct vcpureq_stats {
 				       VMM's own signals) */
 	uint64_t halt_poll_ns;      /* the adaptive halt-poll window now (ns),
 				       0..opts.halt_poll_ns: not a count */
+	uint64_t ack_rechecks;      /* WAIT requesters' sleeps on its ack that
+				       ended at their 20 ms recheck (it was
+				       held in guest mode that long) */
+	uint64_t acks_at_recheck;   /* acks a WAIT requester found at such a
+				       recheck, not woken by the exit: late */
 };
 
 /*
