@@ -94,7 +94,7 @@ void vcpureq__race_window(enum vcpureq__window w);
  *   run.c: HINT_NOT_SPENT_BY_PROCESSING (entry's processing leaves the
  *     wake hint), HINT_SPENT_AT_EXIT (the exit spends it, too early)
  *   mailbox.c: ON_NOT_CLEARED (sync leaves ON set), TAKE_LOWEST (lowest
- *     vector first)
+ *     vector first), PIR_BEFORE_ON (sync takes PIR, then clears ON)
  *   vcpu_mode.c: NO_FINAL_CHECK, NO_ENTRY_SYNC (PIR not synced after [V]),
  *     WALK_END_NO_EPOCH (walk end bumps no epoch, wakes no waiter),
  *     ABORT_COUNTED_AS_ENTRY (an aborted entry counted as an entry),

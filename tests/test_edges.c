@@ -278,6 +278,98 @@ TEST_BOTH(mailbox_each_vector_once_highest_first)
 	return 0;
 }
 
+/*
+ * The mailbox under a racing post: every posted vector reaches the IRR at
+ * the next sync that starts after the post, with no further post.  The
+ * vCPU thread syncs in a loop (vcpureq_vcpu_take_interrupt() until the IRR
+ * is empty, then a pass counted); the poster posts two vectors back to
+ * back (the second lands while the vCPU is syncing the first), then waits
+ * until two more passes ended: the second began after the posts (seq_cst:
+ * its fence after the count pairs with the poster's fence after the posts,
+ * so its first ON read sees the posts' ON), so both vectors must have
+ * been taken by then.  ON is cleared before PIR is taken (mailbox.c); the
+ * other order strands a vector posted between the two.
+ */
+struct syncer {
+	struct vcpureq_vcpu *v;
+	_Atomic uint64_t passes;
+	_Atomic uint64_t got[256];
+	_Atomic int quit;
+	_Atomic int bind_ret;
+};
+
+static void *syncer_main(void *arg)
+{
+	struct syncer *s = arg;
+	int r = vcpureq_vcpu_bind(s->v);
+
+	atomic_store(&s->bind_ret, r ? r : 1);
+	if (r)
+		return NULL;
+	while (!atomic_load_explicit(&s->quit, memory_order_relaxed)) {
+		while ((r = vcpureq_vcpu_take_interrupt(s->v)) >= 0)
+			atomic_fetch_add_explicit(&s->got[r], 1,
+						  memory_order_relaxed);
+		atomic_fetch_add_explicit(&s->passes, 1, memory_order_seq_cst);
+		atomic_thread_fence(memory_order_seq_cst);
+	}
+	vcpureq_vcpu_unbind(s->v);
+	return NULL;
+}
+
+#define RACING_POSTS 50000
+
+TEST_BOTH(mailbox_racing_post_not_stranded)
+{
+	static struct syncer sy;
+	static uint64_t want[256];
+	struct vcpureq_vm *vm;
+	pthread_t t;
+	unsigned int i, j;
+
+	BARE_VM(be, 1, &vm);
+	memset(&sy, 0, sizeof(sy));
+	memset(want, 0, sizeof(want));
+	sy.v = vcpureq_vm_vcpu(vm, 0);
+	CHECK_EQ(pthread_create(&t, NULL, syncer_main, &sy), 0);
+	while (!atomic_load(&sy.bind_ret))
+		h_sleep_us(100);
+	CHECK_EQ(atomic_load(&sy.bind_ret), 1);
+	for (i = 0; i < RACING_POSTS; i++) {
+		/* Two vectors of one PIR word, the second as the vCPU
+		 * may be taking the first; a varying gap between them. */
+		unsigned int a = 2 * (i % 32), b = a + 1;
+		uint64_t p, end;
+
+		CHECK_EQ(vcpureq_post_interrupt(sy.v, a), 0);
+		for (j = 0; j < i % 8; j++)
+			atomic_signal_fence(memory_order_seq_cst);
+		CHECK_EQ(vcpureq_post_interrupt(sy.v, b), 0);
+		want[a]++;
+		want[b]++;
+		atomic_thread_fence(memory_order_seq_cst);
+		p = atomic_load_explicit(&sy.passes, memory_order_seq_cst);
+		end = h_now_ns() + (uint64_t)HANG_MS * 1000000u;
+		while (atomic_load(&sy.passes) < p + 2 && h_now_ns() < end)
+			;
+		CHECK(atomic_load(&sy.passes) >= p + 2); /* vCPU thread alive */
+		if (atomic_load(&sy.got[a]) != want[a] ||
+		    atomic_load(&sy.got[b]) != want[b]) {
+			fprintf(stderr, "post %u: vectors %u and %u posted %llu times each, taken %llu and %llu times after two whole syncs: stranded in PIR with ON clear\n",
+				i, a, b, (unsigned long long)want[a],
+				(unsigned long long)atomic_load(&sy.got[a]),
+				(unsigned long long)atomic_load(&sy.got[b]));
+			CHECK(!"a posted vector was stranded");
+		}
+	}
+	atomic_store(&sy.quit, 1);
+	pthread_join(t, NULL);
+	CHECK_EQ(stats(sy.v).interrupts_posted, 2 * RACING_POSTS);
+	CHECK_EQ(stats(sy.v).interrupts_injected, 2 * RACING_POSTS);
+	CHECK_EQ(vcpureq_vm_free(vm), 0);
+	return 0;
+}
+
 /* Each lockless walk is one instance: READING, then OUTSIDE with the
  * epoch bumped once. */
 TEST_BOTH(walk_bumps_epoch_once)
