@@ -59,7 +59,12 @@ static int send_kick_signal(struct vcpureq_vcpu *vcpu)
 			    vcpu->vm->kick_signal) == 0)
 			return 0;
 		e = errno;
+		/* Mutant: a transient EAGAIN reported at once, no retry. */
+#ifndef VCPUREQ_MUTANT_KICK_NO_RETRY
 		if (e != EAGAIN || delay > KICK_RETRY_LAST_NS)
+#else
+		if (1)
+#endif
 			break;
 		{
 			struct timespec ts = { 0, (long)delay };

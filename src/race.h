@@ -88,7 +88,8 @@ void vcpureq__race_window(enum vcpureq__window w);
  *     the last vCPU accepted), KICK_FAIL_KEEPS_EXITING (a signal that
  *     could not be sent leaves the vCPU EXITING), SELF_SIGNAL (a vCPU in
  *     guest mode signals itself), NO_DEADLOCK_CHECK (WAIT from guest mode
- *     or a walk not refused)
+ *     or a walk not refused), KICK_NO_RETRY (tgkill's EAGAIN reported at
+ *     once, no back-off)
  *   block.c: UNBLOCK_NOT_CONSUMED, HINT_NOT_CONSUMED, BLOCK_IGNORES_RUNNABLE,
  *     HALT_POLL_UNCAPPED (the halt-poll window grows past the option)
  *   run.c: HINT_NOT_SPENT_BY_PROCESSING (entry's processing leaves the
