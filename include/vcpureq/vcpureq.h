@@ -79,6 +79,9 @@ const char *vcpureq_version_string(void);
  * request (and, if the request sets a bit, aborts at its final check).
  * This is weaker than the kernel's IPI wait, which waits for every
  * instance its mode read saw (docs/protocol.md, "What WAIT guarantees").
+ * Several requesters may WAIT on one vCPU at once: its exit wakes all of
+ * them (stat acks_at_recheck counts an ack found only at a waiter's 20 ms
+ * recheck instead).
  */
 #define VCPUREQ_REQUEST_WAIT (1u << 9)
 /* Set no bit: only kick (and, with WAIT, wait).  Not valid for
