@@ -42,7 +42,7 @@ test: deps all
 	@echo "== the Spin model (default bound, about 2 min) beside unit, protocol (both backends), man pages, demo, examples"
 	cd $(BUILD) && HEARTBEAT_SECONDS=20 $(CURDIR)/tools/with-heartbeat.sh "make test" \
 		ctest --output-on-failure -j3 -LE 'torture|bench|full'
-	@echo "== one at a time: torture (15 s + 7 s + 5 x 6 s + ops), mutants (about 1 min), quick bench"
+	@echo "== one at a time: torture (15 s + 7 s + 6 x 6 s + ops), mutants (about 1 min), quick bench"
 	cd $(BUILD) && HEARTBEAT_SECONDS=20 $(CURDIR)/tools/with-heartbeat.sh "make test" \
 		ctest --output-on-failure -V -L 'torture|bench' -LE full \
 		| $(PROGRESS) || { echo "full output: $(BUILD)/Testing/Temporary/LastTest.log"; false; }

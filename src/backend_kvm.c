@@ -277,7 +277,11 @@ static void sigmask_prepare_entry(struct vcpureq_vcpu *vcpu)
 	atomic_store_explicit(&vcpu->kicked, 0, memory_order_relaxed);
 	if (vcpu->drain_pending) {
 		vcpu->drain_pending = false;
+		/* Mutant: the stale signal stays pending, and every later
+		 * KVM_RUN returns -EINTR at once (a spurious exit each). */
+#ifndef VCPUREQ_MUTANT_STALE_KICK_NOT_DRAINED
 		vcpureq__signal_drain(vcpu->vm->kick_signal, false);
+#endif
 	}
 }
 

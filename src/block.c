@@ -111,20 +111,31 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Grow/shrink the poll window as kvm_vcpu_halt() does (shrink to 0). */
+/*
+ * Grow/shrink the poll window as kvm_vcpu_halt() does: a block that the
+ * poll did not catch but that was no longer than opts.halt_poll_ns doubles
+ * the window (from 10 us), capped at opts.halt_poll_ns; a longer one
+ * shrinks it to 0; one the poll caught leaves it.  The window is the stat
+ * halt_poll_ns (relaxed stores: only this thread writes it).
+ */
 static void adjust_poll(struct vcpureq_vcpu *vcpu, uint64_t blocked_ns)
 {
 	uint64_t max = vcpu->vm->opts.halt_poll_ns;
+	uint64_t poll = atomic_load_explicit(&vcpu->poll_ns,
+					     memory_order_relaxed);
 
-	if (blocked_ns <= vcpu->poll_ns)
+	if (blocked_ns <= poll)
 		return; /* the poll caught it */
 	if (blocked_ns > max)
-		vcpu->poll_ns = 0;
-	else if (vcpu->poll_ns < max)
-		vcpu->poll_ns = vcpu->poll_ns ? vcpu->poll_ns * 2 :
-						HALT_POLL_GROW_START_NS;
-	if (vcpu->poll_ns > max)
-		vcpu->poll_ns = max;
+		poll = 0;
+	else if (poll < max)
+		poll = poll ? poll * 2 : HALT_POLL_GROW_START_NS;
+	/* Mutant: the cap ignored, the window grows past the option. */
+#ifndef VCPUREQ_MUTANT_HALT_POLL_UNCAPPED
+	if (poll > max)
+		poll = max;
+#endif
+	atomic_store_explicit(&vcpu->poll_ns, poll, memory_order_relaxed);
 }
 
 static int block_until(struct vcpureq_vcpu *vcpu, const struct timespec *when)
@@ -146,9 +157,12 @@ static int block_until(struct vcpureq_vcpu *vcpu, const struct timespec *when)
 	if (why)
 		return why;
 	if (vcpu->vm->opts.halt_poll_ns) {
+		uint64_t poll = atomic_load_explicit(&vcpu->poll_ns,
+						     memory_order_relaxed);
+
 		start = now_ns();
-		if (vcpu->poll_ns) {
-			uint64_t stop = start + vcpu->poll_ns;
+		if (poll) {
+			uint64_t stop = start + poll;
 
 			do {
 				if (peek(vcpu) && (why = check_block(vcpu))) {

@@ -19,7 +19,7 @@
 	X(signals_coalesced) X(wakeups) X(acks_waited) X(entries)           \
 	X(entry_aborts) X(exits) X(kicked_exits) X(spurious_exits) X(blocks) \
 	X(halt_poll_hits) X(interrupts_posted) X(interrupts_injected)       \
-	X(foreign_exits)
+	X(foreign_exits) X(halt_poll_ns) X(ack_rechecks) X(acks_at_recheck)
 
 static const char *nr_name(unsigned int nr)
 {

@@ -47,6 +47,8 @@ struct vcpureq__req_stats {
 	_Atomic uint64_t wakeups;
 	_Atomic uint64_t acks_waited;
 	_Atomic uint64_t interrupts_posted;
+	_Atomic uint64_t ack_rechecks;
+	_Atomic uint64_t acks_at_recheck;
 };
 
 /* Counters written by the vCPU thread only: another line. */
@@ -153,7 +155,9 @@ struct vcpureq_vcpu {
 	bool drain_pending; /* SIGMASK: a kick signal may be pending: take it
 			       before the next IN_GUEST_MODE publish */
 	int guest_ret;
-	uint64_t poll_ns;  /* adaptive halt-poll window */
+	/* Adaptive halt-poll window: written by the vCPU thread only, read
+	 * by vcpureq_vcpu_stats() from any thread (relaxed: a gauge). */
+	_Atomic uint64_t poll_ns;
 	sigset_t saved_mask; /* thread's mask before bind */
 
 	alignas(VCPUREQ__CACHELINE) struct vcpureq__req_stats rstats;

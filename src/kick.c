@@ -59,7 +59,12 @@ static int send_kick_signal(struct vcpureq_vcpu *vcpu)
 			    vcpu->vm->kick_signal) == 0)
 			return 0;
 		e = errno;
+		/* Mutant: a transient EAGAIN reported at once, no retry. */
+#ifndef VCPUREQ_MUTANT_KICK_NO_RETRY
 		if (e != EAGAIN || delay > KICK_RETRY_LAST_NS)
+#else
+		if (1)
+#endif
 			break;
 		{
 			struct timespec ts = { 0, (long)delay };
@@ -189,6 +194,7 @@ static int wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin,
 {
 	struct timespec t0, t;
 	unsigned int i;
+	bool timed_out = false; /* the last sleep ended at the recheck */
 	int r = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -218,10 +224,14 @@ static int wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin,
 		const struct timespec *until = vcpureq__ts_min(&recheck, deadline);
 		int mode;
 
+		timed_out = false;
 		if (vcpureq__futex_wait_until(&vcpu->exit_epoch, snap,
 					      until) == 0 ||
 		    errno != ETIMEDOUT)
 			continue;
+		timed_out = until != deadline;
+		if (timed_out)
+			VCPUREQ__STAT_INC(vcpu, rstats, ack_rechecks);
 		if (until == deadline) {
 			r = atomic_load_explicit(&vcpu->exit_epoch,
 						 memory_order_acquire) == snap ?
@@ -243,6 +253,11 @@ static int wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin,
 			break;
 		r = 0;
 	}
+	/* The ack found at a recheck, not by the exit's wake-up: late by up
+	 * to ACK_RECHECK_NS (or the timer expired in the instant between the
+	 * exit's epoch bump and its wake-up). */
+	if (timed_out && r == 0)
+		VCPUREQ__STAT_INC(vcpu, rstats, acks_at_recheck);
 	atomic_fetch_sub_explicit(&vcpu->ack_waiters, 1, memory_order_relaxed);
 	return r;
 }

@@ -46,7 +46,10 @@ void vcpureq__mailbox_sync(struct vcpureq_vcpu *vcpu)
 		return;
 	/* Clear ON before taking PIR: a vector posted after we took PIR
 	 * leaves ON set for the next sync (and kicks us if we are in guest
-	 * mode by then). */
+	 * mode by then).  Mutant: PIR taken first, then ON cleared; a post
+	 * between the two leaves its vector in PIR with ON clear, stranded
+	 * until the next post. */
+#ifndef VCPUREQ_MUTANT_PIR_BEFORE_ON
 #ifndef VCPUREQ_MUTANT_ON_NOT_CLEARED
 	atomic_exchange_explicit(&vcpu->pir_on, 0, memory_order_acquire);
 #else
@@ -56,6 +59,12 @@ void vcpureq__mailbox_sync(struct vcpureq_vcpu *vcpu)
 	for (i = 0; i < 4; i++)
 		vcpu->irr[i] |= atomic_exchange_explicit(&vcpu->pir[i], 0,
 							 memory_order_relaxed);
+#else
+	for (i = 0; i < 4; i++)
+		vcpu->irr[i] |= atomic_exchange_explicit(&vcpu->pir[i], 0,
+							 memory_order_acquire);
+	atomic_exchange_explicit(&vcpu->pir_on, 0, memory_order_acquire);
+#endif
 }
 
 bool vcpureq__irr_pending(const struct vcpureq_vcpu *vcpu)

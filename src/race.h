@@ -88,19 +88,26 @@ void vcpureq__race_window(enum vcpureq__window w);
  *     the last vCPU accepted), KICK_FAIL_KEEPS_EXITING (a signal that
  *     could not be sent leaves the vCPU EXITING), SELF_SIGNAL (a vCPU in
  *     guest mode signals itself), NO_DEADLOCK_CHECK (WAIT from guest mode
- *     or a walk not refused)
- *   block.c: UNBLOCK_NOT_CONSUMED, HINT_NOT_CONSUMED, BLOCK_IGNORES_RUNNABLE
+ *     or a walk not refused), KICK_NO_RETRY (tgkill's EAGAIN reported at
+ *     once, no back-off)
+ *   block.c: UNBLOCK_NOT_CONSUMED, HINT_NOT_CONSUMED, BLOCK_IGNORES_RUNNABLE,
+ *     HALT_POLL_UNCAPPED (the halt-poll window grows past the option)
+ *   run.c: HINT_NOT_SPENT_BY_PROCESSING (entry's processing leaves the
+ *     wake hint), HINT_SPENT_AT_EXIT (the exit spends it, too early)
  *   mailbox.c: ON_NOT_CLEARED (sync leaves ON set), TAKE_LOWEST (lowest
- *     vector first)
+ *     vector first), PIR_BEFORE_ON (sync takes PIR, then clears ON)
  *   vcpu_mode.c: NO_FINAL_CHECK, NO_ENTRY_SYNC (PIR not synced after [V]),
  *     WALK_END_NO_EPOCH (walk end bumps no epoch, wakes no waiter),
- *     ABORT_COUNTED_AS_ENTRY (an aborted entry counted as an entry)
+ *     ABORT_COUNTED_AS_ENTRY (an aborted entry counted as an entry),
+ *     ACK_WAKES_ONE (an exit wakes one WAIT requester, not all)
  *   vm.c: BY_ID_OFF_BY_ONE (vcpureq_vm_vcpu_by_id() matches id - 1)
  *   trace.c: TRACE_PUBLISH_EARLY (a trace slot's seq published before
  *     its fields: an export reading it keeps a torn event)
- *   run.c: LIBRARY_BITS_RETURNED (a PAUSE or WORK bit made while the
- *     library processes its own makes run/enter return RUN_REQUEST)
- *   backend_kvm.c: SIGNAL_DELIVERABLE, IE_CLEAR_LATE
+ *   run.c (more): LIBRARY_BITS_RETURNED (a PAUSE or WORK bit made while
+ *     the library processes its own makes run/enter return RUN_REQUEST)
+ *   backend_kvm.c: SIGNAL_DELIVERABLE, IE_CLEAR_LATE,
+ *     STALE_KICK_NOT_DRAINED (SIGMASK: the kick signal of an ended
+ *     instance is left pending)
  */
 #if defined(VCPUREQ_MUTANT_NO_REQ_FENCE)
 #define VCPUREQ__MB_R() ((void)0)

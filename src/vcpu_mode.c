@@ -121,8 +121,14 @@ int vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu, unsigned int why)
 	 * waiter could sleep on an epoch that already moved: a hang.
 	 */
 	vcpureq__smp_mb();
+	/* Every waiter: several requesters may WAIT on this vCPU at once.
+	 * Mutant: one woken, the others find the ack at their recheck. */
 	if (atomic_load_explicit(&vcpu->ack_waiters, memory_order_relaxed))
+#ifndef VCPUREQ_MUTANT_ACK_WAKES_ONE
 		vcpureq__futex_wake(&vcpu->exit_epoch, INT_MAX);
+#else
+		vcpureq__futex_wake(&vcpu->exit_epoch, 1);
+#endif
 	return left;
 }
 

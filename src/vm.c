@@ -440,6 +440,9 @@ int vcpureq_vcpu_stats(const struct vcpureq_vcpu *vcpu,
 	s.interrupts_posted = LD(r->interrupts_posted);
 	s.interrupts_injected = LD(v->interrupts_injected);
 	s.foreign_exits = LD(v->foreign_exits);
+	s.halt_poll_ns = LD(vcpu->poll_ns);
+	s.ack_rechecks = LD(r->ack_rechecks);
+	s.acks_at_recheck = LD(r->acks_at_recheck);
 	/* A newer caller's larger struct: zero what we do not know. */
 	if (size > sizeof(s)) {
 		memset((char *)out + sizeof(s), 0, size - sizeof(s));

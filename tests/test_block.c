@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* vcpureq_vcpu_block(): the runnable hook with vcpureq_vcpu_wake_up(), and
  * adaptive halt polling. */
+#include <sched.h>
+#include <time.h>
+
 #include "harness.h"
 
 #define REQ_A VCPUREQ_ARCH_REQ(1)
@@ -125,6 +128,79 @@ TEST_BOTH(halt_poll_catches_quick_wakes)
 	CHECK(s.halt_poll_hits > 0);
 	CHECK(s.halt_poll_hits + s.wakeups <= s.blocks);
 	CHECK_EQ(h_stop_all(&h), 0);
+	h_vm_destroy(&h);
+	return 0;
+}
+
+/*
+ * The adaptive halt-poll window (stat halt_poll_ns) never exceeds
+ * opts.halt_poll_ns, and moves as kvm_vcpu_halt()'s: a block the poll did
+ * not catch, no longer than the option, doubles it from 10 us up to the
+ * option; a longer one shrinks it to 0.  On the test's own thread, bound
+ * to the vCPU: each block has a deadline 1 us away and nothing wakes it,
+ * so it polls its whole window and lasts just past it.  The option is the
+ * largest allowed, 10 ms: the window goes 10 us, 20 us, ... 5.12 ms, then
+ * 10 ms (capped: doubled it would be 10.24 ms), and the next block, longer
+ * than 10 ms, shrinks it to 0.  A block that runs more than 4.88 ms past a
+ * 5.12 ms window (a loaded machine) shrinks it early: the growth restarts,
+ * until the cap has been reached 3 times.  The thread runs SCHED_FIFO where
+ * it may, so that a CPU hog does not stretch the blocks past the option
+ * (measured under two hogs without it: up to 1706 blocks for 3 caps).
+ */
+TEST_BOTH(halt_poll_window_capped)
+{
+	const uint64_t max = VCPUREQ_HALT_POLL_NS_MAX;
+	struct vcpureq_vm_opts o = { .halt_poll_ns = max };
+	struct vcpureq_stats s;
+	struct vcpureq_vcpu *v;
+	uint64_t prev = 0;
+	unsigned int capped = 0, blocks = 0, shrunk = 0;
+	struct h_vm h;
+
+	struct sched_param fifo = { .sched_priority = 1 }, old_sp;
+	int old_policy;
+
+	H_VM(&h, be, 1, H_HALT, &o);
+	v = vcpureq_vm_vcpu(h.vm, 0);
+	CHECK_EQ(vcpureq_vcpu_bind(v), 0);
+	CHECK_EQ(vcpureq_vcpu_stats(v, &s, sizeof(s)), 0);
+	CHECK_EQ(s.halt_poll_ns, 0);
+	CHECK_EQ(pthread_getschedparam(pthread_self(), &old_policy, &old_sp), 0);
+	(void)pthread_setschedparam(pthread_self(), SCHED_FIFO, &fifo);
+	while (capped < 3 && blocks < 2000) {
+		struct timespec ts;
+		uint64_t grown = prev ? 2 * prev : 10000;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		CHECK_EQ(vcpureq_vcpu_block_deadline(v, &ts), -ETIMEDOUT);
+		blocks++;
+		CHECK_EQ(vcpureq_vcpu_stats(v, &s, sizeof(s)), 0);
+		if (s.halt_poll_ns > max) {
+			fprintf(stderr, "block %u: window %llu ns past the option %llu ns (was %llu)\n",
+				blocks, (unsigned long long)s.halt_poll_ns,
+				(unsigned long long)max, (unsigned long long)prev);
+			CHECK(s.halt_poll_ns <= max);
+		}
+		/* Grown (capped) or shrunk; never caught by the poll here. */
+		if (s.halt_poll_ns != 0)
+			CHECK_EQ(s.halt_poll_ns, grown < max ? grown : max);
+		else
+			shrunk++;
+		if (s.halt_poll_ns == max)
+			capped++;
+		prev = s.halt_poll_ns;
+	}
+	pthread_setschedparam(pthread_self(), old_policy, &old_sp);
+	printf("%u blocks, %u shrinks, the cap reached %u times\n", blocks,
+	       shrunk, capped);
+	CHECK_EQ(capped, 3);
+	CHECK_EQ(s.halt_poll_hits, 0);
+	CHECK_EQ(vcpureq_vcpu_unbind(v), 0);
 	h_vm_destroy(&h);
 	return 0;
 }

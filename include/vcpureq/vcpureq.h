@@ -79,6 +79,9 @@ const char *vcpureq_version_string(void);
  * request (and, if the request sets a bit, aborts at its final check).
  * This is weaker than the kernel's IPI wait, which waits for every
  * instance its mode read saw (docs/protocol.md, "What WAIT guarantees").
+ * Several requesters may WAIT on one vCPU at once: its exit wakes all of
+ * them (stat acks_at_recheck counts an ack found only at a waiter's 20 ms
+ * recheck instead).
  */
 #define VCPUREQ_REQUEST_WAIT (1u << 9)
 /* Set no bit: only kick (and, with WAIT, wait).  Not valid for
@@ -252,9 +255,12 @@ struct vcpureq_vm_opts {
 	int (*guest)(struct vcpureq_vcpu *vcpu, void *opaque);
 	void *opaque;
 	/* Halt polling: vcpureq_vcpu_block() spins up to this long (adaptive,
-	 * grown on success and shrunk on failure, as kvm_vcpu_halt()) before
-	 * sleeping.  0 disables polling; at most VCPUREQ_HALT_POLL_NS_MAX
-	 * (a longer poll burns a CPU on every idle halt). */
+	 * as kvm_vcpu_halt(): a block the poll missed that lasted at most
+	 * this long doubles the window, from 10 us, capped at this value; a
+	 * longer one shrinks it to 0) before sleeping.  The window is the
+	 * stat halt_poll_ns.  0 disables polling; at most
+	 * VCPUREQ_HALT_POLL_NS_MAX (a longer poll burns a CPU on every idle
+	 * halt). */
 	uint64_t halt_poll_ns;
 	/* KVM backend: how kicks reach a vCPU in KVM_RUN. */
 	enum vcpureq_kick_mechanism kick;
@@ -629,7 +635,11 @@ enum vcpureq_wake_reason {
 /*
  * kvm_vcpu_block(): sleep (futex) until the vCPU is runnable, a posted
  * interrupt is pending, a request made without NO_WAKEUP arrived since the
- * vCPU last processed requests, or UNBLOCK (consumed).  Polls first when
+ * vCPU last processed requests, or UNBLOCK (consumed).  "Processed": the
+ * processing at guest entry (vcpureq_vcpu_enter() / _run()) spends that
+ * waking hint, a guest exit does not (a request made while the vCPU was in
+ * guest mode ends the block after a halt exit), and a block that returns
+ * VCPUREQ_WAKE_REQUEST consumes it.  Polls first when
  * halt polling is enabled.  Registers as a sleeper, full fence, then checks
  * (pairs with the waker's full fence between its write and its read of the
  * sleep state), so no wake-up is lost.  Returns the reasons (> 0), or
@@ -990,6 +1000,13 @@ struct vcpureq_stats {
 	uint64_t interrupts_injected;
 	uint64_t foreign_exits;     /* EINTR exits no kick caused (one of the
 				       VMM's own signals) */
+	uint64_t halt_poll_ns;      /* the adaptive halt-poll window now (ns),
+				       0..opts.halt_poll_ns: not a count */
+	uint64_t ack_rechecks;      /* WAIT requesters' sleeps on its ack that
+				       ended at their 20 ms recheck (it was
+				       held in guest mode that long) */
+	uint64_t acks_at_recheck;   /* acks a WAIT requester found at such a
+				       recheck, not woken by the exit: late */
 };
 
 /*
