@@ -193,6 +193,8 @@ int vcpureq_vm_reset_stats(struct vcpureq_vm *vm)
 		ZERO(v->rstats.wakeups);
 		ZERO(v->rstats.acks_waited);
 		ZERO(v->rstats.interrupts_posted);
+		ZERO(v->rstats.ack_rechecks);
+		ZERO(v->rstats.acks_at_recheck);
 		ZERO(v->vstats.requests_handled);
 		ZERO(v->vstats.entries);
 		ZERO(v->vstats.entry_aborts);
@@ -203,6 +205,7 @@ int vcpureq_vm_reset_stats(struct vcpureq_vm *vm)
 		ZERO(v->vstats.halt_poll_hits);
 		ZERO(v->vstats.interrupts_injected);
 		ZERO(v->vstats.foreign_exits);
+		/* Not poll_ns: the halt-poll window is a state, not a count. */
 	}
 	for (i = 0; i <= VCPUREQ_REQUEST_NR_MAX; i++) {
 		ZERO(vm->nr_stats[i].made);

@@ -221,7 +221,8 @@ TEST_BOTH(request_stats_struct_and_reset)
 	CHECK_EQ(rs.made + rs.handled + rs.signals + rs.waits, 0);
 	vs = h_stats(&h, 0);
 	CHECK_EQ(vs.requests_made + vs.requests_handled + vs.signals_sent +
-		 vs.kicks + vs.acks_waited, 0);
+		 vs.kicks + vs.acks_waited + vs.entries + vs.exits +
+		 vs.kicked_exits + vs.ack_rechecks + vs.acks_at_recheck, 0);
 	/* Counting goes on from 0. */
 	CHECK(vcpureq_request(REQ_COUNTED, vcpureq_vm_vcpu(h.vm, 1)) >= 0);
 	CHECK_EQ(vcpureq_vm_request_stats(h.vm, REQ_COUNTED, &rs, sizeof(rs)), 0);

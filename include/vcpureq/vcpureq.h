@@ -842,8 +842,9 @@ int vcpureq_vm_request_stats(const struct vcpureq_vm *vm, unsigned int req,
 			     struct vcpureq_request_stats *out, size_t size);
 
 /*
- * Set every counter of the VM to 0: each vCPU's (struct vcpureq_stats) and
- * each request number's.  For a VMM that samples rates per interval.  Any
+ * Set every counter of the VM to 0: each vCPU's (struct vcpureq_stats,
+ * but halt_poll_ns, the current halt-poll window, a state) and each
+ * request number's.  For a VMM that samples rates per interval.  Any
  * thread; never blocks; async-signal-safe.  Ordering: relaxed stores, one
  * counter at a time: not an atomic reset.  An increment racing with it
  * may land before its counter's store (lost) or after (kept), so a
