@@ -95,7 +95,11 @@ void vcpureq__race_window(enum vcpureq__window w);
  *   vcpu_mode.c: NO_FINAL_CHECK, NO_ENTRY_SYNC (PIR not synced after [V]),
  *     WALK_END_NO_EPOCH (walk end bumps no epoch, wakes no waiter),
  *     ABORT_COUNTED_AS_ENTRY (an aborted entry counted as an entry)
- *   vm.c: BY_ID_OFF_BY_ONE (vcpureq_vm_vcpu_by_id() matches id - 1)
+ *   vm.c: BY_ID_OFF_BY_ONE (vcpureq_vm_vcpu_by_id() matches id - 1),
+ *     VCPU_INDEX_OFF_BY_ONE (vcpureq_vm_vcpu() answers index == count),
+ *     COUNT_BEFORE_SLOT (an add publishes the count before the slot)
+ *   signal.c: RELEASE_RESETS_FOREIGN (the last destroy resets the kick
+ *     signal over the application's later handler)
  *   backend_kvm.c: SIGNAL_DELIVERABLE, IE_CLEAR_LATE
  */
 #if defined(VCPUREQ_MUTANT_NO_REQ_FENCE)

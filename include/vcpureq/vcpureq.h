@@ -224,7 +224,11 @@ struct vcpureq_vm_opts {
 	unsigned int nr_vcpus;
 	/* Kick signal; 0 selects SIGRTMIN + 5 at run time.  vcpureq installs a
 	 * trivial handler; it refuses (-EBUSY) a signal the application
-	 * already handles. */
+	 * already handles, or whose vcpureq handler (installed by another VM)
+	 * the application has replaced.  VMs share the signal; the last
+	 * vcpureq_vm_destroy() puts back the disposition the first VM found,
+	 * but only while vcpureq's handler is still installed: a handler the
+	 * application installed after it stays in place. */
 	int kick_signal;
 	/*
 	 * Request handler, called on the vCPU thread outside guest mode by
@@ -341,7 +345,9 @@ int vcpureq_vcpu_adopt(struct vcpureq_vm *vm, unsigned long vcpu_id,
 /*
  * Shut the VM down: closes the KVM file descriptors vcpureq opened and
  * unmaps the kvm_run mappings it made (never the VMM's own, see above),
- * and releases the kick signal.  Every later call on the VM or its vCPUs
+ * and releases the kick signal (the last VM using it restores the
+ * signal's earlier disposition only if vcpureq's handler is still
+ * installed; an application's later handler is left alone).  Every later call on the VM or its vCPUs
  * returns -ESHUTDOWN (the memory stays valid until vcpureq_vm_free()).
  * -EBUSY while a vCPU is still bound.  Any thread that is not a vCPU
  * thread of this VM; not async-signal-safe.  Not to be called
@@ -373,6 +379,17 @@ unsigned int vcpureq_vm_max_vcpus(const struct vcpureq_vm *vm);
 unsigned long vcpureq_vcpu_id(const struct vcpureq_vcpu *vcpu);
 unsigned int vcpureq_vcpu_index(const struct vcpureq_vcpu *vcpu);
 struct vcpureq_vm *vcpureq_vcpu_vm(const struct vcpureq_vcpu *vcpu);
+/*
+ * A per-vCPU pointer for the VMM (its own vCPU state), NULL until set;
+ * vcpureq never reads it.  Set and read from any thread; never block;
+ * async-signal-safe.  Ordering: the set is a release store and the read an
+ * acquire load, so what the VMM wrote to *@data before the set is seen by
+ * a thread (e.g. the request handler on the vCPU thread) that reads the
+ * pointer back.  -EINVAL for a NULL vCPU; works after
+ * vcpureq_vm_destroy() too (until vcpureq_vm_free()).
+ */
+int vcpureq_vcpu_set_user_data(struct vcpureq_vcpu *vcpu, void *data);
+void *vcpureq_vcpu_user_data(const struct vcpureq_vcpu *vcpu);
 /* The kick signal actually used, and the kick mechanism (never DEFAULT).
  * Any thread; never block; async-signal-safe; no ordering (both are fixed
  * when the VM is opened). */
