@@ -293,8 +293,11 @@ struct vcpureq_vm_opts {
  * with vcpureq_vcpu_create() or vcpureq_vcpu_adopt().  Thread backend:
  * @vm_fd must be -1.
  * Errors: -EINVAL bad options (named), -E2BIG unknown non-zero option
- * bytes; -ENOENT/-EACCES/-ENODEV /dev/kvm missing or not permitted (the
- * message says what to do); -ENOTSUP a needed KVM capability is absent
+ * bytes; -EBADF @vm_fd is not open; -EINVAL @vm_fd is not a KVM VM fd
+ * (the message names what it is, e.g. /dev/kvm, a vCPU fd, a pipe, from
+ * its /proc/self/fd link; without /proc, from KVM_GET_API_VERSION and
+ * KVM_CHECK_EXTENSION); -ENOENT/-EACCES/-ENODEV /dev/kvm missing or not
+ * permitted (the message says what to do); -ENOTSUP a needed KVM capability is absent
  * (named); -EBUSY the kick signal is handled by the application; -ENOMEM.
  * Any thread; may block; not async-signal-safe.  Ordering: none of its
  * own (the VM is the caller's until it hands *@out to other threads,
@@ -319,7 +322,11 @@ int vcpureq_vm_create(const struct vcpureq_vm_opts *opts,
  * published does not target it, one that starts after does (release on
  * the published count, pairing with the acquire load of every broadcast
  * and of vcpureq_vm_vcpu()).  Errors: -EEXIST id already used; -ENOSPC
- * max_vcpus reached; -ESHUTDOWN; the KVM_CREATE_VCPU or mmap error.  Any
+ * max_vcpus reached; -ESHUTDOWN; the KVM_CREATE_VCPU or mmap error.  If
+ * the kvm_run mmap fails after KVM_CREATE_VCPU succeeded, nothing is added
+ * but vcpureq keeps the new vCPU fd (KVM refuses the id from then on): a
+ * retry with the same @vcpu_id maps it again; never retried, it is closed
+ * at vcpureq_vm_destroy().  Any
  * thread (serialised with other adds by a mutex); may block; not
  * async-signal-safe; not concurrently with vcpureq_vm_destroy().
  */
@@ -336,7 +343,16 @@ int vcpureq_vcpu_create(struct vcpureq_vm *vm, unsigned long vcpu_id,
  * request_interrupt_window; and, with VCPUREQ_KICK_SIGMASK, the vCPU's
  * KVM_SET_SIGNAL_MASK.  Otherwise as vcpureq_vcpu_create(); -EINVAL for
  * the thread backend, a negative fd or a run_size below sizeof(struct
- * kvm_run).  Thread, blocking, async-signal-safety and ordering as
+ * kvm_run).  @vcpu_fd is checked before anything is added: -EBADF not
+ * open; -EINVAL not a vCPU fd (the message names what it is: /dev/kvm,
+ * the VM fd, a pipe...), a vCPU fd of another id (both ids named), or of
+ * another VM; -EEXIST the same fd or a dup of it already adopted (its id
+ * is in the VM).  The other-VM check probes the VM's coalesced-MMIO ring
+ * page through @vcpu_fd and the VM's first vCPU (docs/vmm.md): the first
+ * vCPU of a VM cannot be checked against its VM, nor any without
+ * KVM_CAP_COALESCED_MMIO.  Without /proc the kind of fd is checked by
+ * mapping a kvm_run page and a dup by kcmp(KCMP_FILE); the id is not.
+ * Thread, blocking, async-signal-safety and ordering as
  * vcpureq_vcpu_create().
  */
 int vcpureq_vcpu_adopt(struct vcpureq_vm *vm, unsigned long vcpu_id,
