@@ -13,7 +13,9 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -245,6 +247,112 @@ TEST(vm_open_hostile_fds)
 	h_vm_destroy(&h);
 	close(vcpu_fd);
 	close(vm_fd);
+	close(kvm_fd);
+	close(null_fd);
+	close(efd);
+	close(p[0]);
+	close(p[1]);
+	return 0;
+}
+
+/* Make /proc unreachable for this process (the case's own): a private
+ * mount namespace without it.  0, or H_SKIP when not permitted. */
+static int hide_proc(void)
+{
+	char l[64];
+
+	if (unshare(CLONE_NEWNS) < 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    umount2("/proc", MNT_DETACH) < 0) {
+		printf("SKIP: cannot unmount /proc in a private mount namespace: %s\n",
+		       strerror(errno));
+		return H_SKIP;
+	}
+	if (readlink("/proc/self/exe", l, sizeof(l)) >= 0) {
+		printf("SKIP: /proc still reachable\n");
+		return H_SKIP;
+	}
+	return 0;
+}
+
+/* Without /proc: the ioctl and mapping fallbacks refuse the same fds
+ * (the kind named less precisely; a vCPU fd's id is not checked), and a
+ * correct adopt still works. */
+TEST(hostile_fds_without_proc)
+{
+	struct vcpureq_vm_opts o = { .handle_requests = user_handler };
+	struct vcpureq_vm_opts vo = VCPUREQ_VM_OPTS_INIT;
+	struct vcpureq_vm *vm = NULL;
+	struct my_vcpu m[2];
+	struct h_vm h;
+	int p[2], efd, null_fd, kvm_fd, other_vm, other_vcpu, id5, dup0, r;
+	void *run;
+	size_t rs;
+
+	memset(m, 0, sizeof(m));
+	H_VM_CFG(&h, be, 1, H_SPIN, &o, H_F_ADOPT, NULL);
+	run = h.own_run[0];
+	rs = h.own_run_size;
+	CHECK(pipe(p) == 0);
+	efd = eventfd(0, EFD_CLOEXEC);
+	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	CHECK(efd >= 0 && null_fd >= 0 && kvm_fd >= 0);
+	other_vm = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+	CHECK(other_vm >= 0);
+	other_vcpu = ioctl(other_vm, KVM_CREATE_VCPU, 1);
+	id5 = ioctl(h.own_vm_fd, KVM_CREATE_VCPU, 5);
+	dup0 = dup(h.own_vcpu_fd[0]);
+	CHECK(other_vcpu >= 0 && id5 >= 0 && dup0 >= 0);
+	r = hide_proc();
+	if (r) {
+		h_vm_destroy(&h);
+		return r;
+	}
+
+	vo.backend = VCPUREQ_BACKEND_KVM;
+	vo.kick = h_kick_mechanism();
+	CHECK_EQ(vcpureq_vm_open(&vo, closed_fd(), &vm), -EBADF);
+	CHECK_EQ(vcpureq_vm_open(&vo, kvm_fd, &vm), -EINVAL);
+	CHECK(msg_has("/dev/kvm system fd, not a VM fd", NULL));
+	CHECK_EQ(vcpureq_vm_open(&vo, p[0], &vm), -EINVAL);
+	CHECK(msg_has("not a KVM VM fd", NULL));
+	CHECK_EQ(vcpureq_vm_open(&vo, efd, &vm), -EINVAL);
+	CHECK_EQ(vcpureq_vm_open(&vo, null_fd, &vm), -EINVAL);
+	CHECK_EQ(vcpureq_vm_open(&vo, id5, &vm), -EINVAL);
+	CHECK(vm == NULL);
+
+	CHECK_EQ(vcpureq_vcpu_adopt(h.vm, 1, closed_fd(), run, rs, NULL), -EBADF);
+	CHECK_EQ(vcpureq_vcpu_adopt(h.vm, 1, null_fd, run, rs, NULL), -EINVAL);
+	CHECK(msg_has("not a KVM vCPU fd", NULL));
+	CHECK_EQ(vcpureq_vcpu_adopt(h.vm, 1, p[0], run, rs, NULL), -EINVAL);
+	CHECK_EQ(vcpureq_vcpu_adopt(h.vm, 1, efd, run, rs, NULL), -EINVAL);
+	CHECK_EQ(vcpureq_vcpu_adopt(h.vm, 1, h.own_vm_fd, run, rs, NULL), -EINVAL);
+	CHECK_EQ(vcpureq_vcpu_adopt(h.vm, 1, kvm_fd, run, rs, NULL), -EINVAL);
+	CHECK_EQ(vcpureq_vcpu_adopt(h.vm, 1, other_vcpu, run, rs, NULL), -EINVAL);
+	CHECK(msg_has("another VM", NULL));
+	/* A dup of vCPU 0's fd under another id: kcmp, where the kernel
+	 * has it. */
+	if (syscall(SYS_kcmp, getpid(), getpid(), 0, dup0, h.own_vcpu_fd[0]) == 0) {
+		CHECK_EQ(vcpureq_vcpu_adopt(h.vm, 3, dup0, run, rs, NULL), -EEXIST);
+		CHECK(msg_has("already in the VM", NULL));
+	}
+	CHECK_EQ(vcpureq_vm_nr_vcpus(h.vm), 1);
+
+	CHECK_EQ(vcpureq_vcpu_adopt(h.vm, 5, id5, NULL, 0, NULL), 0);
+	h.nr = 2;
+	h.vcpus[1].h = &h;
+	h.vcpus[1].id = 1;
+	CHECK_EQ(h_set_prog(&h, 1, H_SPIN), 0);
+	CHECK(set_user_data_all(&h, m) == 0);
+	CHECK_EQ(h_start(&h), 0);
+	CHECK(round_trip(&h, m) == 0);
+	CHECK_EQ(h_stop_all(&h), 0);
+	h_vm_destroy(&h);
+	close(id5);
+	close(dup0);
+	close(other_vcpu);
+	close(other_vm);
 	close(kvm_fd);
 	close(null_fd);
 	close(efd);
