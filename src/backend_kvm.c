@@ -361,11 +361,29 @@ static int same_vm(int vm_fd, int fd, int ref)
 	return same;
 }
 
+/* Whether @fd is the same open file as an adopted vCPU's fd (a dup):
+ * kcmp(KCMP_FILE); false where the kernel lacks kcmp.  For when the fd's
+ * name gives no id (the id check finds a dup otherwise). */
+static bool is_dup(const struct vcpureq_vcpu *vcpu, int fd, unsigned int *idx)
+{
+	unsigned int i;
+
+	for (i = 0; i < vcpu->index; i++)
+		if (syscall(SYS_kcmp, getpid(), getpid(), 0 /* KCMP_FILE */, fd,
+			    vcpu->vm->vcpus[i]->fd) == 0) {
+			*idx = i;
+			return true;
+		}
+	return false;
+}
+
 /* An adopted fd must be a vCPU fd of this VM, of @vcpu_id (see
  * vcpureq_vcpu_adopt() in the header for what can be checked when). */
 static int check_vcpu_fd(struct vcpureq_vcpu *vcpu, int fd)
 {
 	struct vcpureq_vm *vm = vcpu->vm;
+	size_t vl = strlen(LINK_VCPU);
+	bool id_known = false;
 	char what[256], *end;
 	unsigned long id;
 	unsigned int i;
@@ -375,30 +393,31 @@ static int check_vcpu_fd(struct vcpureq_vcpu *vcpu, int fd)
 	if (r == -EBADF)
 		return vcpureq__errf(-EBADF, "vcpu_fd %d is not an open file descriptor",
 				     fd);
-	if (r == 0) {
-		if (strncmp(what, LINK_VCPU, strlen(LINK_VCPU))) {
-			if (!strcmp(what, KVM_DEV))
-				return vcpureq__errf(-EINVAL,
-						     "vcpu_fd %d is the /dev/kvm system fd, not a vCPU fd: KVM_CREATE_VCPU on the VM fd gives one",
-						     fd);
-			if (!strcmp(what, LINK_VM))
-				return vcpureq__errf(-EINVAL,
-						     "vcpu_fd %d is a VM fd (%s), not a vCPU fd: KVM_CREATE_VCPU on it gives one",
-						     fd, what);
-			return vcpureq__errf(-EINVAL,
-					     "vcpu_fd %d is %s, not a KVM vCPU fd (%sN)",
-					     fd, what, LINK_VCPU);
-		}
+	if (r == 0 && !strncmp(what, LINK_VCPU, vl)) {
 		errno = 0;
-		id = strtoul(what + strlen(LINK_VCPU), &end, 10);
+		id = strtoul(what + vl, &end, 10);
 		if (!errno && !*end && id != vcpu->id)
 			return vcpureq__errf(-EINVAL,
 					     "vcpu_fd %d is the fd of vCPU id %lu, not of vCPU id %lu",
 					     fd, id, vcpu->id);
-	} else {
+		id_known = !errno && !*end;
+	} else if (r == 0 && !(!strncmp(what, LINK_VCPU, vl - 1) && !what[vl - 1])) {
+		/* ("anon_inode:kvm-vcpu", without the id, is a vCPU fd of a
+		 * kernel from before the id was put in the name.) */
+		if (!strcmp(what, KVM_DEV))
+			return vcpureq__errf(-EINVAL,
+					     "vcpu_fd %d is the /dev/kvm system fd, not a vCPU fd: KVM_CREATE_VCPU on the VM fd gives one",
+					     fd);
+		if (!strcmp(what, LINK_VM))
+			return vcpureq__errf(-EINVAL,
+					     "vcpu_fd %d is a VM fd (%s), not a vCPU fd: KVM_CREATE_VCPU on it gives one",
+					     fd, what);
+		return vcpureq__errf(-EINVAL,
+				     "vcpu_fd %d is %s, not a KVM vCPU fd (%sN)", fd,
+				     what, LINK_VCPU);
+	} else if (r) {
 		/* No /proc: a vCPU fd maps its kvm_run at offset 0 (neither
-		 * /dev/kvm, a VM fd, a pipe nor an eventfd can be mapped);
-		 * a dup of an adopted fd is the same open file (kcmp). */
+		 * /dev/kvm, a VM fd, a pipe nor an eventfd can be mapped). */
 		long pg = sysconf(_SC_PAGESIZE);
 		void *p = mmap(NULL, (size_t)pg, PROT_READ, MAP_SHARED, fd, 0);
 
@@ -407,13 +426,13 @@ static int check_vcpu_fd(struct vcpureq_vcpu *vcpu, int fd)
 					     "vcpu_fd %d is not a KVM vCPU fd (it cannot map a kvm_run: %s)",
 					     fd, strerror(errno));
 		munmap(p, (size_t)pg);
-		for (i = 0; i < vcpu->index; i++)
-			if (syscall(SYS_kcmp, getpid(), getpid(), 0 /* KCMP_FILE */,
-				    fd, vm->vcpus[i]->fd) == 0)
-				return vcpureq__errf(-EEXIST,
-						     "vcpu_fd %d is vCPU %lu's fd (index %u), already in the VM",
-						     fd, vm->vcpus[i]->id, i);
 	}
+	/* With the id known and checked, a dup of an adopted fd has an id
+	 * already in the VM (-EEXIST before the backend is asked). */
+	if (!id_known && is_dup(vcpu, fd, &i))
+		return vcpureq__errf(-EEXIST,
+				     "vcpu_fd %d is vCPU %lu's fd (index %u), already in the VM",
+				     fd, vm->vcpus[i]->id, i);
 	/* Another VM's vCPU: checked against this VM's first vCPU, so the
 	 * first vCPU of a VM cannot be checked. */
 	if (vcpu->index > 0 &&
