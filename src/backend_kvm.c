@@ -297,7 +297,12 @@ static int kvm_vcpu_create(struct vcpureq_vcpu *vcpu)
 	vcpu->own_fd = true;
 	vcpu->lapic_in_kernel = probe_lapic(fd);
 	r = map_run(vcpu);
+#ifndef VCPUREQ_MUTANT_MMAP_FAIL_LOSES_FD
 	if (r && keep_stray(vcpu->vm, vcpu->id, fd)) {
+#else
+	(void)keep_stray;
+	if (0) {
+#endif
 		char msg[160];
 
 		/* The fd outlives this failed add: a retry with the same id
@@ -436,7 +441,11 @@ static int check_vcpu_fd(struct vcpureq_vcpu *vcpu, int fd)
 	/* Another VM's vCPU: checked against this VM's first vCPU, so the
 	 * first vCPU of a VM cannot be checked. */
 	if (vcpu->index > 0 &&
+#ifndef VCPUREQ_MUTANT_ADOPT_OTHER_VM
 	    same_vm(vm->vm_fd, fd, vm->vcpus[0]->fd) == 0)
+#else
+	    same_vm(vm->vm_fd, fd, vm->vcpus[0]->fd) == 2)
+#endif
 		return vcpureq__errf(-EINVAL,
 				     "vcpu_fd %d (vCPU id %lu) belongs to another VM: its coalesced-MMIO page is not this VM's",
 				     fd, vcpu->id);

@@ -100,7 +100,9 @@ void vcpureq__race_window(enum vcpureq__window w);
  *     COUNT_BEFORE_SLOT (an add publishes the count before the slot)
  *   signal.c: RELEASE_RESETS_FOREIGN (the last destroy resets the kick
  *     signal over the application's later handler)
- *   backend_kvm.c: SIGNAL_DELIVERABLE, IE_CLEAR_LATE
+ *   backend_kvm.c: SIGNAL_DELIVERABLE, IE_CLEAR_LATE, ADOPT_OTHER_VM
+ *     (adopt takes another VM's vCPU fd), MMAP_FAIL_LOSES_FD (a vCPU fd
+ *     whose kvm_run mmap failed is closed: its id is lost)
  */
 #if defined(VCPUREQ_MUTANT_NO_REQ_FENCE)
 #define VCPUREQ__MB_R() ((void)0)
