@@ -34,7 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -81,9 +83,71 @@ static int max_vcpus(int vm_fd, int kvm_fd)
 	return max;
 }
 
+/*
+ * What an fd is, from its /proc/self/fd link: "anon_inode:kvm-vm",
+ * "anon_inode:kvm-vcpu:N", "/dev/kvm", "pipe:[..]",
+ * "anon_inode:[eventfd]", a path...  0 with @buf filled; -EBADF for a
+ * closed fd; -ENOENT when /proc is not mounted (the caller falls back to
+ * ioctls).
+ */
+static int fd_what(int fd, char *buf, size_t len)
+{
+	char path[64];
+	ssize_t n;
+
+	if (fcntl(fd, F_GETFD) < 0)
+		return -EBADF;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, buf, len - 1);
+	if (n < 0)
+		return -ENOENT;
+	buf[n] = '\0';
+	return 0;
+}
+
+#define LINK_VM "anon_inode:kvm-vm"
+#define LINK_VCPU "anon_inode:kvm-vcpu:"
+
+/* A wrapped VM fd must be one: a closed fd, /dev/kvm, a vCPU fd, a pipe...
+ * are named here, not reported later as a missing capability. */
+static int check_vm_fd(int fd)
+{
+	char what[256];
+	int r = fd_what(fd, what, sizeof(what));
+
+	if (r == -EBADF)
+		return vcpureq__errf(-EBADF, "vm_fd %d is not an open file descriptor",
+				     fd);
+	if (r == 0) {
+		if (!strcmp(what, LINK_VM))
+			return 0;
+		if (!strcmp(what, KVM_DEV))
+			return vcpureq__errf(-EINVAL,
+					     "vm_fd %d is the /dev/kvm system fd, not a VM fd: KVM_CREATE_VM gives one",
+					     fd);
+		return vcpureq__errf(-EINVAL,
+				     "vm_fd %d is %s, not a KVM VM fd (%s)", fd,
+				     what, LINK_VM);
+	}
+	/* No /proc: only /dev/kvm answers KVM_GET_API_VERSION, and only a
+	 * VM fd (or /dev/kvm) answers KVM_CHECK_EXTENSION. */
+	if (ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION)
+		return vcpureq__errf(-EINVAL,
+				     "vm_fd %d is the /dev/kvm system fd, not a VM fd: KVM_CREATE_VM gives one",
+				     fd);
+	if (ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY) < 0)
+		return vcpureq__errf(-EINVAL,
+				     "vm_fd %d is not a KVM VM fd (KVM_CHECK_EXTENSION: %s)",
+				     fd, strerror(errno));
+	return 0;
+}
+
 static int kvm_vm_open(struct vcpureq_vm *vm, int vm_fd)
 {
 	int r, kvm_fd, mmap_size, max;
+
+	if (vm_fd >= 0 && (r = check_vm_fd(vm_fd)))
+		return r;
 
 	kvm_fd = open_dev();
 	if (kvm_fd < 0 && vm_fd < 0)
@@ -135,6 +199,13 @@ static int kvm_vm_open(struct vcpureq_vm *vm, int vm_fd)
 
 static void kvm_vm_close(struct vcpureq_vm *vm)
 {
+	unsigned int i;
+
+	for (i = 0; i < vm->nr_stray; i++)
+		close(vm->stray[i].fd);
+	free(vm->stray);
+	vm->stray = NULL;
+	vm->nr_stray = 0;
 	if (vm->own_vm_fd && vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
@@ -175,9 +246,45 @@ static int map_run(struct vcpureq_vcpu *vcpu)
 	return 0;
 }
 
+/* A vCPU fd of @id kept from a failed create (vm->stray), taken out of
+ * the list; -1 if none.  Under add_lock. */
+static int take_stray(struct vcpureq_vm *vm, unsigned long id)
+{
+	unsigned int i;
+	int fd;
+
+	for (i = 0; i < vm->nr_stray; i++)
+		if (vm->stray[i].id == id) {
+			fd = vm->stray[i].fd;
+			vm->stray[i] = vm->stray[--vm->nr_stray];
+			return fd;
+		}
+	return -1;
+}
+
+/* Keep a created vCPU fd whose mapping failed (KVM would refuse the id
+ * again with -EEXIST).  false: no memory to keep it (then it is closed,
+ * and the id is lost to this VM, as the message says). */
+static bool keep_stray(struct vcpureq_vm *vm, unsigned long id, int fd)
+{
+	struct vcpureq__stray_fd *n;
+
+	n = realloc(vm->stray, (vm->nr_stray + 1) * sizeof(*n));
+	if (!n)
+		return false;
+	vm->stray = n;
+	n[vm->nr_stray].id = id;
+	n[vm->nr_stray].fd = fd;
+	vm->nr_stray++;
+	return true;
+}
+
 static int kvm_vcpu_create(struct vcpureq_vcpu *vcpu)
 {
-	int fd = ioctl(vcpu->vm->vm_fd, KVM_CREATE_VCPU, vcpu->id);
+	int r, fd = take_stray(vcpu->vm, vcpu->id);
+
+	if (fd < 0)
+		fd = ioctl(vcpu->vm->vm_fd, KVM_CREATE_VCPU, vcpu->id);
 
 	if (fd < 0 && (errno == EMFILE || errno == ENFILE))
 		return vcpureq__errf(-errno,
@@ -189,14 +296,172 @@ static int kvm_vcpu_create(struct vcpureq_vcpu *vcpu)
 	vcpu->fd = fd;
 	vcpu->own_fd = true;
 	vcpu->lapic_in_kernel = probe_lapic(fd);
-	return map_run(vcpu);
+	r = map_run(vcpu);
+#ifndef VCPUREQ_MUTANT_MMAP_FAIL_LOSES_FD
+	if (r && keep_stray(vcpu->vm, vcpu->id, fd)) {
+#else
+	(void)keep_stray;
+	if (0) {
+#endif
+		char msg[160];
+
+		/* The fd outlives this failed add: a retry with the same id
+		 * maps it again.  (The message is copied: errf formats into
+		 * the buffer vcpureq_errmsg() returns.) */
+		vcpu->fd = -1;
+		vcpu->own_fd = false;
+		snprintf(msg, sizeof(msg), "%s", vcpureq_errmsg());
+		vcpureq__errf(r, "%s; vcpureq keeps the vCPU fd: retry vcpureq_vcpu_create() with id %lu",
+			      msg, vcpu->id);
+	}
+	return r;
+}
+
+/*
+ * Whether @fd is a vCPU fd of the same VM as @ref (a vCPU fd already in
+ * it).  Every vCPU fd of a VM maps, at page offset
+ * KVM_CHECK_EXTENSION(KVM_CAP_COALESCED_MMIO) (the cap's value is the
+ * offset: 2 on x86, 1 on arm64), the VM's one coalesced-MMIO ring page
+ * (kvm_vcpu_fault()).  The ring (u32 first, last, then 24-byte entries,
+ * KVM_COALESCED_MMIO_MAX of them) leaves the last 8 bytes of the page
+ * unused (page size - 8 is 8 mod 24 for every power-of-two page >= 4K),
+ * and neither KVM (coalesced_mmio.c writes entries below MAX only) nor a
+ * VMM (it reads entries only) touches them: a value written there through
+ * one mapping shows through the other iff both are the same page.
+ * Restored after.  1 same VM, 0 not, -1 cannot tell (no cap, @ref cannot
+ * be mapped).  Under add_lock: no two probes of one VM overlap.
+ */
+static int same_vm(int vm_fd, int fd, int ref)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	int cap = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
+	volatile uint64_t *ta, *tb;
+	uint64_t old, probe;
+	void *a, *b;
+	int same;
+
+	if (cap <= 0 || pg < 4096)
+		return -1;
+	b = mmap(NULL, (size_t)pg, PROT_READ | PROT_WRITE, MAP_SHARED, ref,
+		 (off_t)cap * pg);
+	if (b == MAP_FAILED)
+		return -1;
+	a = mmap(NULL, (size_t)pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		 (off_t)cap * pg);
+	if (a == MAP_FAILED) {
+		munmap(b, (size_t)pg);
+		return 0; /* no such page: not a vCPU fd at all */
+	}
+	ta = (volatile uint64_t *)((char *)a + pg - 8);
+	tb = (volatile uint64_t *)((char *)b + pg - 8);
+	old = *ta;
+	probe = *tb + 1;
+	if (probe == old)
+		probe++;
+	*ta = probe;
+	same = *tb == probe;
+	*ta = old; /* the same page or not, put back what was there */
+	munmap(a, (size_t)pg);
+	munmap(b, (size_t)pg);
+	return same;
+}
+
+/* Whether @fd is the same open file as an adopted vCPU's fd (a dup):
+ * kcmp(KCMP_FILE); false where the kernel lacks kcmp.  For when the fd's
+ * name gives no id (the id check finds a dup otherwise). */
+static bool is_dup(const struct vcpureq_vcpu *vcpu, int fd, unsigned int *idx)
+{
+	unsigned int i;
+
+	for (i = 0; i < vcpu->index; i++)
+		if (syscall(SYS_kcmp, getpid(), getpid(), 0 /* KCMP_FILE */, fd,
+			    vcpu->vm->vcpus[i]->fd) == 0) {
+			*idx = i;
+			return true;
+		}
+	return false;
+}
+
+/* An adopted fd must be a vCPU fd of this VM, of @vcpu_id (see
+ * vcpureq_vcpu_adopt() in the header for what can be checked when). */
+static int check_vcpu_fd(struct vcpureq_vcpu *vcpu, int fd)
+{
+	struct vcpureq_vm *vm = vcpu->vm;
+	size_t vl = strlen(LINK_VCPU);
+	bool id_known = false;
+	char what[256], *end;
+	unsigned long id;
+	unsigned int i;
+	int r;
+
+	r = fd_what(fd, what, sizeof(what));
+	if (r == -EBADF)
+		return vcpureq__errf(-EBADF, "vcpu_fd %d is not an open file descriptor",
+				     fd);
+	if (r == 0 && !strncmp(what, LINK_VCPU, vl)) {
+		errno = 0;
+		id = strtoul(what + vl, &end, 10);
+		if (!errno && !*end && id != vcpu->id)
+			return vcpureq__errf(-EINVAL,
+					     "vcpu_fd %d is the fd of vCPU id %lu, not of vCPU id %lu",
+					     fd, id, vcpu->id);
+		id_known = !errno && !*end;
+	} else if (r == 0 && !(!strncmp(what, LINK_VCPU, vl - 1) && !what[vl - 1])) {
+		/* ("anon_inode:kvm-vcpu", without the id, is a vCPU fd of a
+		 * kernel from before the id was put in the name.) */
+		if (!strcmp(what, KVM_DEV))
+			return vcpureq__errf(-EINVAL,
+					     "vcpu_fd %d is the /dev/kvm system fd, not a vCPU fd: KVM_CREATE_VCPU on the VM fd gives one",
+					     fd);
+		if (!strcmp(what, LINK_VM))
+			return vcpureq__errf(-EINVAL,
+					     "vcpu_fd %d is a VM fd (%s), not a vCPU fd: KVM_CREATE_VCPU on it gives one",
+					     fd, what);
+		return vcpureq__errf(-EINVAL,
+				     "vcpu_fd %d is %s, not a KVM vCPU fd (%sN)", fd,
+				     what, LINK_VCPU);
+	} else if (r) {
+		/* No /proc: a vCPU fd maps its kvm_run at offset 0 (neither
+		 * /dev/kvm, a VM fd, a pipe nor an eventfd can be mapped). */
+		long pg = sysconf(_SC_PAGESIZE);
+		void *p = mmap(NULL, (size_t)pg, PROT_READ, MAP_SHARED, fd, 0);
+
+		if (p == MAP_FAILED)
+			return vcpureq__errf(-EINVAL,
+					     "vcpu_fd %d is not a KVM vCPU fd (it cannot map a kvm_run: %s)",
+					     fd, strerror(errno));
+		munmap(p, (size_t)pg);
+	}
+	/* With the id known and checked, a dup of an adopted fd has an id
+	 * already in the VM (-EEXIST before the backend is asked). */
+	if (!id_known && is_dup(vcpu, fd, &i))
+		return vcpureq__errf(-EEXIST,
+				     "vcpu_fd %d is vCPU %lu's fd (index %u), already in the VM",
+				     fd, vm->vcpus[i]->id, i);
+	/* Another VM's vCPU: checked against this VM's first vCPU, so the
+	 * first vCPU of a VM cannot be checked. */
+	if (vcpu->index > 0 &&
+#ifndef VCPUREQ_MUTANT_ADOPT_OTHER_VM
+	    same_vm(vm->vm_fd, fd, vm->vcpus[0]->fd) == 0)
+#else
+	    same_vm(vm->vm_fd, fd, vm->vcpus[0]->fd) == 2)
+#endif
+		return vcpureq__errf(-EINVAL,
+				     "vcpu_fd %d (vCPU id %lu) belongs to another VM: its coalesced-MMIO page is not this VM's",
+				     fd, vcpu->id);
+	return 0;
 }
 
 static int kvm_vcpu_adopt(struct vcpureq_vcpu *vcpu, int fd,
 			  struct kvm_run *run, size_t run_size)
 {
+	int r;
+
 	if (fd < 0)
 		return vcpureq__err(-EINVAL, "vcpu_fd is negative");
+	r = check_vcpu_fd(vcpu, fd);
+	if (r)
+		return r;
 	if (run && run_size < sizeof(struct kvm_run))
 		return vcpureq__err(-EINVAL, "run_size is below sizeof(struct kvm_run)");
 	vcpu->fd = fd;

@@ -174,6 +174,9 @@ struct vcpureq_vcpu {
 	bool own_fd;            /* vcpureq created fd: closes it */
 	bool own_run;           /* vcpureq mapped run: unmaps it */
 	bool lapic_in_kernel;
+	/* vcpureq_vcpu_set_user_data(): the VMM's pointer (release store,
+	 * acquire load). */
+	_Atomic(void *) user_data;
 	/* The trace's ring of this vCPU (trace.c): set before the vCPU is
 	 * published, or before the trace is enabled; never changes after. */
 	struct vcpureq__trace_ring *trace_ring;
@@ -202,6 +205,15 @@ struct vcpureq_vm {
 	 */
 	_Atomic unsigned int nr_vcpus;
 	struct vcpureq_vcpu **vcpus;
+	/* KVM: vCPU fds vcpureq created whose kvm_run mmap then failed, kept
+	 * (KVM cannot create the id again) for a retry of
+	 * vcpureq_vcpu_create() with the same id; closed at destroy.  Under
+	 * add_lock. */
+	struct vcpureq__stray_fd {
+		unsigned long id;
+		int fd;
+	} *stray;
+	unsigned int nr_stray;
 	struct vcpureq__nr_stats nr_stats[VCPUREQ_REQUEST_NR_MAX + 1];
 	struct vcpureq__nr_stats kick_stats; /* kicks without a request */
 	pthread_mutex_t add_lock; /* serialises adds (not readers) */

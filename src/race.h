@@ -100,14 +100,20 @@ void vcpureq__race_window(enum vcpureq__window w);
  *     WALK_END_NO_EPOCH (walk end bumps no epoch, wakes no waiter),
  *     ABORT_COUNTED_AS_ENTRY (an aborted entry counted as an entry),
  *     ACK_WAKES_ONE (an exit wakes one WAIT requester, not all)
- *   vm.c: BY_ID_OFF_BY_ONE (vcpureq_vm_vcpu_by_id() matches id - 1)
+ *   vm.c: BY_ID_OFF_BY_ONE (vcpureq_vm_vcpu_by_id() matches id - 1),
+ *     VCPU_INDEX_OFF_BY_ONE (vcpureq_vm_vcpu() answers index == count),
+ *     COUNT_BEFORE_SLOT (an add publishes the count before the slot)
+ *   signal.c: RELEASE_RESETS_FOREIGN (the last destroy resets the kick
+ *     signal over the application's later handler)
  *   trace.c: TRACE_PUBLISH_EARLY (a trace slot's seq published before
  *     its fields: an export reading it keeps a torn event)
  *   run.c (more): LIBRARY_BITS_RETURNED (a PAUSE or WORK bit made while
  *     the library processes its own makes run/enter return RUN_REQUEST)
  *   backend_kvm.c: SIGNAL_DELIVERABLE, IE_CLEAR_LATE,
  *     STALE_KICK_NOT_DRAINED (SIGMASK: the kick signal of an ended
- *     instance is left pending)
+ *     instance is left pending), ADOPT_OTHER_VM (adopt takes another VM's
+ *     vCPU fd), MMAP_FAIL_LOSES_FD (a vCPU fd whose kvm_run mmap failed
+ *     is closed: its id is lost)
  */
 #if defined(VCPUREQ_MUTANT_NO_REQ_FENCE)
 #define VCPUREQ__MB_R() ((void)0)

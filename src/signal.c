@@ -4,7 +4,9 @@
  *
  * The signal's disposition is process-wide, so this file keeps the one piece
  * of process-global state of the library: how many VMs use which signal, so
- * that the handler is installed by the first and removed by the last.  It is
+ * that the handler is installed by the first and removed by the last (which
+ * puts back the disposition the first found, and only if vcpureq's handler
+ * is still the one installed).  It is
  * touched only by vcpureq_vm_create()/destroy(), under a mutex.
  *
  * The handler is trivial by design (no locks, no library calls, only two
@@ -28,6 +30,11 @@
 
 static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
 static int sig_users[_NSIG];
+/* The disposition vcpureq found when the first VM took the signal (always
+ * the default action: acquire refuses a handled or ignored signal, but its
+ * sa_mask and flags are the application's): put back by the last release,
+ * and only while vcpureq's handler is still installed. */
+static struct sigaction sig_saved[_NSIG];
 
 VCPUREQ__TLS uint8_t *vcpureq__immediate_exit;
 
@@ -61,6 +68,15 @@ int vcpureq__signal_acquire(int sig)
 				     sig, SIGRTMIN, SIGRTMAX);
 	pthread_mutex_lock(&sig_lock);
 	if (sig_users[sig] > 0) {
+		/* Another VM installed the handler: share it, unless the
+		 * application has since replaced it (kicks would then run
+		 * the application's handler and set no immediate_exit). */
+		if (!vcpureq__signal_is_ours(sig)) {
+			r = vcpureq__errf(-EBUSY,
+					  "kick signal %d: the application replaced vcpureq's handler after another VM took the signal; choose another with opts.kick_signal",
+					  sig);
+			goto out;
+		}
 		sig_users[sig]++;
 		goto out;
 	}
@@ -90,6 +106,7 @@ int vcpureq__signal_acquire(int sig)
 		r = vcpureq__errf(-errno, "sigaction(%d): %s", sig, strerror(errno));
 		goto out;
 	}
+	sig_saved[sig] = old;
 	sig_users[sig] = 1;
 out:
 	pthread_mutex_unlock(&sig_lock);
@@ -98,13 +115,16 @@ out:
 
 void vcpureq__signal_release(int sig)
 {
-	struct sigaction sa;
-
 	pthread_mutex_lock(&sig_lock);
+	/* The last VM puts back what was there before the first one took the
+	 * signal, but only over vcpureq's own handler: a handler the
+	 * application installed since stays (resetting it to SIG_DFL would
+	 * make its next raise() of the signal kill the process). */
 	if (sig_users[sig] > 0 && --sig_users[sig] == 0) {
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = SIG_DFL;
-		sigaction(sig, &sa, NULL);
+#ifndef VCPUREQ_MUTANT_RELEASE_RESETS_FOREIGN
+		if (vcpureq__signal_is_ours(sig))
+#endif
+			sigaction(sig, &sig_saved[sig], NULL);
 	}
 	pthread_mutex_unlock(&sig_lock);
 }

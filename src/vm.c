@@ -245,6 +245,11 @@ static int add_vcpu(struct vcpureq_vm *vm, unsigned long id, bool adopt,
 	v->id = id;
 	v->index = n;
 	v->fd = -1;
+#ifdef VCPUREQ_MUTANT_COUNT_BEFORE_SLOT
+	/* Mutant: the count is published before the slot (and before the
+	 * vCPU is made): a reader below the count finds NULL. */
+	atomic_store_explicit(&vm->nr_vcpus, n + 1, memory_order_release);
+#endif
 	r = adopt ? vm->ops->vcpu_adopt(v, fd, run, run_size) :
 		    vm->ops->vcpu_create(v);
 	if (r) {
@@ -256,7 +261,9 @@ static int add_vcpu(struct vcpureq_vm *vm, unsigned long id, bool adopt,
 	vm->vcpus[n] = v;
 	/* Publish: release pairs with the acquire in vcpureq__nr_vcpus();
 	 * a reader that sees n + 1 sees the slot and the vCPU whole. */
+#ifndef VCPUREQ_MUTANT_COUNT_BEFORE_SLOT
 	atomic_store_explicit(&vm->nr_vcpus, n + 1, memory_order_release);
+#endif
 	if (out)
 		*out = v;
 out:
@@ -338,7 +345,11 @@ int vcpureq_vm_free(struct vcpureq_vm *vm)
 struct vcpureq_vcpu *vcpureq_vm_vcpu(const struct vcpureq_vm *vm,
 				     unsigned int index)
 {
+#ifndef VCPUREQ_MUTANT_VCPU_INDEX_OFF_BY_ONE
 	if (!vm || index >= vcpureq__nr_vcpus(vm))
+#else
+	if (!vm || index > vcpureq__nr_vcpus(vm))
+#endif
 		return NULL;
 	return vm->vcpus[index];
 }
@@ -384,6 +395,25 @@ unsigned int vcpureq_vcpu_index(const struct vcpureq_vcpu *vcpu)
 struct vcpureq_vm *vcpureq_vcpu_vm(const struct vcpureq_vcpu *vcpu)
 {
 	return vcpu ? vcpu->vm : NULL;
+}
+
+int vcpureq_vcpu_set_user_data(struct vcpureq_vcpu *vcpu, void *data)
+{
+	if (!vcpu)
+		return vcpureq__err(-EINVAL, "vcpu is NULL");
+	/* Release: pairs with the acquire in vcpureq_vcpu_user_data(); without
+	 * it a reader could see the pointer before what it points to. */
+	atomic_store_explicit(&vcpu->user_data, data, memory_order_release);
+	return 0;
+}
+
+void *vcpureq_vcpu_user_data(const struct vcpureq_vcpu *vcpu)
+{
+	/* Acquire: pairs with the release in vcpureq_vcpu_set_user_data(). */
+	return vcpu ? atomic_load_explicit(
+			      &((struct vcpureq_vcpu *)vcpu)->user_data,
+			      memory_order_acquire) :
+		      NULL;
 }
 
 int vcpureq_vm_kick_signal(const struct vcpureq_vm *vm)

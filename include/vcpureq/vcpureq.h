@@ -227,7 +227,11 @@ struct vcpureq_vm_opts {
 	unsigned int nr_vcpus;
 	/* Kick signal; 0 selects SIGRTMIN + 5 at run time.  vcpureq installs a
 	 * trivial handler; it refuses (-EBUSY) a signal the application
-	 * already handles. */
+	 * already handles, or whose vcpureq handler (installed by another VM)
+	 * the application has replaced.  VMs share the signal; the last
+	 * vcpureq_vm_destroy() puts back the disposition the first VM found,
+	 * but only while vcpureq's handler is still installed: a handler the
+	 * application installed after it stays in place. */
 	int kick_signal;
 	/*
 	 * Request handler, called on the vCPU thread outside guest mode by
@@ -295,8 +299,11 @@ struct vcpureq_vm_opts {
  * with vcpureq_vcpu_create() or vcpureq_vcpu_adopt().  Thread backend:
  * @vm_fd must be -1.
  * Errors: -EINVAL bad options (named), -E2BIG unknown non-zero option
- * bytes; -ENOENT/-EACCES/-ENODEV /dev/kvm missing or not permitted (the
- * message says what to do); -ENOTSUP a needed KVM capability is absent
+ * bytes; -EBADF @vm_fd is not open; -EINVAL @vm_fd is not a KVM VM fd
+ * (the message names what it is, e.g. /dev/kvm, a vCPU fd, a pipe, from
+ * its /proc/self/fd link; without /proc, from KVM_GET_API_VERSION and
+ * KVM_CHECK_EXTENSION); -ENOENT/-EACCES/-ENODEV /dev/kvm missing or not
+ * permitted (the message says what to do); -ENOTSUP a needed KVM capability is absent
  * (named); -EBUSY the kick signal is handled by the application; -ENOMEM.
  * Any thread; may block; not async-signal-safe.  Ordering: none of its
  * own (the VM is the caller's until it hands *@out to other threads,
@@ -321,7 +328,11 @@ int vcpureq_vm_create(const struct vcpureq_vm_opts *opts,
  * published does not target it, one that starts after does (release on
  * the published count, pairing with the acquire load of every broadcast
  * and of vcpureq_vm_vcpu()).  Errors: -EEXIST id already used; -ENOSPC
- * max_vcpus reached; -ESHUTDOWN; the KVM_CREATE_VCPU or mmap error.  Any
+ * max_vcpus reached; -ESHUTDOWN; the KVM_CREATE_VCPU or mmap error.  If
+ * the kvm_run mmap fails after KVM_CREATE_VCPU succeeded, nothing is added
+ * but vcpureq keeps the new vCPU fd (KVM refuses the id from then on): a
+ * retry with the same @vcpu_id maps it again; never retried, it is closed
+ * at vcpureq_vm_destroy().  Any
  * thread (serialised with other adds by a mutex); may block; not
  * async-signal-safe; not concurrently with vcpureq_vm_destroy().
  */
@@ -338,7 +349,16 @@ int vcpureq_vcpu_create(struct vcpureq_vm *vm, unsigned long vcpu_id,
  * request_interrupt_window; and, with VCPUREQ_KICK_SIGMASK, the vCPU's
  * KVM_SET_SIGNAL_MASK.  Otherwise as vcpureq_vcpu_create(); -EINVAL for
  * the thread backend, a negative fd or a run_size below sizeof(struct
- * kvm_run).  Thread, blocking, async-signal-safety and ordering as
+ * kvm_run).  @vcpu_fd is checked before anything is added: -EBADF not
+ * open; -EINVAL not a vCPU fd (the message names what it is: /dev/kvm,
+ * the VM fd, a pipe...), a vCPU fd of another id (both ids named), or of
+ * another VM; -EEXIST the same fd or a dup of it already adopted (its id
+ * is in the VM).  The other-VM check probes the VM's coalesced-MMIO ring
+ * page through @vcpu_fd and the VM's first vCPU (docs/vmm.md): the first
+ * vCPU of a VM cannot be checked against its VM, nor any without
+ * KVM_CAP_COALESCED_MMIO.  Without /proc the kind of fd is checked by
+ * mapping a kvm_run page and a dup by kcmp(KCMP_FILE); the id is not.
+ * Thread, blocking, async-signal-safety and ordering as
  * vcpureq_vcpu_create().
  */
 int vcpureq_vcpu_adopt(struct vcpureq_vm *vm, unsigned long vcpu_id,
@@ -347,7 +367,9 @@ int vcpureq_vcpu_adopt(struct vcpureq_vm *vm, unsigned long vcpu_id,
 /*
  * Shut the VM down: closes the KVM file descriptors vcpureq opened and
  * unmaps the kvm_run mappings it made (never the VMM's own, see above),
- * and releases the kick signal.  Every later call on the VM or its vCPUs
+ * and releases the kick signal (the last VM using it restores the
+ * signal's earlier disposition only if vcpureq's handler is still
+ * installed; an application's later handler is left alone).  Every later call on the VM or its vCPUs
  * returns -ESHUTDOWN (the memory stays valid until vcpureq_vm_free()).
  * -EBUSY while a vCPU is still bound.  Any thread that is not a vCPU
  * thread of this VM; not async-signal-safe.  Not to be called
@@ -379,6 +401,17 @@ unsigned int vcpureq_vm_max_vcpus(const struct vcpureq_vm *vm);
 unsigned long vcpureq_vcpu_id(const struct vcpureq_vcpu *vcpu);
 unsigned int vcpureq_vcpu_index(const struct vcpureq_vcpu *vcpu);
 struct vcpureq_vm *vcpureq_vcpu_vm(const struct vcpureq_vcpu *vcpu);
+/*
+ * A per-vCPU pointer for the VMM (its own vCPU state), NULL until set;
+ * vcpureq never reads it.  Set and read from any thread; never block;
+ * async-signal-safe.  Ordering: the set is a release store and the read an
+ * acquire load, so what the VMM wrote to *@data before the set is seen by
+ * a thread (e.g. the request handler on the vCPU thread) that reads the
+ * pointer back.  -EINVAL for a NULL vCPU; works after
+ * vcpureq_vm_destroy() too (until vcpureq_vm_free()).
+ */
+int vcpureq_vcpu_set_user_data(struct vcpureq_vcpu *vcpu, void *data);
+void *vcpureq_vcpu_user_data(const struct vcpureq_vcpu *vcpu);
 /* The kick signal actually used, and the kick mechanism (never DEFAULT).
  * Any thread; never block; async-signal-safe; no ordering (both are fixed
  * when the VM is opened). */
