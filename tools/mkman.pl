@@ -240,6 +240,7 @@ my %name_line = (
 	vcpureq_vm_dump_stats => 'Write every counter of a VM, per vCPU and per request number, as text or JSON',
 	vcpureq_vm_kick_signal => 'The kick signal and the kick mechanism a VM uses',
 	vcpureq_vm_kvm_fd => 'The KVM file descriptors and the kvm_run mapping of a VM and its vCPUs',
+	vcpureq_vm_reset_stats => 'Set every counter of a VM to 0',
 	vcpureq_vm_request_stats => 'Copy the VM-wide counters of one request number',
 	vcpureq_vm_vcpu => 'Look up the vCPUs of a VM by index or by id, and their count and limit',
 	vcpureq_walk_lockless_begin => 'Begin and end a lockless-walk section on the vCPU thread (walk_shadow_page_lockless_begin()/end())',
