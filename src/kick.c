@@ -536,7 +536,12 @@ static void pending_clear(const struct vcpureq_deadline *dl)
 {
 	if (dl && dl->pending && dl->pending_bits)
 		memset(dl->pending, 0,
+#ifndef VCPUREQ_MUTANT_PENDING_LAST_WORD
 		       (dl->pending_bits / 64 + (dl->pending_bits % 64 != 0)) *
+#else
+		       /* Mutant: the last word (partial or not) is left. */
+		       ((dl->pending_bits - 1) / 64) *
+#endif
 			       sizeof(uint64_t));
 }
 
@@ -752,7 +757,11 @@ static int wait_parked(struct vcpureq_vcpu *v, const struct timespec *deadline)
 		 * then bumps every park_epoch ([E']): read after our epoch
 		 * load, either we see the flag here or the bump makes the
 		 * futex wait below return (or wakes it: [W']). */
+#ifndef VCPUREQ_MUTANT_DEAD_PAUSER_WAITS
 		if (vcpureq__vm_dead(v->vm)) {
+#else
+		if (0) {
+#endif
 			r = -EIO;
 			break;
 		}

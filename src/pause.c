@@ -97,9 +97,7 @@ void vcpureq__pause_kill(struct vcpureq_vm *vm)
 		 * (wait_parked() in kick.c reads the dead flag, stored
 		 * before this call, after its epoch load): the bump and its
 		 * [E'] pair with their [W'], so none sleeps through it. */
-#ifndef VCPUREQ_MUTANT_DEAD_PAUSER_NOT_WOKEN
 		vcpureq__park_notify(v);
-#endif
 	}
 }
 

@@ -97,6 +97,15 @@ void vcpureq__race_window(enum vcpureq__window w);
  *     ABORT_COUNTED_AS_ENTRY (an aborted entry counted as an entry)
  *   vm.c: BY_ID_OFF_BY_ONE (vcpureq_vm_vcpu_by_id() matches id - 1)
  *   backend_kvm.c: SIGNAL_DELIVERABLE, IE_CLEAR_LATE
+ *   issue 16, pause/run-on-vCPU/deadlines: kick.c: RESUME_NOT_ATOMIC
+ *     (resume checks the count, then decrements it: two resumers of one
+ *     pause both succeed), DEADLINE_UNCHECKED (a malformed deadline is
+ *     not refused up front), PENDING_LAST_WORD (the pending mask's last
+ *     word is not cleared), DEAD_PAUSER_WAITS (a waiting pause does
+ *     not look at VM_DEAD: it waits for the vCPU threads); work.c: EXIT_LOSES_WORK (no cleanup handler:
+ *     items taken by an exiting vCPU thread are lost), WORK_CYCLE_OK
+ *     (waits_on not published: run_on_vcpu cycles not refused); backend_kvm.c: NO_KVMCLOCK_CTRL
+ *     (KVM_KVMCLOCK_CTRL not issued on park)
  */
 #if defined(VCPUREQ_MUTANT_NO_REQ_FENCE)
 #define VCPUREQ__MB_R() ((void)0)

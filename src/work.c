@@ -90,8 +90,13 @@ static void run_taken(struct vcpureq_vcpu *vcpu, bool cancel,
 		      struct taken *tk)
 {
 #ifndef VCPUREQ_MUTANT_EXIT_LOSES_WORK
-	pthread_cleanup_push(cancel_taken, tk);
+	struct taken *owed = tk;
+#else
+	/* Mutant: the handler owes nothing (the items are lost). */
+	struct taken none = { NULL }, *owed = &none;
 #endif
+
+	pthread_cleanup_push(cancel_taken, owed);
 	while (tk->fifo) {
 		struct vcpureq__work *cur = tk->fifo;
 		/* Read before complete(): the item may be gone. */
@@ -116,9 +121,7 @@ static void run_taken(struct vcpureq_vcpu *vcpu, bool cancel,
 		if (traced)
 			VCPUREQ__TRACE(vcpu->vm, vcpu, work_end, (uint32_t)r, id);
 	}
-#ifndef VCPUREQ_MUTANT_EXIT_LOSES_WORK
 	pthread_cleanup_pop(0);
-#endif
 }
 
 void vcpureq__work_run(struct vcpureq_vcpu *vcpu, bool cancel)
@@ -185,8 +188,9 @@ static int waits_on_begin(struct vcpureq_vcpu *self, struct vcpureq_vcpu *target
 	struct vcpureq_vcpu *v = target;
 	unsigned int steps = 0;
 
-	atomic_store_explicit(&self->waits_on, target, memory_order_seq_cst);
 #ifndef VCPUREQ_MUTANT_WORK_CYCLE_OK
+	atomic_store_explicit(&self->waits_on, target, memory_order_seq_cst);
+#endif
 	while (v) {
 		if (v == self || ++steps > WAITS_ON_MAX_STEPS) {
 			atomic_store_explicit(&self->waits_on, NULL,
@@ -196,7 +200,6 @@ static int waits_on_begin(struct vcpureq_vcpu *self, struct vcpureq_vcpu *target
 		}
 		v = atomic_load_explicit(&v->waits_on, memory_order_seq_cst);
 	}
-#endif
 	return 0;
 }
 

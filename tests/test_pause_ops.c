@@ -572,3 +572,413 @@ TEST_BOTH(pause_of_run_on_vcpu_waiter)
 	h_vm_destroy(&h);
 	return 0;
 }
+
+/* ---- 4a. pause and the VM's death ---- */
+
+/* A pause (and pause_wait) of a dead VM whose vCPU threads are still
+ * bound: -EIO at once, nothing paused. */
+TEST_BOTH(pause_of_dead_vm_eio)
+{
+	struct vcpureq_vm_opts o = { .handle_requests = hold_handler };
+	struct vcpureq_deadline dl = { .size = sizeof(dl) };
+	struct h_vm h;
+
+	H_VM(&h, be, 2, H_SPIN, &o);
+	CHECK_EQ(h_start(&h), 0);
+	/* vCPU 1 stays bound (held in its handler) through the death. */
+	CHECK_EQ(hold_vcpu(&h, 1, REQ_A), 0);
+	CHECK(vcpureq_vm_dead(h.vm) >= 0);
+	dl.when = in_ms(HANG_MS);
+	CHECK_EQ(vcpureq_pause(h.vm, NULL, 0, &dl), -EIO);
+	CHECK(!paused(&h, 0) && !paused(&h, 1));
+	CHECK_EQ(vcpureq_pause_wait(h.vm, NULL, 0, &dl), -EIO);
+	atomic_store(&hold, 0);
+	h_join_all(&h);
+	h_vm_destroy(&h);
+	return 0;
+}
+
+/* A pause waiting for a vCPU (held in its handler, bound) when the VM
+ * dies returns -EIO promptly: the old code waited for the thread to
+ * unbind, which the case lets happen only after a bounded wait. */
+static struct call dead_call;
+
+TEST_BOTH(pause_waiting_when_vm_dies)
+{
+	struct vcpureq_vm_opts o = { .handle_requests = hold_handler };
+	struct h_vm h;
+	pthread_t t;
+	bool returned;
+
+	H_VM(&h, be, 2, H_SPIN, &o);
+	CHECK_EQ(h_start(&h), 0);
+	CHECK_EQ(hold_vcpu(&h, 1, REQ_A), 0);
+	dead_call = (struct call){ .h = &h, .which = 0 };
+	dead_call.dl.size = sizeof(dead_call.dl);
+	dead_call.dl.when = in_ms(600000); /* far: only the death ends it */
+	CHECK_EQ(pthread_create(&t, NULL, do_call, &dead_call), 0);
+	/* The pause is in force (counted) before it waits. */
+	CHECK(h_wait_until(paused, &h, 1, HANG_MS));
+	CHECK(vcpureq_vm_dead(h.vm) >= 0);
+	returned = wait_flag(&dead_call.done);
+	if (!returned)
+		fprintf(stderr, "the pause still waits after VM_DEAD (vCPU 1 bound, held)\n");
+	atomic_store(&hold, 0);
+	pthread_join(t, NULL);
+	CHECK(returned);
+	CHECK_EQ(dead_call.ret, -EIO);
+	h_join_all(&h);
+	h_vm_destroy(&h);
+	return 0;
+}
+
+/* ---- 4b. work items of an exiting vCPU thread; VM_DEAD and unbound
+ * vCPUs ---- */
+
+static _Atomic int cancelled_done, sync_ret = 1, exit_ran;
+static struct h_vm *xh;
+
+static void count_cancel(void *arg, int result)
+{
+	(void)arg;
+	if (result == -ECANCELED)
+		atomic_fetch_add(&cancelled_done, 1);
+}
+
+static int nop(struct vcpureq_vcpu *v, void *arg)
+{
+	(void)v, (void)arg;
+	return 0;
+}
+
+static int exit_thread(struct vcpureq_vcpu *v, void *arg)
+{
+	(void)v, (void)arg;
+	atomic_store(&exit_ran, 1);
+	pthread_exit(NULL);
+}
+
+static void *sync_caller(void *p)
+{
+	int result = 0;
+
+	(void)p;
+	atomic_store(&sync_ret, vcpureq_run_on_vcpu(vcpureq_vm_vcpu(xh->vm, 0),
+						    nop, NULL, &result));
+	return NULL;
+}
+
+/* Queue behind a first item: async ones and a synchronous caller (its
+ * kick seen: it has queued). */
+static int queue_sync_and_async(struct h_vm *h, pthread_t *t, int nr_async)
+{
+	uint64_t kicks0;
+	int i;
+
+	for (i = 0; i < nr_async; i++)
+		if (vcpureq_run_on_vcpu_async(vcpureq_vm_vcpu(h->vm, 0), nop,
+					      count_cancel, NULL))
+			return -1;
+	kicks0 = h_stats(h, 0).kicks;
+	if (pthread_create(t, NULL, sync_caller, NULL))
+		return -1;
+	{
+		uint64_t end = h_now_ns() + (uint64_t)HANG_MS * 1000000u;
+
+		while (h_stats(h, 0).kicks == kicks0 && h_now_ns() < end)
+			h_sleep_us(100);
+	}
+	return h_stats(h, 0).kicks > kicks0 ? 0 : -1;
+}
+
+/* The vCPU thread exits (pthread_exit) inside a work function: the items
+ * it took with it are completed with -ECANCELED (async done called, the
+ * synchronous caller returns), not lost. */
+TEST_BOTH(work_thread_exit_cancels_taken)
+{
+	struct h_vm h;
+	pthread_t t;
+
+	H_VM(&h, be, 1, H_SPIN, NULL);
+	xh = &h;
+	atomic_store(&cancelled_done, 0);
+	atomic_store(&sync_ret, 1);
+	CHECK_EQ(vcpureq_run_on_vcpu_async(vcpureq_vm_vcpu(h.vm, 0),
+					   exit_thread, NULL, NULL), 0);
+	CHECK_EQ(queue_sync_and_async(&h, &t, 5), 0);
+	/* One batch: the thread takes all 7 at its first entry. */
+	CHECK_EQ(h_start(&h), 0);
+	CHECK(wait_flag(&exit_ran));
+	{
+		uint64_t end = h_now_ns() + (uint64_t)HANG_MS * 1000000u;
+
+		while ((atomic_load(&sync_ret) == 1 ||
+			atomic_load(&cancelled_done) < 5) && h_now_ns() < end)
+			h_sleep_us(100);
+	}
+	if (atomic_load(&sync_ret) == 1)
+		fprintf(stderr, "the synchronous caller is still blocked after the vCPU thread exited; %d of 5 done called\n",
+			atomic_load(&cancelled_done));
+	CHECK_EQ(atomic_load(&cancelled_done), 5);
+	CHECK_EQ(atomic_load(&sync_ret), -ECANCELED);
+	pthread_join(t, NULL);
+	pthread_join(h.vcpus[0].thread, NULL);
+	/* The thread left without unbinding: the destroy sees it gone. */
+	CHECK_EQ(vcpureq_vm_destroy(h.vm), 0);
+	h_vm_destroy(&h);
+	return 0;
+}
+
+/* VM_DEAD with a vCPU no thread is bound to: its queued items are
+ * cancelled by vcpureq_vm_dead()'s caller, not left for the destroy. */
+TEST_BOTH(vm_dead_cancels_unbound_work)
+{
+	struct h_vm h;
+	pthread_t t;
+	bool returned;
+
+	H_VM(&h, be, 1, H_SPIN, NULL);
+	xh = &h;
+	atomic_store(&cancelled_done, 0);
+	atomic_store(&sync_ret, 1);
+	CHECK_EQ(queue_sync_and_async(&h, &t, 4), 0);
+	CHECK(vcpureq_vm_dead(h.vm) >= 0);
+	CHECK_EQ(atomic_load(&cancelled_done), 4); /* on our thread */
+	{
+		uint64_t end = h_now_ns() + (uint64_t)HANG_MS * 1000000u;
+
+		while (atomic_load(&sync_ret) == 1 && h_now_ns() < end)
+			h_sleep_us(100);
+		returned = atomic_load(&sync_ret) != 1;
+	}
+	if (!returned) {
+		fprintf(stderr, "the synchronous caller is still blocked after VM_DEAD\n");
+		vcpureq_vm_destroy(h.vm); /* let it go */
+	}
+	pthread_join(t, NULL);
+	CHECK(returned);
+	CHECK_EQ(atomic_load(&sync_ret), -ECANCELED);
+	h_vm_destroy(&h);
+	return 0;
+}
+
+/* ---- 4c. vcpureq_pause_wait() ---- */
+
+/* After a timed-out pause, pause_wait() waits again adding no pause: one
+ * resume lets the vCPU run.  A target not paused: -EINVAL. */
+TEST_BOTH(pause_wait_adds_no_pause)
+{
+	struct vcpureq_vm_opts o = { .handle_requests = hold_handler };
+	struct vcpureq_deadline dl = { .size = sizeof(dl) };
+	uint64_t one = 2, pending = 0;
+	struct h_vm h;
+
+	H_VM(&h, be, 2, H_SPIN, &o);
+	CHECK_EQ(h_start(&h), 0);
+	CHECK_EQ(vcpureq_pause_wait(h.vm, &one, 64, NULL), -EINVAL);
+	CHECK_EQ(hold_vcpu(&h, 1, REQ_A), 0);
+	dl.when = in_ms(50);
+	dl.pending = &pending;
+	dl.pending_bits = 64;
+	CHECK_EQ(vcpureq_pause(h.vm, &one, 64, &dl), -ETIMEDOUT);
+	CHECK_EQ(pending, 2);
+	dl.when = in_ms(50);
+	CHECK_EQ(vcpureq_pause_wait(h.vm, &one, 64, &dl), -ETIMEDOUT);
+	CHECK_EQ(pending, 2);
+	atomic_store(&hold, 0);
+	dl.when = in_ms(HANG_MS);
+	CHECK_EQ(vcpureq_pause_wait(h.vm, &one, 64, &dl), 0);
+	CHECK_EQ(pending, 0);
+	CHECK(parked(&h, 1));
+	/* vCPU 0 not paused: refused, nothing waited for. */
+	CHECK_EQ(vcpureq_pause_wait(h.vm, NULL, 0, NULL), -EINVAL);
+	/* One pause in force: one resume. */
+	CHECK_EQ(vcpureq_resume(h.vm, &one, 64), 0);
+	CHECK(!paused(&h, 1));
+	CHECK(progresses(&h, 1));
+	CHECK_EQ(vcpureq_resume(h.vm, &one, 64), -EINVAL);
+	CHECK_EQ(h_stop_all(&h), 0);
+	h_vm_destroy(&h);
+	return 0;
+}
+
+/* ---- 5. the pending mask past 64 vCPUs; KVM_KVMCLOCK_CTRL ---- */
+
+#define MANY 70
+/* Stubborn vCPUs stay in guest mode and ignore kicks until released:
+ * across both words, the last of the VM included. */
+static const unsigned int stubborn_ids[] = { 3, 63, 64, 69 };
+static _Atomic int stubborn_go;
+
+static bool is_stubborn(unsigned int i)
+{
+	unsigned int k;
+
+	for (k = 0; k < sizeof(stubborn_ids) / sizeof(stubborn_ids[0]); k++)
+		if (stubborn_ids[k] == i)
+			return true;
+	return false;
+}
+
+/* Thread backend guest: the stubborn ones wait for release (in guest
+ * mode), then leave on a kick; the others halt at once (asleep in block:
+ * outside guest mode, never waited for). */
+static int stubborn_guest(struct vcpureq_vcpu *v, void *opaque)
+{
+	(void)opaque;
+	if (!is_stubborn(vcpureq_vcpu_index(v)))
+		return KVM_EXIT_HLT;
+	for (;;) {
+		if (atomic_load(&stubborn_go) && vcpureq_guest_kicked(v))
+			return VCPUREQ_GUEST_KICKED;
+		h_sleep_us(500);
+	}
+}
+
+static bool in_guest_mode(struct h_vm *h, unsigned int i)
+{
+	return vcpureq_vcpu_mode(vcpureq_vm_vcpu(h->vm, i)) ==
+	       VCPUREQ_IN_GUEST_MODE;
+}
+
+/*
+ * 70 vCPUs (thread backend): a WAIT with a deadline names exactly the
+ * stubborn ones in a 128-bit pending mask filled with ones before the
+ * call; every other bit is cleared, bits 70..127 (past the vCPU count)
+ * included.  Then with a 100-bit mask: bits 0..99 reported the same, and
+ * the word after the mask's last one untouched.
+ */
+TEST(pending_mask_70_vcpus)
+{
+	struct vcpureq_vm_opts o = { .guest = stubborn_guest };
+	struct vcpureq_deadline dl = { .size = sizeof(dl) };
+	uint64_t pending[3], want[2] = { 0, 0 };
+	struct h_vm h;
+	unsigned int i;
+
+	if (be == VCPUREQ_BACKEND_KVM)
+		be = VCPUREQ_BACKEND_THREAD; /* a thread-backend case */
+	H_VM(&h, be, MANY, H_HALT, &o);
+	CHECK_EQ(h_start(&h), 0);
+	for (i = 0; i < MANY; i++) {
+		if (is_stubborn(i)) {
+			want[i / 64] |= UINT64_C(1) << (i % 64);
+			CHECK(h_wait_until(in_guest_mode, &h, i, HANG_MS));
+		} else {
+			CHECK(h_wait_until(h_sleeping, &h, i, HANG_MS));
+		}
+	}
+	/* NO_WAKEUP: the sleepers stay asleep; only the stubborn ones are
+	 * waited for, and they never acknowledge. */
+	pending[0] = pending[1] = pending[2] = ~0ull;
+	dl.when = in_ms(30);
+	dl.pending = pending;
+	dl.pending_bits = 128;
+	CHECK_EQ(vcpureq_make_vcpus_request_deadline(
+			 h.vm, REQ_WAIT | VCPUREQ_REQUEST_NO_WAKEUP, NULL, 0, &dl),
+		 -ETIMEDOUT);
+	if (pending[0] != want[0] || pending[1] != want[1])
+		fprintf(stderr, "pending %016llx %016llx, want %016llx %016llx\n",
+			(unsigned long long)pending[1], (unsigned long long)pending[0],
+			(unsigned long long)want[1], (unsigned long long)want[0]);
+	CHECK_EQ(pending[0], want[0]);
+	CHECK_EQ(pending[1], want[1]);
+	CHECK_EQ(pending[2], ~0ull);
+	pending[0] = pending[1] = pending[2] = ~0ull;
+	dl.when = in_ms(30);
+	dl.pending_bits = 100;
+	CHECK_EQ(vcpureq_make_vcpus_request_deadline(
+			 h.vm, REQ_WAIT | VCPUREQ_REQUEST_NO_WAKEUP, NULL, 0, &dl),
+		 -ETIMEDOUT);
+	CHECK_EQ(pending[0], want[0]);
+	CHECK_EQ(pending[1] & ((UINT64_C(1) << 36) - 1), want[1]);
+	CHECK_EQ(pending[2], ~0ull);
+	atomic_store(&stubborn_go, 1);
+	CHECK_EQ(h_stop_all(&h), 0);
+	h_vm_destroy(&h);
+	return 0;
+}
+
+/*
+ * KVM_KVMCLOCK_CTRL on pause: the guest enables kvmclock (wrmsr
+ * MSR_KVM_SYSTEM_TIME_NEW with the structure's address | 1) and spins.
+ * After a pause, a resume and the next entry, KVM has set
+ * PVCLOCK_GUEST_STOPPED (bit 1 of the flags byte, offset 29 of struct
+ * pvclock_vcpu_time_info) in guest memory; before the pause it is clear.
+ * The guest counts its loops (dword 0 of its DS, as the harness's
+ * programs do): guest code seen running after the resume means that
+ * entry happened, so the flag is checked then, without waiting for it.
+ */
+#define KVMCLOCK_CODE_GPA 0x9000u
+#define PVCLOCK_GPA 0xa000u
+#define PVCLOCK_FLAGS_OFF 29
+#define PVCLOCK_GUEST_STOPPED 2u
+
+static const uint8_t kvmclock_code[] = {
+	0x66, 0xb9, 0x01, 0x4d, 0x56, 0x4b,            /* mov ecx, 0x4b564d01 */
+	0x66, 0xb8, (PVCLOCK_GPA | 1) & 0xff, (PVCLOCK_GPA >> 8) & 0xff,
+	0x00, 0x00,                                     /* mov eax, gpa | 1 */
+	0x66, 0x31, 0xd2,                               /* xor edx, edx */
+	0x0f, 0x30,                                     /* wrmsr */
+	0x66, 0x83, 0x06, 0x00, 0x00, 0x01,             /* 1: addl $1, %ds:0 */
+	0xeb, 0xf8,                                     /* jmp 1b */
+};
+
+static uint8_t pvclock_flags(struct h_vm *h)
+{
+	return __atomic_load_n(h->mem + PVCLOCK_GPA + PVCLOCK_FLAGS_OFF,
+			       __ATOMIC_ACQUIRE);
+}
+
+static uint32_t pvclock_version(struct h_vm *h)
+{
+	return __atomic_load_n((uint32_t *)(h->mem + PVCLOCK_GPA),
+			       __ATOMIC_ACQUIRE);
+}
+
+static bool guest_stopped(struct h_vm *h, unsigned int id)
+{
+	(void)id;
+	return pvclock_flags(h) & PVCLOCK_GUEST_STOPPED;
+}
+
+static bool kvmclock_on(struct h_vm *h, unsigned int id)
+{
+	(void)id;
+	return pvclock_version(h) != 0;
+}
+
+TEST(pause_kvmclock_guest_stopped)
+{
+	struct kvm_regs regs;
+	struct h_vm h;
+	int fd;
+
+	if (be != VCPUREQ_BACKEND_KVM)
+		be = VCPUREQ_BACKEND_KVM;
+	H_VM(&h, be, 1, H_SPIN, NULL);
+	memcpy(h.mem + KVMCLOCK_CODE_GPA, kvmclock_code, sizeof(kvmclock_code));
+	fd = vcpureq_vcpu_kvm_fd(vcpureq_vm_vcpu(h.vm, 0));
+	CHECK(ioctl(fd, KVM_GET_REGS, &regs) == 0);
+	regs.rip = KVMCLOCK_CODE_GPA;
+	CHECK(ioctl(fd, KVM_SET_REGS, &regs) == 0);
+	CHECK_EQ(h_start(&h), 0);
+	/* kvmclock on: KVM wrote the structure (a version) at an entry. */
+	CHECK(h_wait_until(kvmclock_on, &h, 0, HANG_MS));
+	CHECK(h_wait_until(h_in_guest, &h, 0, HANG_MS) ||
+	      vcpureq_vcpu_mode(vcpureq_vm_vcpu(h.vm, 0)) ==
+		      VCPUREQ_IN_GUEST_MODE);
+	CHECK(!guest_stopped(&h, 0));
+	CHECK_EQ(vcpureq_pause(h.vm, NULL, 0, NULL), 0);
+	CHECK_EQ(vcpureq_resume(h.vm, NULL, 0), 0);
+	/* Guest code ran after the resume: KVM entered the guest, and it
+	 * writes the flag before that entry (KVM_REQ_CLOCK_UPDATE). */
+	CHECK(progresses(&h, 0));
+	if (!guest_stopped(&h, 0))
+		fprintf(stderr, "flags %#x version %u: PVCLOCK_GUEST_STOPPED not set\n",
+			pvclock_flags(&h), pvclock_version(&h));
+	CHECK(guest_stopped(&h, 0));
+	CHECK_EQ(h_stop_all(&h), 0);
+	h_vm_destroy(&h);
+	return 0;
+}
