@@ -850,6 +850,10 @@ static int wait_targets(struct vcpureq_vm *vm, const struct targets *t,
 out:
 	if (self)
 		vcpureq__self_park_end(self, was);
+	/* The VM died while we waited (every target may have parked or
+	 * unbound on its way out): the pause did not take hold. */
+	if (vcpureq__vm_dead(vm))
+		err = -EIO;
 	if (err == -ETIMEDOUT)
 		vcpureq__err(err, "not every vCPU had parked by the deadline (see the pending mask); the pause stays in force: vcpureq_pause_wait() waits again");
 	else if (err == -EIO)
