@@ -803,6 +803,10 @@ TEST_BOTH(pause_wait_adds_no_pause)
 	CHECK_EQ(vcpureq_pause_wait(h.vm, &one, 64, &dl), 0);
 	CHECK_EQ(pending, 0);
 	CHECK(parked(&h, 1));
+	/* A deadline already past is valid: no wait needed, success. */
+	dl.when.tv_sec = 0;
+	dl.when.tv_nsec = 0;
+	CHECK_EQ(vcpureq_pause_wait(h.vm, &one, 64, &dl), 0);
 	/* vCPU 0 not paused: refused, nothing waited for. */
 	CHECK_EQ(vcpureq_pause_wait(h.vm, NULL, 0, NULL), -EINVAL);
 	/* One pause in force: one resume. */
