@@ -141,7 +141,7 @@ static void adjust_poll(struct vcpureq_vcpu *vcpu, uint64_t blocked_ns)
 static int block_until(struct vcpureq_vcpu *vcpu, const struct timespec *when)
 {
 	uint64_t start = 0;
-	int why = vcpureq__check_self(vcpu);
+	int e, why = vcpureq__check_self(vcpu);
 
 	if (why)
 		return why;
@@ -194,11 +194,18 @@ static int block_until(struct vcpureq_vcpu *vcpu, const struct timespec *when)
 		    VCPUREQ__PAUSE_COUNT)
 			vcpureq__park_notify(vcpu);
 		VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_SLEEP);
-		if (vcpureq__futex_wait_until(&vcpu->sleep_state,
-					      VCPUREQ__SLEEPING, when) &&
-		    errno == ETIMEDOUT && !(why = check_block(vcpu))) {
+		e = vcpureq__futex_wait_until(&vcpu->sleep_state,
+					      VCPUREQ__SLEEPING, when) ? errno : 0;
+		if (e == ETIMEDOUT && !(why = check_block(vcpu))) {
 			why = vcpureq__err(-ETIMEDOUT,
 					   "no wake condition before the deadline");
+			break;
+		}
+		/* The kernel refused the time: an error, never a retry (a
+		 * busy loop); vcpureq_vcpu_block_deadline() checks it up
+		 * front, so this is a last resort. */
+		if (e == EINVAL) {
+			why = vcpureq__err(-EINVAL, "the futex wait refused the deadline (EINVAL)");
 			break;
 		}
 	}
@@ -220,6 +227,12 @@ int vcpureq_vcpu_block(struct vcpureq_vcpu *vcpu)
 int vcpureq_vcpu_block_deadline(struct vcpureq_vcpu *vcpu,
 				const struct timespec *when)
 {
+	int r = when ? vcpureq__check_time(when,
+					   "when->tv_sec is negative (not blocked)",
+					   "when->tv_nsec is outside [0, 999999999] (not blocked)") : 0;
+
+	if (r)
+		return r;
 	return block_until(vcpu, when);
 }
 

@@ -6,6 +6,7 @@
 #ifndef VCPUREQ_INTERNAL_H
 #define VCPUREQ_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdalign.h>
@@ -13,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "vcpureq/vcpureq.h"
 #include "race.h"
@@ -136,6 +138,9 @@ struct vcpureq_vcpu {
 	_Atomic uint32_t park_waiters;
 	_Atomic uint32_t parked;
 	_Atomic(struct vcpureq__work *) work;
+	/* The vCPU whose run_on_vcpu() this vCPU's thread waits in, or NULL:
+	 * the waits-on chain walked to refuse cycles (work.c). */
+	_Atomic(struct vcpureq_vcpu *) waits_on;
 
 	/* Line 3, the interrupt mailbox (PIR + ON). */
 	alignas(VCPUREQ__CACHELINE) _Atomic uint64_t pir[4];
@@ -251,6 +256,24 @@ int vcpureq__errf(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /* ---- validation (request.c) ---- */
+/* An absolute time a call takes (a deadline): tv_sec >= 0 and tv_nsec in
+ * [0, 10^9), else -EINVAL with @sec_msg / @nsec_msg (static messages that
+ * name the field), before anything is done: the kernel answers EINVAL to
+ * such a time in every futex wait, which a wait loop must never retry.  A
+ * time already past is valid (the wait, if needed, times out at once).
+ * Async-signal-safe. */
+static inline int vcpureq__check_time(const struct timespec *t,
+				      const char *sec_msg, const char *nsec_msg)
+{
+	if (t->tv_sec < 0)
+		return vcpureq__err(-EINVAL, sec_msg);
+	if (t->tv_nsec < 0 || t->tv_nsec >= 1000000000l)
+		return vcpureq__err(-EINVAL, nsec_msg);
+	return 0;
+}
+/* A struct vcpureq_deadline (NULL: none): its size and its time. */
+int vcpureq__check_deadline(const struct vcpureq_deadline *dl);
+
 int vcpureq__check_req(unsigned int req, bool allow_no_action);
 int vcpureq__check_vm(const struct vcpureq_vm *vm);
 int vcpureq__check_vcpu(const struct vcpureq_vcpu *vcpu);
@@ -292,12 +315,20 @@ int vcpureq__park_if_paused(struct vcpureq_vcpu *vcpu);
 /* The vCPU became parked by other means (asleep in block, unbound) while a
  * pause may be in force: tell waiting pausers. */
 void vcpureq__park_notify(struct vcpureq_vcpu *vcpu);
-/* VM_DEAD: wake every parked vCPU for good. */
+/* VM_DEAD: wake every parked vCPU for good, and every pauser waiting. */
 void vcpureq__pause_kill(struct vcpureq_vm *vm);
+/* The calling vCPU thread waits for other vCPUs (vcpureq_pause(),
+ * vcpureq_run_on_vcpu()): it counts as parked meanwhile (outside guest
+ * mode, and it parks at its next entry if paused).  _begin returns the
+ * previous value, which _end restores. */
+uint32_t vcpureq__self_park_begin(struct vcpureq_vcpu *self);
+void vcpureq__self_park_end(struct vcpureq_vcpu *self, uint32_t was);
 /* vCPU thread: run the queued work items; with @cancel complete them with
  * -ECANCELED instead (VM_DEAD).  destroy: cancel what is left (any thread,
  * no vCPU thread bound). */
 void vcpureq__work_run(struct vcpureq_vcpu *vcpu, bool cancel);
+/* After VM_DEAD: cancel the queue of a vCPU with no bound thread. */
+void vcpureq__work_cancel_if_dead(struct vcpureq_vcpu *vcpu);
 
 /* ---- kick (kick.c) ---- */
 /* make + kick of one library-internal request, without WAIT. */

@@ -226,8 +226,13 @@ static int wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin,
 
 		timed_out = false;
 		if (vcpureq__futex_wait_until(&vcpu->exit_epoch, snap,
-					      until) == 0 ||
-		    errno != ETIMEDOUT)
+					      until) == 0)
+			continue;
+		if (errno == EINVAL) { /* a refused deadline: never retried */
+			r = vcpureq__err(-EINVAL, "the futex wait refused the deadline (EINVAL)");
+			break;
+		}
+		if (errno != ETIMEDOUT)
 			continue;
 		timed_out = until != deadline;
 		if (timed_out)
@@ -526,12 +531,32 @@ static int kick_all(struct vcpureq_vm *vm, unsigned int req,
 	return sent;
 }
 
+int vcpureq__check_deadline(const struct vcpureq_deadline *dl)
+{
+	if (!dl)
+		return 0;
+	if (dl->size < sizeof(*dl))
+		return vcpureq__err(-EINVAL, "dl->size: set it to sizeof(struct vcpureq_deadline)");
+#ifndef VCPUREQ_MUTANT_DEADLINE_UNCHECKED
+	return vcpureq__check_time(&dl->when,
+				   "dl->when.tv_sec is negative (nothing was done)",
+				   "dl->when.tv_nsec is outside [0, 999999999] (nothing was done)");
+#else
+	return 0;
+#endif
+}
+
 /* A deadline's report: clear @dl->pending, the bits it can hold. */
 static void pending_clear(const struct vcpureq_deadline *dl)
 {
 	if (dl && dl->pending && dl->pending_bits)
 		memset(dl->pending, 0,
+#ifndef VCPUREQ_MUTANT_PENDING_LAST_WORD
 		       (dl->pending_bits / 64 + (dl->pending_bits % 64 != 0)) *
+#else
+		       /* Mutant: the last word (partial or not) is left. */
+		       ((dl->pending_bits - 1) / 64) *
+#endif
 			       sizeof(uint64_t));
 }
 
@@ -700,8 +725,8 @@ int vcpureq_make_vcpus_request_deadline(struct vcpureq_vm *vm, unsigned int req,
 
 	if (r)
 		return r;
-	if (dl && dl->size < sizeof(*dl))
-		return vcpureq__err(-EINVAL, "dl->size: set it to sizeof(struct vcpureq_deadline)");
+	if ((r = vcpureq__check_deadline(dl)))
+		return r;
 	r = targets_of(vm, mask, mask_bits, &t);
 	return r ? r : request_targets(vm, req, &t, dl);
 }
@@ -724,7 +749,8 @@ static bool parked(const struct vcpureq_vcpu *v)
 
 /* Wait until @v is parked or @deadline passes; re-kick it every
  * ACK_RECHECK_NS if it is back IN_GUEST (a kick that could not be sent).
- * 0, -ETIMEDOUT or the kick's error. */
+ * 0, -ETIMEDOUT, -EIO (the VM died meanwhile), -EINVAL (the kernel
+ * refused the deadline: never retried) or the kick's error. */
 static int wait_parked(struct vcpureq_vcpu *v, const struct timespec *deadline)
 {
 	int r = 0;
@@ -742,8 +768,25 @@ static int wait_parked(struct vcpureq_vcpu *v, const struct timespec *deadline)
 
 		if (parked(v))
 			break;
-		if (!vcpureq__futex_wait_until(&v->park_epoch, e, until) ||
-		    errno != ETIMEDOUT)
+		/* VM_DEAD: vcpureq__pause_kill() stores the dead flag and
+		 * then bumps every park_epoch ([E']): read after our epoch
+		 * load, either we see the flag here or the bump makes the
+		 * futex wait below return (or wakes it: [W']). */
+#ifndef VCPUREQ_MUTANT_DEAD_PAUSER_WAITS
+		if (vcpureq__vm_dead(v->vm)) {
+#else
+		if (0) {
+#endif
+			r = -EIO;
+			break;
+		}
+		if (!vcpureq__futex_wait_until(&v->park_epoch, e, until))
+			continue;
+		if (errno == EINVAL) {
+			r = vcpureq__err(-EINVAL, "the futex wait refused the deadline (EINVAL)");
+			break;
+		}
+		if (errno != ETIMEDOUT)
 			continue;
 		if (parked(v))
 			break;
@@ -763,18 +806,18 @@ static int wait_parked(struct vcpureq_vcpu *v, const struct timespec *deadline)
 	return r;
 }
 
-int vcpureq_pause(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits,
-		  const struct vcpureq_deadline *dl)
+/* The checks shared by vcpureq_pause() and vcpureq_pause_wait(). */
+static int pause_checks(struct vcpureq_vm *vm, const uint64_t *mask,
+			size_t mask_bits, const struct vcpureq_deadline *dl,
+			struct targets *t)
 {
 	struct vcpureq_vcpu *self = vcpureq__self;
-	unsigned int w, i;
-	struct targets t;
-	int err = 0, r = vcpureq__check_vm(vm);
+	int r = vcpureq__check_vm(vm);
 
 	if (r)
 		return r;
-	if (dl && dl->size < sizeof(*dl))
-		return vcpureq__err(-EINVAL, "dl->size: set it to sizeof(struct vcpureq_deadline)");
+	if ((r = vcpureq__check_deadline(dl)))
+		return r;
 	if (self && (self->in_walk ||
 		     atomic_load_explicit(&self->mode, memory_order_relaxed) !=
 			     VCPUREQ_OUTSIDE_GUEST_MODE))
@@ -782,7 +825,64 @@ int vcpureq_pause(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits,
 				    "pause from guest mode or a lockless walk could wait on a vCPU that waits for this one");
 	if (!mask && mask_bits)
 		return vcpureq__err(-EINVAL, "mask is NULL");
-	r = targets_of(vm, mask, mask_bits, &t);
+	r = targets_of(vm, mask, mask_bits, t);
+	if (r)
+		return r;
+	if (vcpureq__vm_dead(vm))
+		return vcpureq__err(-EIO, "the VM is dead (VM_DEAD): nothing paused");
+	return 0;
+}
+
+/* Wait until every target of @t other than the caller's own vCPU is
+ * parked, or @dl passes; the caller's vCPU counts as parked meanwhile. */
+static int wait_targets(struct vcpureq_vm *vm, const struct targets *t,
+			const struct vcpureq_deadline *dl)
+{
+	struct vcpureq_vcpu *self = vcpureq__self;
+	uint32_t was = 0;
+	unsigned int w, i;
+	int r, err = 0;
+
+	/* A vCPU thread pausing others counts as parked while it waits: it
+	 * is outside guest mode and parks at its next entry if paused, so
+	 * two vCPU threads pausing each other do not wait forever. */
+	if (self)
+		was = vcpureq__self_park_begin(self);
+	for_each_word(t, w) {
+		uint64_t m = tword(t, w);
+
+		for_each_bit(m, i, w) {
+			if (vm->vcpus[i] == self)
+				continue;
+			r = wait_parked(vm->vcpus[i], dl ? &dl->when : NULL);
+			if (!r)
+				VCPUREQ__TRACE(vm, vm->vcpus[i], parked_seen, 0, 0);
+			note_wait(dl, i, r, &err);
+			if (r == -EIO || r == -EINVAL)
+				goto out; /* the others are not waited for */
+		}
+	}
+out:
+	if (self)
+		vcpureq__self_park_end(self, was);
+	/* The VM died while we waited (every target may have parked or
+	 * unbound on its way out): the pause did not take hold. */
+	if (vcpureq__vm_dead(vm))
+		err = -EIO;
+	if (err == -ETIMEDOUT)
+		vcpureq__err(err, "not every vCPU had parked by the deadline (see the pending mask); the pause stays in force: vcpureq_pause_wait() waits again");
+	else if (err == -EIO)
+		vcpureq__err(err, "the VM died (VM_DEAD) while the pause waited");
+	return err;
+}
+
+int vcpureq_pause(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits,
+		  const struct vcpureq_deadline *dl)
+{
+	unsigned int w, i;
+	struct targets t;
+	int err = 0, r = pause_checks(vm, mask, mask_bits, dl, &t);
+
 	if (r)
 		return r;
 	VCPUREQ__TRACE(vm, NULL, pause_begin, 0, 0);
@@ -805,46 +905,20 @@ int vcpureq_pause(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits,
 	VCPUREQ__MB_R(); /* [R]: the bit before every mode read */
 	/* NO_WAKEUP: a sleeper stays asleep (it parks when it enters). */
 	kick_all(vm, VCPUREQ__REQ_PAUSE, &t, NULL, &err);
-	/* A vCPU thread pausing others counts as parked while it waits: it
-	 * is outside guest mode and parks at its next entry if paused, so
-	 * two vCPU threads pausing each other do not wait forever. */
-	if (self) {
-		/* Release: pairs with the acquire load in parked() of
-		 * another pauser waiting for this vCPU. */
-		atomic_store_explicit(&self->parked, 1, memory_order_release);
-		vcpureq__park_notify(self);
-	}
-	for_each_word(&t, w) {
-		uint64_t m = tword(&t, w);
-
-		for_each_bit(m, i, w) {
-			if (vm->vcpus[i] == self)
-				continue;
-			r = wait_parked(vm->vcpus[i], dl ? &dl->when : NULL);
-			if (!r)
-				VCPUREQ__TRACE(vm, vm->vcpus[i], parked_seen, 0, 0);
-			note_wait(dl, i, r, &err);
-		}
-	}
-	if (self)
-		atomic_store_explicit(&self->parked, 0, memory_order_relaxed);
+	r = wait_targets(vm, &t, dl);
+	if (r && (!err || r != -ETIMEDOUT))
+		err = r;
 	VCPUREQ__TRACE(vm, NULL, pause_end, err, 0);
-	if (err == -ETIMEDOUT)
-		vcpureq__err(err, "not every vCPU had parked by the deadline (see the pending mask); the pause stays in force");
 	return err;
 }
 
-int vcpureq_resume(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits)
+int vcpureq_pause_wait(struct vcpureq_vm *vm, const uint64_t *mask,
+		       size_t mask_bits, const struct vcpureq_deadline *dl)
 {
 	unsigned int w, i;
 	struct targets t;
-	int r = vcpureq__check_vm(vm);
+	int r = pause_checks(vm, mask, mask_bits, dl, &t);
 
-	if (r)
-		return r;
-	if (!mask && mask_bits)
-		return vcpureq__err(-EINVAL, "mask is NULL");
-	r = targets_of(vm, mask, mask_bits, &t);
 	if (r)
 		return r;
 	for_each_word(&t, w) {
@@ -855,21 +929,113 @@ int vcpureq_resume(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits
 						   memory_order_relaxed) &
 			      VCPUREQ__PAUSE_COUNT))
 				return vcpureq__errf(-EINVAL,
-						     "vCPU %lu is not paused (nothing resumed)",
+						     "vCPU %lu is not paused (nothing waited for): vcpureq_pause() it first",
 						     vm->vcpus[i]->id);
 	}
+	VCPUREQ__TRACE(vm, NULL, pause_begin, 0, 0);
+	pending_clear(dl);
+	r = wait_targets(vm, &t, dl);
+	VCPUREQ__TRACE(vm, NULL, pause_end, r, 0);
+	return r;
+}
+
+/*
+ * Take one pause of @v: a CAS loop that never takes the count below zero
+ * (two resumers of one pause cannot both take it: the loser sees 0).
+ * Returns the count it took (>= 1), or 0 if @v was not paused.  Release:
+ * pairs with the parked vCPU's acquire load of the word
+ * (vcpureq__park_if_paused()): what the resumer wrote before is visible
+ * to the vCPU that leaves its parking on this count.
+ */
+static uint32_t take_pause(struct vcpureq_vcpu *v)
+{
+	uint32_t w = atomic_load_explicit(&v->pause_word, memory_order_relaxed);
+
+	do {
+		if (!(w & VCPUREQ__PAUSE_COUNT))
+			return 0;
+#ifdef VCPUREQ_MUTANT_RESUME_NOT_ATOMIC
+		/* Mutant: the check above, then a decrement that does not
+		 * re-check (two resumers of one pause both take it). */
+		sched_yield();
+		atomic_fetch_sub_explicit(&v->pause_word, 1,
+					  memory_order_release);
+		return w & VCPUREQ__PAUSE_COUNT;
+#endif
+	} while (!atomic_compare_exchange_weak_explicit(
+			 &v->pause_word, &w, w - 1, memory_order_release,
+			 memory_order_relaxed));
+	return w & VCPUREQ__PAUSE_COUNT;
+}
+
+/*
+ * Give back a pause taken by a refused call.  If the count had gone to 0,
+ * the vCPU may have seen it (a vCPU between its load of the word and its
+ * futex wait, or one about to park): the PAUSE request is made again and
+ * the vCPU kicked, so that it parks at its next entry as after any pause.
+ */
+static void untake_pause(struct vcpureq_vcpu *v)
+{
+	uint32_t snap;
+	bool wait;
+
+	/* Relaxed: the request bit's release and [R] below order it. */
+	if (atomic_fetch_add_explicit(&v->pause_word, 1,
+				      memory_order_relaxed) &
+	    VCPUREQ__PAUSE_COUNT)
+		return;
+	vcpureq__set_request(v, VCPUREQ__REQ_PAUSE);
+	VCPUREQ__MB_R(); /* [R]: the bit before the mode read */
+	kick_after_fence(v, VCPUREQ__REQ_PAUSE, &wait, &snap);
+}
+
+int vcpureq_resume(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits)
+{
+	unsigned int w, i, j;
+	struct targets t;
+	int r = vcpureq__check_vm(vm);
+
+	if (r)
+		return r;
+	if (!mask && mask_bits)
+		return vcpureq__err(-EINVAL, "mask is NULL");
+	r = targets_of(vm, mask, mask_bits, &t);
+	if (r)
+		return r;
 	VCPUREQ__TRACE(vm, NULL, resume_begin, 0, 0);
+	/*
+	 * All or nothing, without a lock: take one pause of each target in
+	 * index order; at the first target found not paused (never paused,
+	 * or a racing resume took its last pause), give back what this call
+	 * took and refuse.  Nobody is woken before every target was taken.
+	 */
+	for_each_word(&t, w) {
+		uint64_t m = tword(&t, w);
+
+		for_each_bit(m, i, w) {
+			if (take_pause(vm->vcpus[i]))
+				continue;
+			for (j = 0; j < i; j++)
+				if (tword(&t, j / 64) & (UINT64_C(1) << (j % 64)))
+					untake_pause(vm->vcpus[j]);
+			VCPUREQ__TRACE(vm, NULL, resume_end, (uint32_t)-EINVAL, 0);
+			return vcpureq__errf(-EINVAL,
+					     "vCPU %lu is not paused (nothing resumed)",
+					     vm->vcpus[i]->id);
+		}
+	}
 	for_each_word(&t, w) {
 		uint64_t m = tword(&t, w);
 
 		for_each_bit(m, i, w) {
 			struct vcpureq_vcpu *v = vm->vcpus[i];
 
-			/* Release: pairs with the parked vCPU's acquire
-			 * load of the word. */
-			if ((atomic_fetch_sub_explicit(&v->pause_word, 1,
-						       memory_order_release) &
-			     VCPUREQ__PAUSE_COUNT) == 1) {
+			/* A count at 0 now (ours was its last pause, or a
+			 * racing resume took a later one): wake it; a vCPU
+			 * paused again meanwhile re-checks and sleeps on. */
+			if (!(atomic_load_explicit(&v->pause_word,
+						   memory_order_relaxed) &
+			      VCPUREQ__PAUSE_COUNT)) {
 				VCPUREQ__TRACE(vm, v, unpause, 0, 0);
 				vcpureq__futex_wake(&v->pause_word, 1);
 			}
@@ -977,7 +1143,18 @@ int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 
 int vcpureq_vm_dead(struct vcpureq_vm *vm)
 {
-	return vcpureq_make_all_cpus_request(vm, VCPUREQ_REQ_VM_DEAD);
+	int r = vcpureq_make_all_cpus_request(vm, VCPUREQ_REQ_VM_DEAD);
+	unsigned int i, n;
+
+	if (r < 0)
+		return r;
+	/* Work queued to a vCPU with no bound thread would wait for the
+	 * destroy: cancelled here (work.c, after the [R] of the broadcast
+	 * above, which follows the dead flag's store). */
+	n = vcpureq__nr_vcpus(vm);
+	for (i = 0; i < n; i++)
+		vcpureq__work_cancel_if_dead(vm->vcpus[i]);
+	return r;
 }
 
 bool vcpureq_vm_is_dead(const struct vcpureq_vm *vm)

@@ -93,7 +93,31 @@ void vcpureq__pause_kill(struct vcpureq_vm *vm)
 		atomic_fetch_or_explicit(&v->pause_word, VCPUREQ__PAUSE_DEAD,
 					 memory_order_release);
 		vcpureq__futex_wake(&v->pause_word, INT_MAX);
+		/* Pausers waiting for this vCPU to park return -EIO now
+		 * (wait_parked() in kick.c reads the dead flag, stored
+		 * before this call, after its epoch load): the bump and its
+		 * [E'] pair with their [W'], so none sleeps through it. */
+		vcpureq__park_notify(v);
 	}
+}
+
+uint32_t vcpureq__self_park_begin(struct vcpureq_vcpu *self)
+{
+	uint32_t was = atomic_load_explicit(&self->parked, memory_order_relaxed);
+
+	/* Release: pairs with the acquire load in parked() (kick.c) of a
+	 * pauser waiting for this vCPU: what this thread did before (its
+	 * last guest instance) happens before that pauser's return. */
+	atomic_store_explicit(&self->parked, 1, memory_order_release);
+	vcpureq__park_notify(self);
+	return was;
+}
+
+void vcpureq__self_park_end(struct vcpureq_vcpu *self, uint32_t was)
+{
+	/* Relaxed: the thread is outside guest mode either way; a pause
+	 * made meanwhile parks it at its next entry (the PAUSE bit). */
+	atomic_store_explicit(&self->parked, was, memory_order_relaxed);
 }
 
 bool vcpureq_vcpu_paused(const struct vcpureq_vcpu *vcpu)

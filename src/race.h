@@ -114,6 +114,16 @@ void vcpureq__race_window(enum vcpureq__window w);
  *     instance is left pending), ADOPT_OTHER_VM (adopt takes another VM's
  *     vCPU fd), MMAP_FAIL_LOSES_FD (a vCPU fd whose kvm_run mmap failed
  *     is closed: its id is lost)
+ *   kick.c (pause, deadlines): RESUME_NOT_ATOMIC (resume checks the
+ *     count, then decrements it: two resumers of one pause both succeed),
+ *     DEADLINE_UNCHECKED (a malformed deadline is not refused up front),
+ *     PENDING_LAST_WORD (the pending mask's last word is not cleared),
+ *     DEAD_PAUSER_WAITS (a waiting pause does not look at VM_DEAD)
+ *   work.c: EXIT_LOSES_WORK (no cleanup handler: items taken by an
+ *     exiting vCPU thread are lost), WORK_CYCLE_OK (waits_on not
+ *     published: run_on_vcpu cycles not refused)
+ *   backend_kvm.c (pause): NO_KVMCLOCK_CTRL (KVM_KVMCLOCK_CTRL not issued
+ *     on park)
  */
 #if defined(VCPUREQ_MUTANT_NO_REQ_FENCE)
 #define VCPUREQ__MB_R() ((void)0)

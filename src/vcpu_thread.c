@@ -95,5 +95,8 @@ int vcpureq_vcpu_unbind(struct vcpureq_vcpu *vcpu)
 	atomic_store_explicit(&vcpu->tid, 0, memory_order_release);
 	/* Unbound counts as parked for a pauser (no thread, no guest). */
 	vcpureq__park_notify(vcpu);
+	/* After VM_DEAD nobody would take this queue before the destroy
+	 * (work.c; the fence [E'] above orders tid = 0 before the load). */
+	vcpureq__work_cancel_if_dead(vcpu);
 	return 0;
 }

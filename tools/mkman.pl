@@ -215,6 +215,7 @@ my %name_line = (
 	vcpureq_make_vcpus_request => 'Make a request of the vCPUs in a list of indexes and kick them',
 	vcpureq_make_vcpus_request_deadline => 'Make a request of the vCPUs in a mask and kick them, waiting for WAIT acknowledgements until a deadline',
 	vcpureq_pause => 'Pause vCPUs: return when every target is outside guest mode and stays out until resumed',
+	vcpureq_pause_wait => 'Wait again, adding no pause, until vCPUs already paused are parked (after a timed-out vcpureq_pause())',
 	vcpureq_post_interrupt => 'Post an interrupt vector to a vCPU (user-space irqchip) and kick it',
 	vcpureq_request => 'Make and kick one vCPU with the full flag semantics (NO_ACTION, NO_WAKEUP, WAIT)',
 	vcpureq_request_pending => 'Test, clear and check a vCPU\'s requests on its own thread',

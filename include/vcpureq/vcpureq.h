@@ -507,7 +507,9 @@ int vcpureq_make_vcpus_request_mask(struct vcpureq_vm *vm, unsigned int req,
 int vcpureq_make_vcpus_request(struct vcpureq_vm *vm, unsigned int req,
 			       const unsigned int *ids, size_t nr_ids);
 
-/* kvm_vm_dead(): make VCPUREQ_REQ_VM_DEAD of every vCPU. */
+/* kvm_vm_dead(): make VCPUREQ_REQ_VM_DEAD of every vCPU.  Pausers waiting
+ * return -EIO; run-on-vCPU items queued to a vCPU with no bound thread are
+ * completed with -ECANCELED on the caller's thread. */
 int vcpureq_vm_dead(struct vcpureq_vm *vm);
 /* Whether the VM is dead.  Any thread; acquire. */
 bool vcpureq_vm_is_dead(const struct vcpureq_vm *vm);
@@ -724,7 +726,11 @@ enum vcpureq_mode vcpureq_vcpu_mode(const struct vcpureq_vcpu *vcpu);
  * target of index i that had not acknowledged (or parked) by the deadline,
  * and clears the others.  Nothing is lost at a timeout: the requests stay
  * made (the bits set, the vCPUs kicked), a pause stays in force; a later
- * call can wait again.
+ * call can wait again (vcpureq_pause_wait() for a pause).  Every call
+ * that takes a deadline checks it first: a negative @when.tv_sec or a
+ * @when.tv_nsec outside [0, 999999999] is -EINVAL naming the field, and
+ * nothing is done (no request made, no pause taken); a @when already past
+ * is valid: -ETIMEDOUT at once if a wait is needed, success if none is.
  */
 struct vcpureq_deadline {
 	size_t size;
@@ -765,8 +771,15 @@ int vcpureq_make_vcpus_request_deadline(struct vcpureq_vm *vm, unsigned int req,
  * No lock is held while waiting.  From a vCPU thread, its own vCPU may be
  * in @mask: it is counted paused (and parks at its next entry) but never
  * waited for.  -ETIMEDOUT past @dl (the pause stays in force: resume it,
- * or call again); -EDEADLK from guest mode or a lockless walk (a paused
- * vCPU could be the one this thread waits on); -EINVAL bad mask.
+ * or wait again with vcpureq_pause_wait(), never with vcpureq_pause(),
+ * which adds a second pause that needs a second resume); -EDEADLK from
+ * guest mode or a lockless walk (a paused vCPU could be the one this
+ * thread waits on); -EINVAL bad mask or deadline (nothing paused).
+ * VM_DEAD: a pause of a dead VM is -EIO at once (nothing paused); a pause
+ * waiting when the VM dies returns -EIO promptly (woken by
+ * vcpureq_vm_dead(), not waiting for the vCPU threads to unbind).  A vCPU
+ * thread waiting in vcpureq_pause(), vcpureq_pause_wait() or
+ * vcpureq_run_on_vcpu() counts as parked for other pausers.
  * Ordering: everything a target did in guest mode happens before the
  * return (acquire on its park publication).  Any thread; blocks (at
  * most until @dl); not async-signal-safe (it waits, and formats error
@@ -775,9 +788,30 @@ int vcpureq_make_vcpus_request_deadline(struct vcpureq_vm *vm, unsigned int req,
 int vcpureq_pause(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits,
 		  const struct vcpureq_deadline *dl);
 /*
+ * Wait, as vcpureq_pause() does, until every vCPU of @mask (NULL: all) is
+ * parked, adding no pause: for a vcpureq_pause() that returned
+ * -ETIMEDOUT (its pause stays in force; one resume undoes it).  -EINVAL
+ * (nothing waited for) if a target is not paused, or a bad mask or
+ * deadline; -ETIMEDOUT past @dl (@dl->pending names the late); -EIO if
+ * the VM is or becomes dead; -EDEADLK as vcpureq_pause().  Ordering as
+ * vcpureq_pause().  Any thread; blocks (at most until @dl); not
+ * async-signal-safe.
+ */
+int vcpureq_pause_wait(struct vcpureq_vm *vm, const uint64_t *mask,
+		       size_t mask_bits, const struct vcpureq_deadline *dl);
+/*
  * Undo one pause of each vCPU of @mask (NULL: all); a vCPU whose last pause
  * is undone leaves its parking at once (one futex wake each, no hand-off
  * through a lock).  -EINVAL (nothing resumed) if a target is not paused.
+ * Each target's count is taken with a CAS that never goes below zero, so
+ * of two calls resuming one pause exactly one succeeds (the other gets
+ * -EINVAL).  All or nothing without a lock: the targets are taken in
+ * index order and, if one is found not paused (a racing resume took its
+ * last pause), the pauses this call took are given back before anyone is
+ * woken.  A concurrent observer may see such a given-back count at 0 for
+ * that moment (vcpureq_vcpu_paused() false), and the vCPU may leave its
+ * parking in it; the give-back makes the PAUSE request again and kicks
+ * it, so it parks again at its next entry.
  * Release: what the caller wrote before is visible to the resumed vCPU.
  * Any thread; never blocks; async-signal-safe.
  */
@@ -802,8 +836,18 @@ typedef int (*vcpureq_work_fn)(struct vcpureq_vcpu *vcpu, void *arg);
  * queued with a request (WORK) and a kick, so a vCPU asleep in
  * vcpureq_vcpu_block() is woken for it and one in guest mode exits.
  * Returns 0, or -ECANCELED (*@result too) if the VM died or was destroyed
- * before it ran, -EIO if the VM is already dead (nothing queued), -EDEADLK
- * from the vCPU's own thread in guest mode.  Ordering: what the caller
+ * before it ran, or if the vCPU thread that took it exited
+ * (pthread_exit() or cancellation inside a work function: the items it
+ * had taken are completed with -ECANCELED as it unwinds), -EIO if the VM
+ * is already dead (nothing queued), -EDEADLK from the vCPU's own thread
+ * in guest mode, or from a vCPU thread when it would close a cycle of
+ * run-on-vCPU waits (vCPU 0's thread waiting on vCPU 1 whose thread waits
+ * on vCPU 0, or longer: of racing cycle-closers at least one is refused;
+ * nothing is queued, @fn does not run).  A vCPU thread waiting here counts
+ * as parked for a pause (it parks at its next entry).  At VM_DEAD, items
+ * queued to a vCPU with no bound thread are cancelled by
+ * vcpureq_vm_dead()'s caller (or by the unbind, or by a push that comes
+ * later), not left for the destroy.  Ordering: what the caller
  * wrote before happens before @fn runs; what @fn did happens before the
  * return.  Any thread; blocks until the vCPU thread runs it; not
  * async-signal-safe (it waits for another thread, which may be the one it
@@ -814,8 +858,9 @@ int vcpureq_run_on_vcpu(struct vcpureq_vcpu *vcpu, vcpureq_work_fn fn,
 /*
  * The same without waiting: @done(@arg, result) is called after @fn ran
  * (on the vCPU thread), or with -ECANCELED if it never will (at VM_DEAD on
- * the vCPU thread, or from vcpureq_vm_destroy()'s thread for items no
- * vCPU thread took).  @done may be NULL.  Allocates the item: -ENOMEM.
+ * the vCPU thread; on a thread that exits inside a work function; on
+ * vcpureq_vm_dead()'s thread for a vCPU with no bound thread; or from
+ * vcpureq_vm_destroy()'s thread for items no vCPU thread took).  @done may be NULL.  Allocates the item: -ENOMEM.
  * Ordering: what the caller wrote before happens before @fn runs (release
  * CAS on the vCPU's queue, acquire exchange where the vCPU takes it); @done
  * runs after @fn on the same thread.  Any thread; never blocks; not
@@ -827,7 +872,8 @@ int vcpureq_run_on_vcpu_async(struct vcpureq_vcpu *vcpu, vcpureq_work_fn fn,
 /*
  * vcpureq_vcpu_block() with a deadline (@when absolute, CLOCK_MONOTONIC;
  * NULL: none): -ETIMEDOUT if none of the wake conditions came by then
- * (nothing is consumed).  vCPU thread only; blocks, at most until @when;
+ * (nothing is consumed); -EINVAL (not blocked) for a negative
+ * @when->tv_sec or a @when->tv_nsec outside [0, 999999999].  vCPU thread only; blocks, at most until @when;
  * not async-signal-safe.  Ordering as vcpureq_vcpu_block().
  */
 int vcpureq_vcpu_block_deadline(struct vcpureq_vcpu *vcpu,
