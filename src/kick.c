@@ -950,6 +950,11 @@ int vcpureq_pause_wait(struct vcpureq_vm *vm, const uint64_t *mask,
 static uint32_t take_pause(struct vcpureq_vcpu *v)
 {
 	uint32_t w = atomic_load_explicit(&v->pause_word, memory_order_relaxed);
+	/* "unpause" is stamped before the CAS that may take the count to 0:
+	 * the vCPU can leave its parking (and enter the guest) as soon as it
+	 * reads 0, before any wake; a stamp after the CAS could follow its
+	 * next guest entry (trace.h: causal order). */
+	uint64_t ts = VCPUREQ__TRACE_TS(v->vm);
 
 	do {
 		if (!(w & VCPUREQ__PAUSE_COUNT))
@@ -965,6 +970,8 @@ static uint32_t take_pause(struct vcpureq_vcpu *v)
 	} while (!atomic_compare_exchange_weak_explicit(
 			 &v->pause_word, &w, w - 1, memory_order_release,
 			 memory_order_relaxed));
+	if ((w & VCPUREQ__PAUSE_COUNT) == 1)
+		VCPUREQ__TRACE_AT(v->vm, v, unpause, 0, 0, ts);
 	return w & VCPUREQ__PAUSE_COUNT;
 }
 
@@ -1035,10 +1042,8 @@ int vcpureq_resume(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits
 			 * paused again meanwhile re-checks and sleeps on. */
 			if (!(atomic_load_explicit(&v->pause_word,
 						   memory_order_relaxed) &
-			      VCPUREQ__PAUSE_COUNT)) {
-				VCPUREQ__TRACE(vm, v, unpause, 0, 0);
+			      VCPUREQ__PAUSE_COUNT))
 				vcpureq__futex_wake(&v->pause_word, 1);
-			}
 		}
 	}
 	VCPUREQ__TRACE(vm, NULL, resume_end, 0, 0);
