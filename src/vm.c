@@ -5,7 +5,9 @@
  * picks a backend.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -284,6 +286,43 @@ int vcpureq_vcpu_adopt(struct vcpureq_vm *vm, unsigned long vcpu_id,
 	return add_vcpu(vm, vcpu_id, true, vcpu_fd, run, run_size, out);
 }
 
+/*
+ * Whether thread @tid of process @pid is gone or going: tgkill() finds no
+ * such thread, or the thread has started its exit (PF_EXITING, field 9 of
+ * /proc/<pid>/task/<tid>/stat).  The second matters: pthread_join()
+ * returns when the exiting thread clears its tid (exit_mm()), before the
+ * kernel releases the task, so for a moment after a join tgkill() still
+ * finds it.  PF_EXITING is set earlier than either (exit_signals()).
+ */
+#define VCPUREQ__PF_EXITING 0x4u
+static bool thread_gone(pid_t pid, pid_t tid)
+{
+	char path[64], buf[512], *p;
+	unsigned long flags = 0;
+	ssize_t n;
+	int fd, i;
+
+	if (syscall(SYS_tgkill, pid, tid, 0) < 0 && errno == ESRCH)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT && access("/proc/self/stat", F_OK) == 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	/* After the command name's ')': state ppid pgrp session tty_nr
+	 * tpgid flags. */
+	p = strrchr(buf, ')');
+	for (i = 0; p && i < 7; i++)
+		p = strchr(p + 1, ' ');
+	if (!p || sscanf(p + 1, "%lu", &flags) != 1)
+		return false;
+	return flags & VCPUREQ__PF_EXITING;
+}
+
 int vcpureq_vm_destroy(struct vcpureq_vm *vm)
 {
 	unsigned int i, n;
@@ -305,8 +344,7 @@ int vcpureq_vm_destroy(struct vcpureq_vm *vm)
 			continue;
 		/* A vCPU thread that exited without unbinding leaves its
 		 * tid behind: the VM is not really in use any more. */
-		if (tid > 0 && syscall(SYS_tgkill, vm->pid, tid, 0) < 0 &&
-		    errno == ESRCH) {
+		if (tid > 0 && thread_gone(vm->pid, tid)) {
 			atomic_store_explicit(&v->tid, 0, memory_order_relaxed);
 			continue;
 		}
