@@ -77,10 +77,15 @@ for m in $mutants; do
 done
 
 # Run a unit-test case against the mutant library: 0 caught (it fails or
-# hangs), 1 not caught.  Sets unit_line (the first failed check).
+# hangs), 1 not caught, 2 its program is missing.  Sets unit_line (the
+# first failed check, or what is missing).
 run_unit() { # mutant
 	local tf tcase out rc
 	read -r tf tcase <<<"${unit_check[$1]}"
+	if [ ! -x "$bin/$tf-mut-$1" ]; then
+		unit_line="its program $tf-mut-$1 was not built"
+		return 2
+	fi
 	out=$(timeout 30 "$bin/$tf-mut-$1" "$tcase" 2>&1)
 	rc=$?
 	[ $rc -ne 0 ] && [ $rc -ne 77 ] || return 1
@@ -127,6 +132,33 @@ run_model() {
 	fi
 }
 
+# The unit cases run first, three at a time (a few wait out a 20 s bound
+# of their own before they report the state they found): each leaves
+# "rc<TAB>seconds<TAB>line" in $unit_res/<mutant>.
+unit_res=$(mktemp -d "${TMPDIR:-/tmp}/vcpureq-mutants.XXXXXX")
+trap 'rm -rf "$unit_res"' EXIT
+pre_run_unit() { # mutant
+	local t0 rc secs
+	t0=$(date +%s.%N)
+	unit_line=
+	run_unit "$1"
+	rc=$?
+	secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+	printf '%s\t%s\t%s\n' "$rc" "$secs" "$unit_line" > "$unit_res/$1.tmp"
+	mv "$unit_res/$1.tmp" "$unit_res/$1"
+}
+jobs_running=0
+for m in $mutants; do
+	[ -n "${unit_check[$m]:-}" ] || continue
+	pre_run_unit "$m" &
+	jobs_running=$((jobs_running + 1))
+	if [ $jobs_running -ge 3 ]; then
+		wait -n
+		jobs_running=$((jobs_running - 1))
+	fi
+done
+wait
+
 survivors=0
 caught=0
 total=0
@@ -147,12 +179,16 @@ row '|---|---|---|'
 for m in $mutants; do
 	total=$((total + 1))
 	if [ -n "${unit_check[$m]:-}" ]; then
-		t0=$(date +%s.%N)
-		if run_unit "$m"; then
-			secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+		IFS=$'\t' read -r urc secs unit_line < "$unit_res/$m"
+		if [ "$urc" = 0 ]; then
 			row '| %s | unit: %s (%s) | %s s |' "$m" "${unit_check[$m]}" \
 				"$unit_line" "$secs"
 			caught=$((caught + 1))
+			continue
+		fi
+		if [ "$urc" = 2 ]; then
+			row '| %s | SURVIVED: %s | |' "$m" "$unit_line"
+			survivors=$((survivors + 1))
 			continue
 		fi
 		if [ -n "${equivalent[$m]:-}" ]; then
