@@ -164,12 +164,7 @@ int vcpureq_vm_request_stats(const struct vcpureq_vm *vm, unsigned int req,
 	s.handled = LD(ns->handled);
 	s.signals = LD(ns->signals);
 	s.waits = LD(ns->waits);
-	/* A newer struct than ours: its fields we do not know stay 0. */
-	if (size > sizeof(s)) {
-		memset(out, 0, size);
-		size = sizeof(s);
-	}
-	memcpy(out, &s, size);
+	vcpureq__copy_out(out, size, &s, sizeof(s));
 	return 0;
 }
 

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -287,6 +288,22 @@ int vcpureq__check_self(const struct vcpureq_vcpu *vcpu);
 void vcpureq__mark_dead(struct vcpureq_vm *vm, unsigned int req);
 /* Whether VM_DEAD was made.  Acquire: pairs with the release store of the
  * flag in vcpureq__mark_dead(). */
+/*
+ * Copy a counters struct @s (@ssize bytes, this library's version) to the
+ * caller's @out of @size bytes, already checked to be at least the first
+ * version's: a caller built against an older, shorter struct gets the
+ * fields it knows; a newer, larger one gets zeros past ours.
+ */
+static inline void vcpureq__copy_out(void *out, size_t size, const void *s,
+				     size_t ssize)
+{
+	if (size > ssize) {
+		memset((char *)out + ssize, 0, size - ssize);
+		size = ssize;
+	}
+	memcpy(out, s, size);
+}
+
 static inline bool vcpureq__vm_dead(const struct vcpureq_vm *vm)
 {
 	return atomic_load_explicit(&vm->dead, memory_order_acquire) != 0;

@@ -511,11 +511,6 @@ int vcpureq_vcpu_stats(const struct vcpureq_vcpu *vcpu,
 	s.halt_poll_ns = LD(vcpu->poll_ns);
 	s.ack_rechecks = LD(r->ack_rechecks);
 	s.acks_at_recheck = LD(r->acks_at_recheck);
-	/* A newer caller's larger struct: zero what we do not know. */
-	if (size > sizeof(s)) {
-		memset((char *)out + sizeof(s), 0, size - sizeof(s));
-		size = sizeof(s);
-	}
-	memcpy(out, &s, size);
+	vcpureq__copy_out(out, size, &s, sizeof(s));
 	return 0;
 }
