@@ -19,6 +19,20 @@ extern const uint8_t vg_spin[], vg_out[], vg_halt[], vg_irq[],
 #define DATA_GPA(id) (0x80000u + (id) * 64u)
 #define STACK_GPA(id) (0x20000u + (id) * 256u)
 
+struct timespec h_in_ms(long ms)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_sec += ms / 1000;
+	t.tv_nsec += (ms % 1000) * 1000000l;
+	if (t.tv_nsec >= 1000000000l) {
+		t.tv_nsec -= 1000000000l;
+		t.tv_sec++;
+	}
+	return t;
+}
+
 uint64_t h_now_ns(void)
 {
 	struct timespec ts;

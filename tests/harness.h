@@ -153,6 +153,8 @@ bool h_wait_ge(_Atomic uint64_t *p, uint64_t want, unsigned int timeout_ms);
 enum vcpureq_kick_mechanism h_kick_mechanism(void);
 
 uint64_t h_now_ns(void);
+/* A CLOCK_MONOTONIC deadline @ms from now (struct vcpureq_deadline.when). */
+struct timespec h_in_ms(long ms);
 void h_sleep_us(unsigned int us);
 
 /* ---- the test runner ---- */

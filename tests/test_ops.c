@@ -284,20 +284,6 @@ TEST_BOTH(vm_dead_while_paused)
 
 /* ---- deadlines ---- */
 
-static struct timespec in_ms(long ms)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	t.tv_sec += ms / 1000;
-	t.tv_nsec += (ms % 1000) * 1000000l;
-	if (t.tv_nsec >= 1000000000l) {
-		t.tv_nsec -= 1000000000l;
-		t.tv_sec++;
-	}
-	return t;
-}
-
 /* A vCPU held in its request handler (outside guest mode, not parked):
  * pause with a deadline times out naming it alone; the pause stays in
  * force, and it parks once let go. */
@@ -328,7 +314,7 @@ TEST_BOTH(pause_deadline_names_the_late)
 	CHECK(vcpureq_request(REQ_A, vcpureq_vm_vcpu(h.vm, 1)) >= 0);
 	while (!atomic_load(&holding))
 		h_sleep_us(100);
-	dl.when = in_ms(100);
+	dl.when = h_in_ms(100);
 	dl.pending = pending;
 	dl.pending_bits = 128;
 	CHECK_EQ(vcpureq_pause(h.vm, NULL, 0, &dl), -ETIMEDOUT);
@@ -344,7 +330,7 @@ TEST_BOTH(pause_deadline_names_the_late)
 	/* Called again with 0 and 2 parked already: vCPU 1 alone is late,
 	 * whatever the load. */
 	pending[0] = pending[1] = ~0ull;
-	dl.when = in_ms(100);
+	dl.when = h_in_ms(100);
 	CHECK_EQ(vcpureq_pause(h.vm, NULL, 0, &dl), -ETIMEDOUT);
 	CHECK_EQ(pending[0], 2); /* vCPU 1 only */
 	CHECK_EQ(pending[1], 0);
@@ -401,7 +387,7 @@ TEST_BOTH(wait_deadline_names_the_late)
 	 * the deadline doubled, until it does (past HANG_MS: a hang). */
 	for (ms = 100;; ms *= 2) {
 		CHECK(ms <= HANG_MS);
-		dl.when = in_ms(ms);
+		dl.when = h_in_ms(ms);
 		CHECK_EQ(vcpureq_make_vcpus_request_deadline(h.vm, REQ_WAIT,
 							     NULL, 0, &dl),
 			 -ETIMEDOUT);
@@ -420,7 +406,7 @@ TEST_BOTH(wait_deadline_names_the_late)
 	CHECK(h_wait_ge(&handled_wait, 2, HANG_MS));
 	CHECK(atomic_load(&handled_wait) <= calls + 1);
 	/* Without a deadline problem: 0. */
-	dl.when = in_ms(HANG_MS);
+	dl.when = h_in_ms(HANG_MS);
 	CHECK(vcpureq_make_vcpus_request_deadline(h.vm, REQ_WAIT, NULL, 0, &dl) >= 0);
 	CHECK_EQ(pending, 0);
 	CHECK_EQ(h_stop_all(&h), 0);
@@ -439,11 +425,11 @@ TEST_BOTH(block_deadline)
 	v = vcpureq_vm_vcpu(h.vm, 0);
 	CHECK_EQ(vcpureq_vcpu_bind(v), 0);
 	CHECK_EQ(vcpureq_make_request(REQ_A | VCPUREQ_REQUEST_NO_WAKEUP, v), 0);
-	when = in_ms(30);
+	when = h_in_ms(30);
 	CHECK_EQ(vcpureq_vcpu_block_deadline(v, &when), -ETIMEDOUT);
 	CHECK_EQ(vcpureq_test_request(REQ_A, v), 1); /* still pending */
 	CHECK_EQ(vcpureq_make_request(VCPUREQ_REQ_UNBLOCK, v), 0);
-	when = in_ms(HANG_MS);
+	when = h_in_ms(HANG_MS);
 	CHECK_EQ(vcpureq_vcpu_block_deadline(v, &when), VCPUREQ_WAKE_UNBLOCK |
 							    VCPUREQ_WAKE_REQUEST);
 	CHECK_EQ(vcpureq_vcpu_unbind(v), 0);

@@ -48,20 +48,6 @@ static bool progresses(struct h_vm *h, unsigned int i)
 	return true;
 }
 
-static struct timespec in_ms(long ms)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	t.tv_sec += ms / 1000;
-	t.tv_nsec += (ms % 1000) * 1000000l;
-	if (t.tv_nsec >= 1000000000l) {
-		t.tv_nsec -= 1000000000l;
-		t.tv_sec++;
-	}
-	return t;
-}
-
 /* Wait until *@flag != 0, at most @ms: whether it held. */
 static bool wait_flag_ms(_Atomic int *flag, unsigned int ms)
 {
@@ -204,7 +190,7 @@ static int resume_race(enum vcpureq_backend be, unsigned int n,
 	for (it = 0; it < RACE_ITERS; it++) {
 		unsigned int won[2] = { 0, 0 };
 
-		dl.when = in_ms(HANG_MS);
+		dl.when = h_in_ms(HANG_MS);
 		CHECK_EQ(vcpureq_pause(h.vm, NULL, 0, &dl), 0);
 		for (i = 0; i < n; i++)
 			CHECK(parked(&h, i));
@@ -234,7 +220,7 @@ static int resume_race(enum vcpureq_backend be, unsigned int n,
 
 			if (!paused(&h, i))
 				continue;
-			dl.when = in_ms(HANG_MS);
+			dl.when = h_in_ms(HANG_MS);
 			CHECK_EQ(vcpureq_pause_wait(h.vm, &one, 64, &dl), 0);
 			CHECK_EQ(vcpureq_resume(h.vm, &one, 64), 0);
 			CHECK(!paused(&h, i));
@@ -568,7 +554,7 @@ TEST_BOTH(pause_of_run_on_vcpu_waiter)
 	 * waiting) in run_on_vcpu() on vCPU 1 (slow): the old code waited
 	 * for it until the deadline. */
 	CHECK(wait_flag(&hop_in[0]));
-	dl.when = in_ms(HANG_MS);
+	dl.when = h_in_ms(HANG_MS);
 	CHECK_EQ(vcpureq_pause(h.vm, &zero, 64, &dl), 0);
 	CHECK(!atomic_load(&cycle_done[0]));
 	atomic_store(&slow_go, 1);
@@ -601,7 +587,7 @@ TEST_BOTH(pause_of_dead_vm_eio)
 	/* vCPU 1 stays bound (held in its handler) through the death. */
 	CHECK_EQ(hold_vcpu(&h, 1, REQ_A), 0);
 	CHECK(vcpureq_vm_dead(h.vm) >= 0);
-	dl.when = in_ms(HANG_MS);
+	dl.when = h_in_ms(HANG_MS);
 	CHECK_EQ(vcpureq_pause(h.vm, NULL, 0, &dl), -EIO);
 	CHECK(!paused(&h, 0) && !paused(&h, 1));
 	CHECK_EQ(vcpureq_pause_wait(h.vm, NULL, 0, &dl), -EIO);
@@ -628,7 +614,7 @@ TEST_BOTH(pause_waiting_when_vm_dies)
 	CHECK_EQ(hold_vcpu(&h, 1, REQ_A), 0);
 	dead_call = (struct call){ .h = &h, .which = 0 };
 	dead_call.dl.size = sizeof(dead_call.dl);
-	dead_call.dl.when = in_ms(600000); /* far: only the death ends it */
+	dead_call.dl.when = h_in_ms(600000); /* far: only the death ends it */
 	CHECK_EQ(pthread_create(&t, NULL, do_call, &dead_call), 0);
 	/* The pause is in force (counted) before it waits. */
 	CHECK(h_wait_until(paused, &h, 1, HANG_MS));
@@ -790,16 +776,16 @@ TEST_BOTH(pause_wait_adds_no_pause)
 	CHECK_EQ(h_start(&h), 0);
 	CHECK_EQ(vcpureq_pause_wait(h.vm, &one, 64, NULL), -EINVAL);
 	CHECK_EQ(hold_vcpu(&h, 1, REQ_A), 0);
-	dl.when = in_ms(50);
+	dl.when = h_in_ms(50);
 	dl.pending = &pending;
 	dl.pending_bits = 64;
 	CHECK_EQ(vcpureq_pause(h.vm, &one, 64, &dl), -ETIMEDOUT);
 	CHECK_EQ(pending, 2);
-	dl.when = in_ms(50);
+	dl.when = h_in_ms(50);
 	CHECK_EQ(vcpureq_pause_wait(h.vm, &one, 64, &dl), -ETIMEDOUT);
 	CHECK_EQ(pending, 2);
 	atomic_store(&hold, 0);
-	dl.when = in_ms(HANG_MS);
+	dl.when = h_in_ms(HANG_MS);
 	CHECK_EQ(vcpureq_pause_wait(h.vm, &one, 64, &dl), 0);
 	CHECK_EQ(pending, 0);
 	CHECK(parked(&h, 1));
@@ -888,7 +874,7 @@ TEST(pending_mask_70_vcpus)
 	/* NO_WAKEUP: the sleepers stay asleep; only the stubborn ones are
 	 * waited for, and they never acknowledge. */
 	pending[0] = pending[1] = pending[2] = ~0ull;
-	dl.when = in_ms(30);
+	dl.when = h_in_ms(30);
 	dl.pending = pending;
 	dl.pending_bits = 128;
 	CHECK_EQ(vcpureq_make_vcpus_request_deadline(
@@ -902,7 +888,7 @@ TEST(pending_mask_70_vcpus)
 	CHECK_EQ(pending[1], want[1]);
 	CHECK_EQ(pending[2], ~0ull);
 	pending[0] = pending[1] = pending[2] = ~0ull;
-	dl.when = in_ms(30);
+	dl.when = h_in_ms(30);
 	dl.pending_bits = 100;
 	CHECK_EQ(vcpureq_make_vcpus_request_deadline(
 			 h.vm, REQ_WAIT | VCPUREQ_REQUEST_NO_WAKEUP, NULL, 0, &dl),
