@@ -83,6 +83,18 @@ static int set_user_data_all(struct h_vm *h, struct my_vcpu *m)
 	return 0;
 }
 
+/* The VM works after what was refused: every vCPU gets its user data,
+ * runs and takes a request; then the VM is destroyed. */
+static int all_run_then_destroy(struct h_vm *h, struct my_vcpu *m)
+{
+	CHECK(set_user_data_all(h, m) == 0);
+	CHECK_EQ(h_start(h), 0);
+	CHECK(round_trip(h, m) == 0);
+	CHECK_EQ(h_stop_all(h), 0);
+	h_vm_destroy(h);
+	return 0;
+}
+
 static bool msg_has(const char *a, const char *b)
 {
 	const char *m = vcpureq_errmsg();
@@ -174,11 +186,7 @@ TEST(adopt_hostile_fds)
 	h.vcpus[1].h = &h;
 	h.vcpus[1].id = 1;
 	CHECK_EQ(h_set_prog(&h, 1, H_SPIN), 0);
-	CHECK(set_user_data_all(&h, m) == 0);
-	CHECK_EQ(h_start(&h), 0);
-	CHECK(round_trip(&h, m) == 0);
-	CHECK_EQ(h_stop_all(&h), 0);
-	h_vm_destroy(&h);
+	CHECK(all_run_then_destroy(&h, m) == 0);
 	close(id5);
 	close(dup0);
 	close(other_vcpu);
@@ -240,11 +248,7 @@ TEST(vm_open_hostile_fds)
 	CHECK_EQ(vcpureq_vm_nr_vcpus(vm), 0);
 	CHECK_EQ(vcpureq_vm_free(vm), 0);
 	H_VM_CFG(&h, VCPUREQ_BACKEND_KVM, 1, H_SPIN, &uo, H_F_ADOPT, NULL);
-	CHECK(set_user_data_all(&h, m) == 0);
-	CHECK_EQ(h_start(&h), 0);
-	CHECK(round_trip(&h, m) == 0);
-	CHECK_EQ(h_stop_all(&h), 0);
-	h_vm_destroy(&h);
+	CHECK(all_run_then_destroy(&h, m) == 0);
 	close(vcpu_fd);
 	close(vm_fd);
 	close(kvm_fd);
@@ -346,11 +350,7 @@ TEST(hostile_fds_without_proc)
 	h.vcpus[1].h = &h;
 	h.vcpus[1].id = 1;
 	CHECK_EQ(h_set_prog(&h, 1, H_SPIN), 0);
-	CHECK(set_user_data_all(&h, m) == 0);
-	CHECK_EQ(h_start(&h), 0);
-	CHECK(round_trip(&h, m) == 0);
-	CHECK_EQ(h_stop_all(&h), 0);
-	h_vm_destroy(&h);
+	CHECK(all_run_then_destroy(&h, m) == 0);
 	close(id5);
 	close(dup0);
 	close(other_vcpu);
@@ -429,11 +429,7 @@ TEST(create_retry_after_mmap_failure)
 	v = vcpureq_vm_vcpu_by_id(h.vm, 1);
 	CHECK(v && v == vcpureq_vm_vcpu(h.vm, 1));
 	CHECK(vcpureq_vcpu_kvm_fd(v) >= 0);
-	CHECK(set_user_data_all(&h, m) == 0);
-	CHECK_EQ(h_start(&h), 0);
-	CHECK(round_trip(&h, m) == 0);
-	CHECK_EQ(h_stop_all(&h), 0);
-	h_vm_destroy(&h);
+	CHECK(all_run_then_destroy(&h, m) == 0);
 	return 0;
 }
 

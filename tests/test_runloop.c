@@ -44,19 +44,27 @@ static bool on_request(struct h_vm *h, unsigned int id)
 	return true;
 }
 
+/* Start @h's one vCPU with on_request() counting, and the chain of work
+ * items on it. */
+static int start_chain(struct h_vm *h)
+{
+	h->hooks.on_request = on_request;
+	atomic_store(&chain_runs, 0);
+	atomic_store(&user_less_returns, 0);
+	CHECK_EQ(h_start(h), 0);
+	CHECK(h_wait_until(h_in_guest, h, 0, HANG_MS));
+	CHECK_EQ(vcpureq_run_on_vcpu_async(vcpureq_vm_vcpu(h->vm, 0), chain_fn,
+					   NULL, NULL), 0);
+	return 0;
+}
+
 TEST_BOTH(run_request_only_for_caller_bits)
 {
 	struct h_vm h;
 	int i;
 
 	H_VM(&h, be, 1, H_SPIN, NULL); /* no handler: every user bit returns */
-	h.hooks.on_request = on_request;
-	atomic_store(&chain_runs, 0);
-	atomic_store(&user_less_returns, 0);
-	CHECK_EQ(h_start(&h), 0);
-	CHECK(h_wait_until(h_in_guest, &h, 0, HANG_MS));
-	CHECK_EQ(vcpureq_run_on_vcpu_async(vcpureq_vm_vcpu(h.vm, 0), chain_fn,
-					   NULL, NULL), 0);
+	CHECK(start_chain(&h) == 0);
 	/* Pauses too: their PAUSE bit, taken while work runs. */
 	for (i = 0; i < 20; i++) {
 		CHECK_EQ(vcpureq_pause(h.vm, NULL, 0, NULL), 0);
@@ -91,14 +99,8 @@ TEST_BOTH(run_request_not_for_library_bits_with_handler)
 	int i;
 
 	H_VM(&h, be, 1, H_SPIN, &vo);
-	h.hooks.on_request = on_request;
-	atomic_store(&chain_runs, 0);
-	atomic_store(&user_less_returns, 0);
 	atomic_store(&handled_user, 0);
-	CHECK_EQ(h_start(&h), 0);
-	CHECK(h_wait_until(h_in_guest, &h, 0, HANG_MS));
-	CHECK_EQ(vcpureq_run_on_vcpu_async(vcpureq_vm_vcpu(h.vm, 0), chain_fn,
-					   NULL, NULL), 0);
+	CHECK(start_chain(&h) == 0);
 	for (i = 0; i < 20; i++)
 		CHECK(vcpureq_request(REQ_USER, vcpureq_vm_vcpu(h.vm, 0)) >= 0);
 	CHECK(h_wait_ge(&chain_runs, CHAIN, HANG_MS));
@@ -190,7 +192,7 @@ TEST_BOTH(request_stats_struct_and_reset)
 	/* Handled: what the handler's check_request() returned 1 for, once
 	 * the vCPUs have processed everything (a WAIT for each). */
 	CHECK(vcpureq_make_all_cpus_request(h.vm, VCPUREQ_REQ_OUTSIDE_GUEST_MODE) >= 0);
-	for (k = 0; k < 1000 && rs.handled != atomic_load(&handled_counted); k++) {
+	for (k = 0; k < HANG_MS && rs.handled != atomic_load(&handled_counted); k++) {
 		h_sleep_us(1000);
 		CHECK_EQ(vcpureq_vm_request_stats(h.vm, REQ_COUNTED, &rs, sizeof(rs)), 0);
 	}
