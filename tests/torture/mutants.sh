@@ -32,6 +32,7 @@ declare -A why_torture_misses=(
 	[no_req_fence]="on x86 the locked OR orders the Dekker pair; the hint store before the sleep-state read is the hole"
 	[no_sleeper_fence]="store-buffer window too narrow to hit"
 	[no_vcpu_fence]="store-buffer window, hit in some runs only"
+	[snapshot_after_cas]="the WAIT hang it causes took 6-16 s of torture, past the 10 s budget in some runs"
 )
 # Mutant -> the TSan check that catches it: "program case" in BUILD_DIR;
 # the program built against the real library (the name without -mut-...)
