@@ -348,6 +348,17 @@ void vcpureq__work_run(struct vcpureq_vcpu *vcpu, bool cancel);
 void vcpureq__work_cancel_if_dead(struct vcpureq_vcpu *vcpu);
 
 /* ---- kick (kick.c) ---- */
+/* The per-target half of a kick, after the caller's fence [R].  Returns 1
+ * if a signal was sent, 0 if not, -errno if it could not be.  Sets *wait
+ * (and *snap, the exit epoch to wait past) when a WAIT request must wait
+ * for this target's acknowledgement. */
+int vcpureq__kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int req,
+			      bool *wait, uint32_t *snap);
+/* A waiter's own kick of a target found back IN_GUEST_MODE in the instance
+ * it waits on (a kick that could not be sent); traced.  *mode: the mode
+ * read; on return IN_GUEST_MODE if our CAS won, else the mode that beat
+ * it.  Returns as vcpureq__kick_after_fence(). */
+int vcpureq__rekick(struct vcpureq_vcpu *vcpu, int *mode);
 /* make + kick of one library-internal request, without WAIT. */
 int vcpureq__make_and_kick(struct vcpureq_vcpu *vcpu, unsigned int req);
 /* Full fence, then the per-target kick (the mailbox, after setting ON). */

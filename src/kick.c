@@ -26,6 +26,7 @@
 
 #include "futex.h"
 #include "internal.h"
+#include "targets.h"
 
 /*
  * Send the kick signal.  tgkill() of a real-time signal fails with EAGAIN
@@ -157,7 +158,7 @@ static unsigned int kick_decision(int old, int sent, bool self);
 
 /* A waiter's own kick of a target found back IN_GUEST_MODE (a kick that
  * could not be sent): kick_in_guest(), traced. */
-static int rekick(struct vcpureq_vcpu *vcpu, int *mode)
+int vcpureq__rekick(struct vcpureq_vcpu *vcpu, int *mode)
 {
 	uint64_t ts = VCPUREQ__TRACE_TS(vcpu->vm);
 	int r = kick_in_guest(vcpu, mode, &vcpu->vm->kick_stats);
@@ -181,10 +182,6 @@ static int rekick(struct vcpureq_vcpu *vcpu, int *mode)
  * and N = 4 53 us.
  */
 #define ACK_SPIN_NS 30000u
-/* A sleeping WAIT requester looks again this often: if the target is back
- * IN_GUEST_MODE in the same instance, the kick it relied on could not be
- * sent (see kick_in_guest()) and it kicks again itself. */
-#define ACK_RECHECK_NS 20000000l
 
 /* Wait until the exit epoch moves past @snap, or @deadline (absolute,
  * CLOCK_MONOTONIC; NULL: none) passes.  0, -ETIMEDOUT, or -errno if the
@@ -220,7 +217,7 @@ static int wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin,
 	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_ACK_REGISTER);
 	while (atomic_load_explicit(&vcpu->exit_epoch, memory_order_acquire) ==
 	       snap) {
-		struct timespec recheck = vcpureq__ts_after(ACK_RECHECK_NS);
+		struct timespec recheck = vcpureq__ts_after(VCPUREQ__RECHECK_NS);
 		const struct timespec *until = vcpureq__ts_min(&recheck, deadline);
 		int mode;
 
@@ -254,12 +251,12 @@ static int wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin,
 		if (mode == VCPUREQ_IN_GUEST_MODE &&
 		    atomic_load_explicit(&vcpu->exit_epoch,
 					 memory_order_acquire) == snap &&
-		    (r = rekick(vcpu, &mode)) < 0)
+		    (r = vcpureq__rekick(vcpu, &mode)) < 0)
 			break;
 		r = 0;
 	}
 	/* The ack found at a recheck, not by the exit's wake-up: late by up
-	 * to ACK_RECHECK_NS (or the timer expired in the instant between the
+	 * to VCPUREQ__RECHECK_NS (or the timer expired in the instant between the
 	 * exit's epoch bump and its wake-up). */
 	if (timed_out && r == 0)
 		VCPUREQ__STAT_INC(vcpu, rstats, acks_at_recheck);
@@ -292,8 +289,8 @@ static unsigned int kick_decision(int old, int sent, bool self)
  * a signal was sent.  Sets *wait (and *snap) when a WAIT request must wait
  * for this target's acknowledgement.
  */
-static int kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int req,
-			    bool *wait, uint32_t *snap)
+int vcpureq__kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int req,
+			      bool *wait, uint32_t *snap)
 {
 	unsigned int flags = req & ~VCPUREQ_REQUEST_MASK;
 	struct vcpureq__nr_stats *ns = vcpureq__nr_stats_of(vcpu->vm, req);
@@ -369,7 +366,7 @@ int vcpureq_vcpu_kick(struct vcpureq_vcpu *vcpu)
 		return r;
 	VCPUREQ__MB_R(); /* [R]: orders the caller's request before the
 			    reads of sleep state and mode */
-	return kick_after_fence(vcpu, VCPUREQ_REQUEST_NO_ACTION, &wait, &snap);
+	return vcpureq__kick_after_fence(vcpu, VCPUREQ_REQUEST_NO_ACTION, &wait, &snap);
 }
 
 /* Used by the mailbox: ON was set by the caller. */
@@ -379,23 +376,11 @@ int vcpureq__kick_fenced(struct vcpureq_vcpu *vcpu)
 	bool wait;
 
 	VCPUREQ__MB_R(); /* [R], with ON in place of the request bit */
-	return kick_after_fence(vcpu, VCPUREQ_REQUEST_NO_ACTION, &wait, &snap);
+	return vcpureq__kick_after_fence(vcpu, VCPUREQ_REQUEST_NO_ACTION, &wait, &snap);
 }
 
-/*
- * The targets of a broadcast: the vCPUs whose index is set in @mask (its
- * first @mask_bits bits), or every vCPU if @mask is NULL, among the @n that
- * were online when the broadcast started (a vCPU added later is not a
- * target, as in the kernel's kvm_for_each_vcpu()).
- */
-struct targets {
-	const uint64_t *mask;
-	size_t mask_bits;
-	unsigned int n;
-};
-
 /* Word @w of the target set (w * 64 < t->n). */
-static uint64_t tword(const struct targets *t, unsigned int w)
+uint64_t vcpureq__tword(const struct targets *t, unsigned int w)
 {
 	size_t base = (size_t)w * 64;
 	uint64_t m = ~UINT64_C(0);
@@ -416,22 +401,16 @@ static uint64_t tword(const struct targets *t, unsigned int w)
 	return m;
 }
 
-#define for_each_word(t, w) for ((w) = 0; (size_t)(w) * 64 < (t)->n; (w)++)
-#define for_each_bit(m, i, w)                                                \
-	for (; (m) && ((i) = (w) * 64 + (unsigned int)__builtin_ctzll(m), 1); \
-	     (m) &= (m) - 1)
-
 /* Set the request bit of every target. */
-static void set_bits(struct vcpureq_vm *vm, unsigned int req,
-		     const struct targets *t)
+void vcpureq__set_bits(struct vcpureq_vm *vm, unsigned int req,
+		       const struct targets *t)
 {
 	unsigned int w, i;
 
 	if (req & VCPUREQ_REQUEST_NO_ACTION)
 		return;
-	vcpureq__mark_dead(vm, req);
 	for_each_word(t, w) {
-		uint64_t m = tword(t, w);
+		uint64_t m = vcpureq__tword(t, w);
 
 		for_each_bit(m, i, w)
 			vcpureq__set_request(vm->vcpus[i], req);
@@ -473,7 +452,7 @@ static int check_wait_deadlock(const struct vcpureq_vm *vm, unsigned int req,
 			vcpureq__err(-EDEADLK,
 				     "a WAIT request of another vCPU from guest mode could wait forever on a vCPU waiting for this one");
 	for_each_word(t, w) {
-		uint64_t others = tword(t, w);
+		uint64_t others = vcpureq__tword(t, w);
 
 		if (self->vm == vm && w == self->index / 64)
 			others &= ~(UINT64_C(1) << (self->index % 64));
@@ -483,13 +462,6 @@ static int check_wait_deadlock(const struct vcpureq_vm *vm, unsigned int req,
 	}
 	return 0;
 }
-
-/* Where a WAIT broadcast keeps, per target index, the epoch snapshot and
- * whether to wait.  Heap, not stack: the vCPU count is the kernel's. */
-struct acks {
-	uint64_t *waits;  /* bitmap, one bit per index */
-	uint32_t *snaps;  /* per index */
-};
 
 static int acks_alloc(struct acks *a, unsigned int n)
 {
@@ -505,20 +477,20 @@ static int acks_alloc(struct acks *a, unsigned int n)
 /* Kick every target (after [R]); with @a, note those to wait for.
  * Returns 1 if a signal was sent, 0 if not; *err gets the first error
  * (the other targets are kicked all the same). */
-static int kick_all(struct vcpureq_vm *vm, unsigned int req,
-		    const struct targets *t, struct acks *a, int *err)
+int vcpureq__kick_all(struct vcpureq_vm *vm, unsigned int req,
+		      const struct targets *t, struct acks *a, int *err)
 {
 	unsigned int w, i;
 	uint32_t snap;
 	int sent = 0;
 
 	for_each_word(t, w) {
-		uint64_t m = tword(t, w);
+		uint64_t m = vcpureq__tword(t, w);
 
 		for_each_bit(m, i, w) {
 			bool wait;
-			int r = kick_after_fence(vm->vcpus[i], req, &wait,
-						 a ? &a->snaps[i] : &snap);
+			int r = vcpureq__kick_after_fence(vm->vcpus[i], req, &wait,
+							  a ? &a->snaps[i] : &snap);
 
 			if (r < 0 && !*err)
 				*err = r;
@@ -547,7 +519,7 @@ int vcpureq__check_deadline(const struct vcpureq_deadline *dl)
 }
 
 /* A deadline's report: clear @dl->pending, the bits it can hold. */
-static void pending_clear(const struct vcpureq_deadline *dl)
+void vcpureq__pending_clear(const struct vcpureq_deadline *dl)
 {
 	if (dl && dl->pending && dl->pending_bits)
 		memset(dl->pending, 0,
@@ -568,8 +540,8 @@ static void pending_set(const struct vcpureq_deadline *dl, unsigned int i)
 
 /* Fold one target's wait result @r into @err: a target that timed out is
  * marked in the pending mask, and the first hard error beats a timeout. */
-static void note_wait(const struct vcpureq_deadline *dl, unsigned int i, int r,
-		      int *err)
+void vcpureq__note_wait(const struct vcpureq_deadline *dl, unsigned int i, int r,
+			int *err)
 {
 	if (r == -ETIMEDOUT)
 		pending_set(dl, i);
@@ -597,17 +569,19 @@ static int request_targets(struct vcpureq_vm *vm, unsigned int req,
 	if ((flags & VCPUREQ_REQUEST_WAIT) && (r = acks_alloc(&a, t->n)))
 		return r;
 	VCPUREQ__TRACE(vm, NULL, call_begin, req, VCPUREQ__CALL_BROADCAST);
-	pending_clear(dl);
+	vcpureq__pending_clear(dl);
 #ifndef VCPUREQ_MUTANT_REQUESTLESS_KICK
-	set_bits(vm, req, t);
+	vcpureq__mark_dead(vm, req);
+	vcpureq__set_bits(vm, req, t);
 	VCPUREQ__MB_R(); /* [R] for every target at once */
-	sent = kick_all(vm, req, t, a.waits ? &a : NULL, &err);
+	sent = vcpureq__kick_all(vm, req, t, a.waits ? &a : NULL, &err);
 #else
 	/* Mutant: a request-less kick, then a flag that the Dekker pattern
 	 * does not cover (what kvmtool and cloud-hypervisor do). */
 	VCPUREQ__MB_R();
-	sent = kick_all(vm, req, t, a.waits ? &a : NULL, &err);
-	set_bits(vm, req, t);
+	sent = vcpureq__kick_all(vm, req, t, a.waits ? &a : NULL, &err);
+	vcpureq__mark_dead(vm, req);
+	vcpureq__set_bits(vm, req, t);
 #endif
 	if (!a.waits) {
 		r = err ? err : sent;
@@ -626,7 +600,7 @@ static int request_targets(struct vcpureq_vm *vm, unsigned int req,
 				     dl ? &dl->when : NULL);
 			if (!r)
 				VCPUREQ__TRACE(vm, vm->vcpus[i], ack, 0, 0);
-			note_wait(dl, i, r, &err);
+			vcpureq__note_wait(dl, i, r, &err);
 		}
 	}
 	free(a.waits);
@@ -661,8 +635,8 @@ int vcpureq_make_all_cpus_request(struct vcpureq_vm *vm, unsigned int req)
 
 /* Validate @mask (its first @mask_bits bits; NULL: every vCPU) against the
  * VM's vCPUs online now, into @t. */
-static int targets_of(const struct vcpureq_vm *vm, const uint64_t *mask,
-		      size_t mask_bits, struct targets *t)
+int vcpureq__targets_of(const struct vcpureq_vm *vm, const uint64_t *mask,
+			size_t mask_bits, struct targets *t)
 {
 	/* Not (mask_bits + 63) / 64: that wraps for a length near SIZE_MAX. */
 	size_t w, words = mask_bits / 64 + (mask_bits % 64 != 0);
@@ -712,7 +686,7 @@ int vcpureq_make_vcpus_request_mask(struct vcpureq_vm *vm, unsigned int req,
 		return vcpureq__err(-EINVAL, "mask is NULL");
 	if (!mask)
 		mask = &no_target; /* zero bits: no target */
-	r = targets_of(vm, mask, mask_bits, &t);
+	r = vcpureq__targets_of(vm, mask, mask_bits, &t);
 	return r ? r : request_targets(vm, req, &t, NULL);
 }
 
@@ -727,7 +701,7 @@ int vcpureq_make_vcpus_request_deadline(struct vcpureq_vm *vm, unsigned int req,
 		return r;
 	if ((r = vcpureq__check_deadline(dl)))
 		return r;
-	r = targets_of(vm, mask, mask_bits, &t);
+	r = vcpureq__targets_of(vm, mask, mask_bits, &t);
 	return r ? r : request_targets(vm, req, &t, dl);
 }
 
@@ -748,7 +722,7 @@ static bool parked(const struct vcpureq_vcpu *v)
 }
 
 /* Wait until @v is parked or @deadline passes; re-kick it every
- * ACK_RECHECK_NS if it is back IN_GUEST (a kick that could not be sent).
+ * VCPUREQ__RECHECK_NS if it is back IN_GUEST (a kick that could not be sent).
  * 0, -ETIMEDOUT, -EIO (the VM died meanwhile), -EINVAL (the kernel
  * refused the deadline: never retried) or the kick's error. */
 static int wait_parked(struct vcpureq_vcpu *v, const struct timespec *deadline)
@@ -762,7 +736,7 @@ static int wait_parked(struct vcpureq_vcpu *v, const struct timespec *deadline)
 		 * vcpureq__park_notify(). */
 		uint32_t e = atomic_load_explicit(&v->park_epoch,
 						  memory_order_acquire);
-		struct timespec recheck = vcpureq__ts_after(ACK_RECHECK_NS);
+		struct timespec recheck = vcpureq__ts_after(VCPUREQ__RECHECK_NS);
 		const struct timespec *until = vcpureq__ts_min(&recheck, deadline);
 		int mode;
 
@@ -796,9 +770,9 @@ static int wait_parked(struct vcpureq_vcpu *v, const struct timespec *deadline)
 		}
 		/* Acquire: pairs with the release exchange to OUTSIDE in
 		 * vcpureq__exit_guest_mode() (a target seen gone is not
-		 * kicked); rekick()'s CAS reads the mode again anyway. */
+		 * kicked); vcpureq__rekick()'s CAS reads the mode again anyway. */
 		mode = atomic_load_explicit(&v->mode, memory_order_acquire);
-		if (mode == VCPUREQ_IN_GUEST_MODE && (r = rekick(v, &mode)) < 0)
+		if (mode == VCPUREQ_IN_GUEST_MODE && (r = vcpureq__rekick(v, &mode)) < 0)
 			break;
 		r = 0;
 	}
@@ -825,7 +799,7 @@ static int pause_checks(struct vcpureq_vm *vm, const uint64_t *mask,
 				    "pause from guest mode or a lockless walk could wait on a vCPU that waits for this one");
 	if (!mask && mask_bits)
 		return vcpureq__err(-EINVAL, "mask is NULL");
-	r = targets_of(vm, mask, mask_bits, t);
+	r = vcpureq__targets_of(vm, mask, mask_bits, t);
 	if (r)
 		return r;
 	if (vcpureq__vm_dead(vm))
@@ -849,7 +823,7 @@ static int wait_targets(struct vcpureq_vm *vm, const struct targets *t,
 	if (self)
 		was = vcpureq__self_park_begin(self);
 	for_each_word(t, w) {
-		uint64_t m = tword(t, w);
+		uint64_t m = vcpureq__tword(t, w);
 
 		for_each_bit(m, i, w) {
 			if (vm->vcpus[i] == self)
@@ -857,7 +831,7 @@ static int wait_targets(struct vcpureq_vm *vm, const struct targets *t,
 			r = wait_parked(vm->vcpus[i], dl ? &dl->when : NULL);
 			if (!r)
 				VCPUREQ__TRACE(vm, vm->vcpus[i], parked_seen, 0, 0);
-			note_wait(dl, i, r, &err);
+			vcpureq__note_wait(dl, i, r, &err);
 			if (r == -EIO || r == -EINVAL)
 				goto out; /* the others are not waited for */
 		}
@@ -886,8 +860,8 @@ int vcpureq_pause(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits,
 	if (r)
 		return r;
 	VCPUREQ__TRACE(vm, NULL, pause_begin, 0, 0);
-	pending_clear(dl);
-	/* The count before the bit: the bit's release (set_bits())
+	vcpureq__pending_clear(dl);
+	/* The count before the bit: the bit's release (vcpureq__set_bits())
 	 * carries the count to a vCPU whose acquire RMW takes the bit
 	 * (take_bit() in request.c), so a vCPU that sees the bit sees the
 	 * pause.  seq_cst (more than that needs) also keeps it before [R]
@@ -895,16 +869,16 @@ int vcpureq_pause(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits,
 	 * either it reads the count and counts itself parked, or we read
 	 * its SLEEPING in parked(). */
 	for_each_word(&t, w) {
-		uint64_t m = tword(&t, w);
+		uint64_t m = vcpureq__tword(&t, w);
 
 		for_each_bit(m, i, w)
 			atomic_fetch_add_explicit(&vm->vcpus[i]->pause_word, 1,
 						  memory_order_seq_cst);
 	}
-	set_bits(vm, VCPUREQ__REQ_PAUSE, &t);
+	vcpureq__set_bits(vm, VCPUREQ__REQ_PAUSE, &t);
 	VCPUREQ__MB_R(); /* [R]: the bit before every mode read */
 	/* NO_WAKEUP: a sleeper stays asleep (it parks when it enters). */
-	kick_all(vm, VCPUREQ__REQ_PAUSE, &t, NULL, &err);
+	vcpureq__kick_all(vm, VCPUREQ__REQ_PAUSE, &t, NULL, &err);
 	r = wait_targets(vm, &t, dl);
 	if (r && (!err || r != -ETIMEDOUT))
 		err = r;
@@ -922,7 +896,7 @@ int vcpureq_pause_wait(struct vcpureq_vm *vm, const uint64_t *mask,
 	if (r)
 		return r;
 	for_each_word(&t, w) {
-		uint64_t m = tword(&t, w);
+		uint64_t m = vcpureq__tword(&t, w);
 
 		for_each_bit(m, i, w)
 			if (!(atomic_load_explicit(&vm->vcpus[i]->pause_word,
@@ -933,7 +907,7 @@ int vcpureq_pause_wait(struct vcpureq_vm *vm, const uint64_t *mask,
 						     vm->vcpus[i]->id);
 	}
 	VCPUREQ__TRACE(vm, NULL, pause_begin, 0, 0);
-	pending_clear(dl);
+	vcpureq__pending_clear(dl);
 	r = wait_targets(vm, &t, dl);
 	VCPUREQ__TRACE(vm, NULL, pause_end, r, 0);
 	return r;
@@ -993,7 +967,7 @@ static void untake_pause(struct vcpureq_vcpu *v)
 		return;
 	vcpureq__set_request(v, VCPUREQ__REQ_PAUSE);
 	VCPUREQ__MB_R(); /* [R]: the bit before the mode read */
-	kick_after_fence(v, VCPUREQ__REQ_PAUSE, &wait, &snap);
+	vcpureq__kick_after_fence(v, VCPUREQ__REQ_PAUSE, &wait, &snap);
 }
 
 int vcpureq_resume(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits)
@@ -1006,7 +980,7 @@ int vcpureq_resume(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits
 		return r;
 	if (!mask && mask_bits)
 		return vcpureq__err(-EINVAL, "mask is NULL");
-	r = targets_of(vm, mask, mask_bits, &t);
+	r = vcpureq__targets_of(vm, mask, mask_bits, &t);
 	if (r)
 		return r;
 	VCPUREQ__TRACE(vm, NULL, resume_begin, 0, 0);
@@ -1017,13 +991,13 @@ int vcpureq_resume(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits
 	 * took and refuse.  Nobody is woken before every target was taken.
 	 */
 	for_each_word(&t, w) {
-		uint64_t m = tword(&t, w);
+		uint64_t m = vcpureq__tword(&t, w);
 
 		for_each_bit(m, i, w) {
 			if (take_pause(vm->vcpus[i]))
 				continue;
 			for (j = 0; j < i; j++)
-				if (tword(&t, j / 64) & (UINT64_C(1) << (j % 64)))
+				if (vcpureq__tword(&t, j / 64) & (UINT64_C(1) << (j % 64)))
 					untake_pause(vm->vcpus[j]);
 			VCPUREQ__TRACE(vm, NULL, resume_end, (uint32_t)-EINVAL, 0);
 			return vcpureq__errf(-EINVAL,
@@ -1032,7 +1006,7 @@ int vcpureq_resume(struct vcpureq_vm *vm, const uint64_t *mask, size_t mask_bits
 		}
 	}
 	for_each_word(&t, w) {
-		uint64_t m = tword(&t, w);
+		uint64_t m = vcpureq__tword(&t, w);
 
 		for_each_bit(m, i, w) {
 			struct vcpureq_vcpu *v = vm->vcpus[i];
@@ -1058,7 +1032,7 @@ int vcpureq__make_and_kick(struct vcpureq_vcpu *vcpu, unsigned int req)
 
 	vcpureq__set_request(vcpu, req);
 	VCPUREQ__MB_R(); /* [R] */
-	return kick_after_fence(vcpu, req, &wait, &snap);
+	return vcpureq__kick_after_fence(vcpu, req, &wait, &snap);
 }
 
 int vcpureq_make_vcpus_request(struct vcpureq_vm *vm, unsigned int req,
@@ -1122,10 +1096,10 @@ int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 		vcpureq__set_request(vcpu, req);
 	}
 	VCPUREQ__MB_R(); /* [R] */
-	r = kick_after_fence(vcpu, req, &wait, &snap);
+	r = vcpureq__kick_after_fence(vcpu, req, &wait, &snap);
 #else
 	VCPUREQ__MB_R();
-	r = kick_after_fence(vcpu, req, &wait, &snap);
+	r = vcpureq__kick_after_fence(vcpu, req, &wait, &snap);
 	if (act) {
 		vcpureq__mark_dead(vcpu->vm, req);
 		vcpureq__set_request(vcpu, req);
