@@ -105,34 +105,6 @@ static inline uint64_t req_bit(unsigned int req)
 	return UINT64_C(1) << (req & VCPUREQ_REQUEST_MASK);
 }
 
-int vcpureq_make_request(unsigned int req, struct vcpureq_vcpu *vcpu)
-{
-	int r = vcpureq__check_vcpu(vcpu);
-
-	if (!r)
-		r = vcpureq__check_req(req, false);
-	if (r)
-		return r;
-	vcpureq__mark_dead(vcpu->vm, req);
-	vcpureq__set_request(vcpu, req);
-	return 0;
-}
-
-void vcpureq__mark_dead(struct vcpureq_vm *vm, unsigned int req)
-{
-	if ((req & VCPUREQ_REQUEST_MASK) ==
-	    (VCPUREQ_REQ_VM_DEAD & VCPUREQ_REQUEST_MASK)) {
-		/* Sticky, VM-wide; published before the bits (the release
-		 * in vcpureq__set_request()).  Release: pairs with the
-		 * acquire load in vcpureq__vm_dead(), which reads the flag
-		 * itself, not the bit (an acquire cannot pair with a
-		 * relaxed store).  Parked vCPUs leave their parking for
-		 * good. */
-		atomic_store_explicit(&vm->dead, 1, memory_order_release);
-		vcpureq__pause_kill(vm);
-	}
-}
-
 static void set_wake_hint(struct vcpureq_vcpu *vcpu, unsigned int req);
 
 void vcpureq__set_request(struct vcpureq_vcpu *vcpu, unsigned int req)
