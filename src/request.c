@@ -18,7 +18,6 @@ static void forked_child(void)
 	 * it is not one in the child. */
 	vcpureq__self = NULL;
 	vcpureq__immediate_exit = NULL;
-	vcpureq__trace_forked();
 }
 
 /* Registered once, when the library is loaded (no lazy global state). */

@@ -40,15 +40,22 @@
 #define RING_EVENTS_MAX (1u << 24)
 
 /* The recording thread: its tid (cached: gettid() is a system call; reset
- * in a fork()ed child by vcpureq__trace_forked()) and its event count. */
+ * in a fork()ed child by trace_forked()) and its event count. */
 static VCPUREQ__TLS pid_t trace_tid;
 /* Atomic: a requester may be a signal handler interrupting a recorder on
  * the same thread; each still gets a number of its own. */
 static VCPUREQ__TLS _Atomic uint32_t trace_tseq;
 
-void vcpureq__trace_forked(void)
+/* The child of a fork() has only the forking thread, under a new tid. */
+static void trace_forked(void)
 {
 	trace_tid = 0;
+}
+
+/* Registered once, when the library is loaded (no lazy global state). */
+__attribute__((constructor)) static void trace_register_atfork(void)
+{
+	pthread_atfork(NULL, NULL, trace_forked);
 }
 
 uint64_t vcpureq__trace_now(void)

@@ -142,8 +142,6 @@ void vcpureq__trace_at(struct vcpureq_vm *vm, struct vcpureq_vcpu *vcpu,
 /* vCPU added while a trace exists: give it a ring (add_lock held). */
 void vcpureq__trace_vcpu_added(struct vcpureq_vm *vm,
 			       struct vcpureq_vcpu *vcpu);
-/* fork() child: forget the parent thread's cached tid. */
-void vcpureq__trace_forked(void);
 /* vcpureq_vm_free(): free the rings. */
 void vcpureq__trace_free(struct vcpureq_vm *vm);
 
