@@ -20,6 +20,7 @@
 
 #include "futex.h"
 #include "internal.h"
+#include "park.h"
 
 #define HALT_POLL_GROW_START_NS 10000u
 

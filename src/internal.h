@@ -329,9 +329,6 @@ bool vcpureq__take_request(struct vcpureq_vcpu *vcpu, unsigned int req);
 /* vCPU thread, before each entry: park while a pause is in force.
  * Returns 0, or -EIO (VM dead), or complete_io's error. */
 int vcpureq__park_if_paused(struct vcpureq_vcpu *vcpu);
-/* The vCPU became parked by other means (asleep in block, unbound) while a
- * pause may be in force: tell waiting pausers. */
-void vcpureq__park_notify(struct vcpureq_vcpu *vcpu);
 /* VM_DEAD: wake every parked vCPU for good, and every pauser waiting. */
 void vcpureq__pause_kill(struct vcpureq_vm *vm);
 /* The calling vCPU thread waits for other vCPUs (vcpureq_pause(),
@@ -386,7 +383,12 @@ bool vcpureq__wake_if_sleeping(struct vcpureq_vcpu *vcpu);
 /* ---- mailbox (mailbox.c) ---- */
 /* vCPU thread, after publishing IN_GUEST_MODE and its fence. */
 void vcpureq__mailbox_sync(struct vcpureq_vcpu *vcpu);
-bool vcpureq__irr_pending(const struct vcpureq_vcpu *vcpu);
+/* Whether an interrupt is taken into IRR and not yet taken by the vCPU.
+ * vCPU thread (IRR is its own). */
+static inline bool vcpureq__irr_pending(const struct vcpureq_vcpu *vcpu)
+{
+	return (vcpu->irr[0] | vcpu->irr[1] | vcpu->irr[2] | vcpu->irr[3]) != 0;
+}
 int vcpureq__irr_take_highest(struct vcpureq_vcpu *vcpu);
 
 #include "backend.h"

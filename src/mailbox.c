@@ -67,11 +67,6 @@ void vcpureq__mailbox_sync(struct vcpureq_vcpu *vcpu)
 #endif
 }
 
-bool vcpureq__irr_pending(const struct vcpureq_vcpu *vcpu)
-{
-	return (vcpu->irr[0] | vcpu->irr[1] | vcpu->irr[2] | vcpu->irr[3]) != 0;
-}
-
 int vcpureq__irr_take_highest(struct vcpureq_vcpu *vcpu)
 {
 	int i;

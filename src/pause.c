@@ -28,19 +28,8 @@
 
 #include "futex.h"
 #include "internal.h"
+#include "park.h"
 #include "targets.h"
-
-void vcpureq__park_notify(struct vcpureq_vcpu *vcpu)
-{
-	/* Release: what the vCPU did before (its last guest instance, the
-	 * completed I/O) happens before a pauser that sees the bump returns.
-	 * [E'] pairs with [W'] in wait_parked(): either the pauser sees the
-	 * new epoch (or the state it checks), or we see its registration. */
-	atomic_fetch_add_explicit(&vcpu->park_epoch, 1, memory_order_release);
-	vcpureq__smp_mb();
-	if (atomic_load_explicit(&vcpu->park_waiters, memory_order_relaxed))
-		vcpureq__futex_wake(&vcpu->park_epoch, INT_MAX);
-}
 
 int vcpureq__park_if_paused(struct vcpureq_vcpu *vcpu)
 {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "park.h"
 
 int vcpureq_vcpu_bind(struct vcpureq_vcpu *vcpu)
 {
