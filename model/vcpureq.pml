@@ -1,6 +1,6 @@
 /*
  * vcpureq.pml -- the vCPU-request protocol of vcpureq as implemented in
- * src/kick.c, src/run.c, src/block.c, src/walk.c and src/request.c, under
+ * src/make_request.c, src/kick.c, src/run.c, src/block.c, src/vcpu_mode.c and src/request.c, under
  * sequential consistency.  Weak-memory effects (store buffers and the
  * fences that tame them) are the subject of vcpureq_tso.pml.
  *
@@ -178,7 +178,7 @@ inline nextv(m, x)
 	od
 }
 
-/* ======================= requester side (kick.c) ======================= */
+/* ================ requester side (make_request.c, kick.c) ================ */
 
 /* phases of request_mask(), one shared access each */
 #define P_XCHG   1   /* REPLACE: publish the new structure (xchg)   */

@@ -7,7 +7,7 @@
  * fence waits until the buffer is empty, and a locked RMW (xchg, cmpxchg,
  * lock add/or/and) empties the buffer first and then acts on memory.
  *
- *   vCPU (run.c)                      requester (kick.c)
+ *   vCPU (run.c)                      requester (make_request.c, kick.c)
  *   mode = IN_GUEST   (plain store)   requests |= bit   (store, see below)
  *   [V] full fence                    hint = 1          (plain store)
  *   load requests / mode              [R] full fence

@@ -82,7 +82,7 @@ struct vcpureq__vcpu_stats {
 	((UINT64_C(1) << (VCPUREQ__REQ_PAUSE & VCPUREQ_REQUEST_MASK)) |       \
 	 (UINT64_C(1) << (VCPUREQ__REQ_WORK & VCPUREQ_REQUEST_MASK)))
 
-/* A run-on-vCPU item (work.c). */
+/* A run-on-vCPU item (run_on_vcpu.c). */
 struct vcpureq__work {
 	struct vcpureq__work *next;
 	vcpureq_work_fn fn;
@@ -124,7 +124,7 @@ struct vcpureq_vcpu {
 	_Atomic uint32_t wake_hint;
 
 	/*
-	 * Pause and run-on-vCPU (pause.c, work.c).
+	 * Pause and run-on-vCPU (pause.c, run_on_vcpu.c).
 	 * pause_word: pauses in force (low bits) and VCPUREQ__PAUSE_DEAD;
 	 *   the futex a parked vCPU sleeps on.
 	 * park_epoch: bumped whenever the vCPU becomes parked (in enter, or
@@ -140,7 +140,7 @@ struct vcpureq_vcpu {
 	_Atomic uint32_t parked;
 	_Atomic(struct vcpureq__work *) work;
 	/* The vCPU whose run_on_vcpu() this vCPU's thread waits in, or NULL:
-	 * the waits-on chain walked to refuse cycles (work.c). */
+	 * the waits-on chain walked to refuse cycles (run_on_vcpu.c). */
 	_Atomic(struct vcpureq_vcpu *) waits_on;
 
 	/* Line 3, the interrupt mailbox (PIR + ON). */
@@ -256,7 +256,7 @@ int vcpureq__err(int err, const char *msg);
 int vcpureq__errf(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* ---- validation (request.c) ---- */
+/* ---- validation (handle.c, request.c, targets.c) ---- */
 /* An absolute time a call takes (a deadline): tv_sec >= 0 and tv_nsec in
  * [0, 10^9), else -EINVAL with @sec_msg / @nsec_msg (static messages that
  * name the field), before anything is done: the kernel answers EINVAL to
@@ -279,7 +279,7 @@ int vcpureq__check_req(unsigned int req, bool allow_no_action);
 int vcpureq__check_vm(const struct vcpureq_vm *vm);
 int vcpureq__check_vcpu(const struct vcpureq_vcpu *vcpu);
 
-/* Bumped in the child of every fork() (pthread_atfork, request.c): a VM
+/* Bumped in the child of every fork() (pthread_atfork, handle.c): a VM
  * created before the fork belongs to the parent, whose vCPU threads the
  * child does not have and must not signal. */
 extern _Atomic unsigned int vcpureq__fork_gen;
@@ -325,7 +325,7 @@ int vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu, unsigned int why);
  * without the user-facing checks).  vCPU thread. */
 bool vcpureq__take_request(struct vcpureq_vcpu *vcpu, unsigned int req);
 
-/* ---- pause and work (pause.c, work.c) ---- */
+/* ---- pause and work (pause.c, run_on_vcpu.c) ---- */
 /* vCPU thread, before each entry: park while a pause is in force.
  * Returns 0, or -EIO (VM dead), or complete_io's error. */
 int vcpureq__park_if_paused(struct vcpureq_vcpu *vcpu);

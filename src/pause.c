@@ -52,7 +52,7 @@ int vcpureq__park_if_paused(struct vcpureq_vcpu *vcpu)
 		vcpu->ops->on_park(vcpu);
 	/* Stamped before parked is stored: a pauser sees it later. */
 	VCPUREQ__TRACE(vcpu->vm, vcpu, park, 0, 0);
-	/* Release: pairs with the acquire load in parked() (kick.c): the
+	/* Release: pairs with the acquire load in parked() (below): the
 	 * completed I/O and the last guest instance before the pauser's
 	 * return. */
 	atomic_store_explicit(&vcpu->parked, 1, memory_order_release);
@@ -86,7 +86,7 @@ void vcpureq__pause_kill(struct vcpureq_vm *vm)
 					 memory_order_release);
 		vcpureq__futex_wake(&v->pause_word, INT_MAX);
 		/* Pausers waiting for this vCPU to park return -EIO now
-		 * (wait_parked() in kick.c reads the dead flag, stored
+		 * (wait_parked() below reads the dead flag, stored
 		 * before this call, after its epoch load): the bump and its
 		 * [E'] pair with their [W'], so none sleeps through it. */
 		vcpureq__park_notify(v);
@@ -97,7 +97,7 @@ uint32_t vcpureq__self_park_begin(struct vcpureq_vcpu *self)
 {
 	uint32_t was = atomic_load_explicit(&self->parked, memory_order_relaxed);
 
-	/* Release: pairs with the acquire load in parked() (kick.c) of a
+	/* Release: pairs with the acquire load in parked() (below) of a
 	 * pauser waiting for this vCPU: what this thread did before (its
 	 * last guest instance) happens before that pauser's return. */
 	atomic_store_explicit(&self->parked, 1, memory_order_release);

@@ -79,7 +79,7 @@ void vcpureq__race_window(enum vcpureq__window w);
  *     TEST_WRONG_BIT (test_request tests bit + 1), CLEAR_ALL
  *     (clear_request clears every bit), NO_WAKE_HINT (make sets no wake
  *     hint), NO_FORK_CHECK (a forked child's calls are not refused)
- *   kick.c: REQUESTLESS_KICK (kick, then set the bit), SNAPSHOT_AFTER_CAS
+ *   kick.c, make_request.c, targets.c: REQUESTLESS_KICK (kick, then set the bit), SNAPSHOT_AFTER_CAS
  *     (epoch snapshot after the CAS), WAIT_NO_WAIT (WAIT returns without
  *     the ack), NO_WAKEUP_IGNORED (NO_WAKEUP wakes sleepers),
  *     NO_ACTION_SETS_BIT (vcpureq_request() sets bit 0 for NO_ACTION),
@@ -114,12 +114,12 @@ void vcpureq__race_window(enum vcpureq__window w);
  *     instance is left pending), ADOPT_OTHER_VM (adopt takes another VM's
  *     vCPU fd), MMAP_FAIL_LOSES_FD (a vCPU fd whose kvm_run mmap failed
  *     is closed: its id is lost)
- *   kick.c (pause, deadlines): RESUME_NOT_ATOMIC (resume checks the
+ *   pause.c, targets.c (pause, deadlines): RESUME_NOT_ATOMIC (resume checks the
  *     count, then decrements it: two resumers of one pause both succeed),
  *     DEADLINE_UNCHECKED (a malformed deadline is not refused up front),
  *     PENDING_LAST_WORD (the pending mask's last word is not cleared),
  *     DEAD_PAUSER_WAITS (a waiting pause does not look at VM_DEAD)
- *   work.c: EXIT_LOSES_WORK (no cleanup handler: items taken by an
+ *   run_on_vcpu.c: EXIT_LOSES_WORK (no cleanup handler: items taken by an
  *     exiting vCPU thread are lost), WORK_CYCLE_OK (waits_on not
  *     published: run_on_vcpu cycles not refused)
  *   backend_kvm.c (pause): NO_KVMCLOCK_CTRL (KVM_KVMCLOCK_CTRL not issued

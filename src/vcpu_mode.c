@@ -42,7 +42,7 @@ bool vcpureq__enter_guest_mode(struct vcpureq_vcpu *vcpu)
 			      memory_order_relaxed);
 	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_PUBLISH);
 	/*
-	 * [V] pairs with the requester's [R] (kick.c, mailbox.c): either the
+	 * [V] pairs with the requester's [R] (make_request.c, kick.c, mailbox.c): either the
 	 * loads below see its request bit (or ON), or its load of the mode
 	 * sees IN_GUEST_MODE and it signals us.  Without [V] the store could
 	 * sit in the store buffer while we read "no request", and the
@@ -162,7 +162,7 @@ int vcpureq_walk_lockless_begin(struct vcpureq_vcpu *vcpu)
 	atomic_store_explicit(&vcpu->mode, VCPUREQ_READING_SHADOW_PAGE_TABLES,
 			      memory_order_relaxed);
 	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_WALK_PUBLISH);
-	vcpureq__smp_mb(); /* [V] pairs with the requester's [R] in kick.c */
+	vcpureq__smp_mb(); /* [V] pairs with the requester's [R] (make_request.c) */
 	VCPUREQ__TRACE(vcpu->vm, vcpu, walk_begin, 0, 0);
 	return 0;
 }

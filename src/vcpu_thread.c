@@ -52,7 +52,7 @@ int vcpureq_vcpu_bind(struct vcpureq_vcpu *vcpu)
 		atomic_store_explicit(&vcpu->tid, 0, memory_order_release);
 		return r;
 	}
-	/* Release: pairs with the acquire loads of tid in parked() (kick.c)
+	/* Release: pairs with the acquire loads of tid in parked() (pause.c)
 	 * and vm.c.  Kickers load it relaxed: they signal only a vCPU whose
 	 * IN_GUEST they saw, which this thread publishes after this store. */
 	atomic_store_explicit(&vcpu->tid, (pid_t)syscall(SYS_gettid),
@@ -91,13 +91,13 @@ int vcpureq_vcpu_unbind(struct vcpureq_vcpu *vcpu)
 	vcpu->ops->unbind(vcpu);
 	vcpureq__self = NULL;
 	pthread_sigmask(SIG_SETMASK, &vcpu->saved_mask, NULL);
-	/* Release: pairs with the acquire load of tid in parked() (kick.c)
+	/* Release: pairs with the acquire load of tid in parked() (pause.c)
 	 * and in vm.c: a thread that sees 0 sees this unbind done. */
 	atomic_store_explicit(&vcpu->tid, 0, memory_order_release);
 	/* Unbound counts as parked for a pauser (no thread, no guest). */
 	vcpureq__park_notify(vcpu);
 	/* After VM_DEAD nobody would take this queue before the destroy
-	 * (work.c; the fence [E'] above orders tid = 0 before the load). */
+	 * (run_on_vcpu.c; the fence [E'] above orders tid = 0 before the load). */
 	vcpureq__work_cancel_if_dead(vcpu);
 	return 0;
 }

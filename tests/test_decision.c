@@ -296,7 +296,7 @@ TEST(row_exiting_coalesced_thread)
 
 /*
  * Several requesters WAIT on one vCPU at once: the exit wakes every one of
- * them, none is left to find the ack at its 20 ms recheck (kick.c,
+ * them, none is left to find the ack at its 20 ms recheck (make_request.c,
  * ACK_RECHECK_NS).  The vCPU holds EXITING_GUEST_MODE (thread backend)
  * until the K waiters have all decided to wait and have slept through at
  * least two rechecks each on average (stat ack_rechecks), so that they
