@@ -297,12 +297,7 @@ static int kvm_vcpu_create(struct vcpureq_vcpu *vcpu)
 	vcpu->own_fd = true;
 	vcpu->lapic_in_kernel = probe_lapic(fd);
 	r = map_run(vcpu);
-#ifndef VCPUREQ_MUTANT_MMAP_FAIL_LOSES_FD
 	if (r && keep_stray(vcpu->vm, vcpu->id, fd)) {
-#else
-	(void)keep_stray;
-	if (0) {
-#endif
 		char msg[160];
 
 		/* The fd outlives this failed add: a retry with the same id
@@ -441,11 +436,7 @@ static int check_vcpu_fd(struct vcpureq_vcpu *vcpu, int fd)
 	/* Another VM's vCPU: checked against this VM's first vCPU, so the
 	 * first vCPU of a VM cannot be checked. */
 	if (vcpu->index > 0 &&
-#ifndef VCPUREQ_MUTANT_ADOPT_OTHER_VM
 	    same_vm(vm->vm_fd, fd, vm->vcpus[0]->fd) == 0)
-#else
-	    same_vm(vm->vm_fd, fd, vm->vcpus[0]->fd) == 2)
-#endif
 		return vcpureq__errf(-EINVAL,
 				     "vcpu_fd %d (vCPU id %lu) belongs to another VM: its coalesced-MMIO page is not this VM's",
 				     fd, vcpu->id);
@@ -516,18 +507,6 @@ static int sigmask_bind(struct vcpureq_vcpu *vcpu)
 	if (ioctl(vcpu->fd, KVM_SET_SIGNAL_MASK, &km.m) < 0)
 		return vcpureq__errf(-errno, "KVM_SET_SIGNAL_MASK: %s",
 				     strerror(errno));
-#ifdef VCPUREQ_MUTANT_SIGNAL_DELIVERABLE
-	/* Mutant: a no-op handler with the signal deliverable outside
-	 * KVM_RUN and no immediate_exit: a kick between the final check and
-	 * KVM_RUN is swallowed. */
-	{
-		sigset_t kick;
-
-		sigemptyset(&kick);
-		sigaddset(&kick, vcpu->vm->kick_signal);
-		pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
-	}
-#endif
 	return 0;
 }
 
@@ -542,11 +521,9 @@ static void sigmask_prepare_entry(struct vcpureq_vcpu *vcpu)
 	atomic_store_explicit(&vcpu->kicked, 0, memory_order_relaxed);
 	if (vcpu->drain_pending) {
 		vcpu->drain_pending = false;
-		/* Mutant: the stale signal stays pending, and every later
-		 * KVM_RUN returns -EINTR at once (a spurious exit each). */
-#ifndef VCPUREQ_MUTANT_STALE_KICK_NOT_DRAINED
+		/* Left pending, the stale signal would make every later
+		 * KVM_RUN return -EINTR at once (a spurious exit each). */
 		vcpureq__signal_drain(vcpu->vm->kick_signal, false);
-#endif
 	}
 }
 
@@ -584,9 +561,7 @@ static void ie_prepare_entry(struct vcpureq_vcpu *vcpu)
 	/* A kick handled since the last entry (the handler set both) has
 	 * done its job; vcpureq__enter_guest_mode() fences these clears
 	 * before the publish. */
-#ifndef VCPUREQ_MUTANT_IE_CLEAR_LATE
 	set_immediate_exit(vcpu, 0);
-#endif
 	atomic_store_explicit(&vcpu->kicked, 0, memory_order_relaxed);
 }
 
@@ -633,14 +608,6 @@ static void kvm_inject(struct vcpureq_vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
 
-#ifdef VCPUREQ_MUTANT_IE_CLEAR_LATE
-	/* Mutant: immediate_exit cleared after IN_GUEST_MODE is published
-	 * (here, after the final check): a kick whose handler ran since the
-	 * publish is erased, and KVM_RUN runs the guest with the request
-	 * stranded. */
-	if (vcpu->ops->kick == VCPUREQ_KICK_IMMEDIATE_EXIT)
-		set_immediate_exit(vcpu, 0);
-#endif
 	if (!vcpureq__irr_pending(vcpu)) {
 		if (vcpu->window_requested) {
 			run->request_interrupt_window = 0;
@@ -712,9 +679,7 @@ static void kvm_on_park(struct vcpureq_vcpu *vcpu)
 {
 	(void)vcpu;
 #ifdef KVM_KVMCLOCK_CTRL
-#ifndef VCPUREQ_MUTANT_NO_KVMCLOCK_CTRL
 	(void)ioctl(vcpu->fd, KVM_KVMCLOCK_CTRL, 0);
-#endif
 #endif
 }
 

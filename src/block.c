@@ -77,29 +77,17 @@ static int check_block(struct vcpureq_vcpu *vcpu)
 
 	if (vcpureq__vm_dead(vcpu->vm))
 		why |= VCPUREQ_WAKE_DEAD;
-#ifndef VCPUREQ_MUTANT_BLOCK_IGNORES_RUNNABLE
 	if (o->runnable && o->runnable(vcpu, o->opaque))
-#else
-	if (0 && o->runnable)
-#endif
 		why |= VCPUREQ_WAKE_RUNNABLE;
 	if (atomic_load_explicit(&vcpu->pir_on, memory_order_relaxed) ||
 	    vcpureq__irr_pending(vcpu))
 		why |= VCPUREQ_WAKE_INTERRUPT;
-#ifndef VCPUREQ_MUTANT_UNBLOCK_NOT_CONSUMED
 	if (vcpureq_check_request(VCPUREQ_REQ_UNBLOCK, vcpu) > 0)
-#else
-	if (vcpureq_test_request(VCPUREQ_REQ_UNBLOCK, vcpu) > 0)
-#endif
 		why |= VCPUREQ_WAKE_UNBLOCK;
 	/* Acquire: pairs with the waker's release store of the hint, which
 	 * follows its bit, so the bit is visible to the caller's checks. */
 	if (atomic_load_explicit(&vcpu->wake_hint, memory_order_relaxed) &&
-#ifndef VCPUREQ_MUTANT_HINT_NOT_CONSUMED
 	    atomic_exchange_explicit(&vcpu->wake_hint, 0, memory_order_acquire))
-#else
-	    atomic_load_explicit(&vcpu->wake_hint, memory_order_acquire))
-#endif
 		why |= VCPUREQ_WAKE_REQUEST;
 	return why;
 }
@@ -131,11 +119,9 @@ static void adjust_poll(struct vcpureq_vcpu *vcpu, uint64_t blocked_ns)
 		poll = 0;
 	else if (poll < max)
 		poll = poll ? poll * 2 : HALT_POLL_GROW_START_NS;
-	/* Mutant: the cap ignored, the window grows past the option. */
-#ifndef VCPUREQ_MUTANT_HALT_POLL_UNCAPPED
+	/* Capped: the window never grows past the option. */
 	if (poll > max)
 		poll = max;
-#endif
 	atomic_store_explicit(&vcpu->poll_ns, poll, memory_order_relaxed);
 }
 

@@ -35,12 +35,8 @@ int vcpureq__check_vm(const struct vcpureq_vm *vm)
 	if (atomic_load_explicit(&vm->state, memory_order_relaxed) !=
 	    VCPUREQ__VM_LIVE)
 		return vcpureq__err(-ESHUTDOWN, "the VM has been destroyed");
-#ifndef VCPUREQ_MUTANT_NO_FORK_CHECK
 	if (vm->fork_gen != atomic_load_explicit(&vcpureq__fork_gen,
 						 memory_order_relaxed))
-#else
-	if (0)
-#endif
 		return vcpureq__err(-ECHILD,
 				    "the VM belongs to the parent process (inherited through fork()): create a new one in the child");
 	return 0;

@@ -54,12 +54,8 @@ static int send_kick_signal(struct vcpureq_vcpu *vcpu)
 			    vcpu->vm->kick_signal) == 0)
 			return 0;
 		e = errno;
-		/* Mutant: a transient EAGAIN reported at once, no retry. */
-#ifndef VCPUREQ_MUTANT_KICK_NO_RETRY
+		/* A transient EAGAIN is retried, with a back-off. */
 		if (e != EAGAIN || delay > KICK_RETRY_LAST_NS)
-#else
-		if (1)
-#endif
 			break;
 		{
 			struct timespec ts = { 0, (long)delay };
@@ -109,11 +105,7 @@ static int kick_in_guest(struct vcpureq_vcpu *vcpu, int *old,
 		    &vcpu->mode, old, VCPUREQ_EXITING_GUEST_MODE,
 		    memory_order_seq_cst, memory_order_acquire)) {
 		VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_BEFORE_SIGNAL);
-#ifndef VCPUREQ_MUTANT_SELF_SIGNAL
 		if (vcpureq__self == vcpu) {
-#else
-		if (0) {
-#endif
 			/* A request from the vCPU thread while it is in
 			 * guest mode (a signal handler, or the thread
 			 * backend's guest callback): no signal to ourselves,
@@ -129,9 +121,6 @@ static int kick_in_guest(struct vcpureq_vcpu *vcpu, int *old,
 			} else {
 				int ex = VCPUREQ_EXITING_GUEST_MODE;
 
-#ifdef VCPUREQ_MUTANT_KICK_FAIL_KEEPS_EXITING
-				ex = -1; /* the CAS back to IN_GUEST fails */
-#endif
 				atomic_compare_exchange_strong_explicit(
 					&vcpu->mode, &ex, VCPUREQ_IN_GUEST_MODE,
 					memory_order_relaxed,
@@ -205,11 +194,7 @@ int vcpureq__kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int req,
 	VCPUREQ__STAT_INC(vcpu, rstats, kicks);
 	/* kvm_vcpu_wake_up(): a sleeper is woken, not signalled or waited
 	 * for (it is outside guest mode). */
-#ifndef VCPUREQ_MUTANT_NO_WAKEUP_IGNORED
 	if (!(flags & VCPUREQ_REQUEST_NO_WAKEUP) &&
-#else
-	if (
-#endif
 	    vcpureq__wake_if_sleeping(vcpu)) {
 		VCPUREQ__TRACE_AT(vcpu->vm, vcpu, kick, VCPUREQ__KICK_WOKE, 0, ts);
 		return 0;
@@ -222,11 +207,9 @@ int vcpureq__kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int req,
 	 * check sees our bit.  A snapshot taken after the CAS could miss the
 	 * bump of the very instance we waited for: a hang.
 	 */
-#ifndef VCPUREQ_MUTANT_SNAPSHOT_AFTER_CAS
 	/* Acquire keeps the mode read below after it: two relaxed loads
 	 * may be performed out of order (C11, ARM64, POWER; not x86). */
 	*snap = atomic_load_explicit(&vcpu->exit_epoch, memory_order_acquire);
-#endif
 	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_AFTER_SNAPSHOT);
 	/* Acquire: a target seen OUTSIDE (the release store of
 	 * vcpureq__exit_guest_mode()) is not waited for, so what it did in
@@ -234,11 +217,6 @@ int vcpureq__kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int req,
 	old = atomic_load_explicit(&vcpu->mode, memory_order_acquire);
 	if (old == VCPUREQ_IN_GUEST_MODE)
 		sent = kick_in_guest(vcpu, &old, ns);
-#ifdef VCPUREQ_MUTANT_SNAPSHOT_AFTER_CAS
-	/* Mutant: the snapshot may see the bump of the instance we kicked,
-	 * and then we wait for the next one. */
-	*snap = atomic_load_explicit(&vcpu->exit_epoch, memory_order_relaxed);
-#endif
 	if (old == VCPUREQ_EXITING_GUEST_MODE)
 		VCPUREQ__STAT_INC(vcpu, rstats, signals_coalesced);
 	VCPUREQ__TRACE_AT(vcpu->vm, vcpu, kick, kick_decision(old, sent, self),
@@ -247,9 +225,7 @@ int vcpureq__kick_after_fence(struct vcpureq_vcpu *vcpu, unsigned int req,
 		return sent; /* not waited for: it cannot be kicked out */
 	if ((flags & VCPUREQ_REQUEST_WAIT) &&
 	    old != VCPUREQ_OUTSIDE_GUEST_MODE && !self) {
-#ifndef VCPUREQ_MUTANT_WAIT_NO_WAIT
 		*wait = true;
-#endif
 		VCPUREQ__STAT_INC(vcpu, rstats, acks_waited);
 		atomic_fetch_add_explicit(&ns->waits, 1, memory_order_relaxed);
 	}

@@ -46,25 +46,14 @@ void vcpureq__mailbox_sync(struct vcpureq_vcpu *vcpu)
 		return;
 	/* Clear ON before taking PIR: a vector posted after we took PIR
 	 * leaves ON set for the next sync (and kicks us if we are in guest
-	 * mode by then).  Mutant: PIR taken first, then ON cleared; a post
-	 * between the two leaves its vector in PIR with ON clear, stranded
-	 * until the next post. */
-#ifndef VCPUREQ_MUTANT_PIR_BEFORE_ON
-#ifndef VCPUREQ_MUTANT_ON_NOT_CLEARED
+	 * mode by then).  Taking PIR first, then clearing ON, would strand
+	 * a vector posted between the two in PIR with ON clear until the
+	 * next post. */
 	atomic_exchange_explicit(&vcpu->pir_on, 0, memory_order_acquire);
-#else
-	(void)atomic_load_explicit(&vcpu->pir_on, memory_order_acquire);
-#endif
 	VCPUREQ_RACE_WINDOW(VCPUREQ__WIN_SYNC_ON);
 	for (i = 0; i < 4; i++)
 		vcpu->irr[i] |= atomic_exchange_explicit(&vcpu->pir[i], 0,
 							 memory_order_relaxed);
-#else
-	for (i = 0; i < 4; i++)
-		vcpu->irr[i] |= atomic_exchange_explicit(&vcpu->pir[i], 0,
-							 memory_order_acquire);
-	atomic_exchange_explicit(&vcpu->pir_on, 0, memory_order_acquire);
-#endif
 }
 
 int vcpureq__irr_take_highest(struct vcpureq_vcpu *vcpu)
@@ -73,11 +62,7 @@ int vcpureq__irr_take_highest(struct vcpureq_vcpu *vcpu)
 
 	for (i = 3; i >= 0; i--) {
 		if (vcpu->irr[i]) {
-#ifndef VCPUREQ_MUTANT_TAKE_LOWEST
 			int b = 63 - __builtin_clzll(vcpu->irr[i]);
-#else
-			int b = __builtin_ctzll(vcpu->irr[i]);
-#endif
 
 			vcpu->irr[i] &= ~(UINT64_C(1) << b);
 			return i * 64 + b;

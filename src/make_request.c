@@ -74,11 +74,7 @@ static int check_wait_deadlock(const struct vcpureq_vm *vm, unsigned int req,
 
 	/* Any VM: two vCPU threads of different VMs waiting for each
 	 * other's vCPU deadlock just the same. */
-#ifndef VCPUREQ_MUTANT_NO_DEADLOCK_CHECK
 	if (!(req & VCPUREQ_REQUEST_WAIT) || !self)
-#else
-	if (1 || !(req & VCPUREQ_REQUEST_WAIT) || !self)
-#endif
 		return 0;
 	if (self->in_walk)
 		return vcpureq__err(-EDEADLK,
@@ -209,11 +205,7 @@ static int wait_ack(struct vcpureq_vcpu *vcpu, uint32_t snap, bool spin,
 
 int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 {
-#ifndef VCPUREQ_MUTANT_NO_ACTION_SETS_BIT
 	bool act = !(req & VCPUREQ_REQUEST_NO_ACTION);
-#else
-	bool act = true;
-#endif
 	uint32_t snap;
 	bool wait;
 	int r = vcpureq__check_vcpu(vcpu);
@@ -226,21 +218,12 @@ int vcpureq_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 		return r;
 	VCPUREQ__TRACE(vcpu->vm, vcpu, call_begin, req, VCPUREQ__CALL_REQUEST);
 	/* request_mask() for one target, without walking masks. */
-#ifndef VCPUREQ_MUTANT_REQUESTLESS_KICK
 	if (act) {
 		vcpureq__mark_dead(vcpu->vm, req);
 		vcpureq__set_request(vcpu, req);
 	}
 	VCPUREQ__MB_R(); /* [R] */
 	r = vcpureq__kick_after_fence(vcpu, req, &wait, &snap);
-#else
-	VCPUREQ__MB_R();
-	r = vcpureq__kick_after_fence(vcpu, req, &wait, &snap);
-	if (act) {
-		vcpureq__mark_dead(vcpu->vm, req);
-		vcpureq__set_request(vcpu, req);
-	}
-#endif
 	if (wait) {
 		int e;
 
@@ -277,19 +260,10 @@ static int request_targets(struct vcpureq_vm *vm, unsigned int req,
 		return r;
 	VCPUREQ__TRACE(vm, NULL, call_begin, req, VCPUREQ__CALL_BROADCAST);
 	vcpureq__pending_clear(dl);
-#ifndef VCPUREQ_MUTANT_REQUESTLESS_KICK
 	vcpureq__mark_dead(vm, req);
 	vcpureq__set_bits(vm, req, t);
 	VCPUREQ__MB_R(); /* [R] for every target at once */
 	sent = vcpureq__kick_all(vm, req, t, a.waits ? &a : NULL, &err);
-#else
-	/* Mutant: a request-less kick, then a flag that the Dekker pattern
-	 * does not cover (what kvmtool and cloud-hypervisor do). */
-	VCPUREQ__MB_R();
-	sent = vcpureq__kick_all(vm, req, t, a.waits ? &a : NULL, &err);
-	vcpureq__mark_dead(vm, req);
-	vcpureq__set_bits(vm, req, t);
-#endif
 	if (!a.waits) {
 		r = err ? err : sent;
 		VCPUREQ__TRACE(vm, NULL, call_end, r, VCPUREQ__CALL_BROADCAST);
@@ -334,9 +308,6 @@ int vcpureq_make_all_cpus_request(struct vcpureq_vm *vm, unsigned int req)
 	if (r)
 		return r;
 	t.n = vcpureq__nr_vcpus(vm);
-#ifdef VCPUREQ_MUTANT_ALL_CPUS_32
-	t.n = t.n > 32 ? 32 : t.n; /* a 32-bit "all" mask */
-#endif
 	return request_targets(vm, req, &t, NULL);
 }
 

@@ -153,11 +153,7 @@ static int wait_parked(struct vcpureq_vcpu *v, const struct timespec *deadline)
 		 * then bumps every park_epoch ([E']): read after our epoch
 		 * load, either we see the flag here or the bump makes the
 		 * futex wait below return (or wakes it: [W']). */
-#ifndef VCPUREQ_MUTANT_DEAD_PAUSER_WAITS
 		if (vcpureq__vm_dead(v->vm)) {
-#else
-		if (0) {
-#endif
 			r = -EIO;
 			break;
 		}
@@ -340,14 +336,6 @@ static uint32_t take_pause(struct vcpureq_vcpu *v)
 	do {
 		if (!(w & VCPUREQ__PAUSE_COUNT))
 			return 0;
-#ifdef VCPUREQ_MUTANT_RESUME_NOT_ATOMIC
-		/* Mutant: the check above, then a decrement that does not
-		 * re-check (two resumers of one pause both take it). */
-		sched_yield();
-		atomic_fetch_sub_explicit(&v->pause_word, 1,
-					  memory_order_release);
-		return w & VCPUREQ__PAUSE_COUNT;
-#endif
 	} while (!atomic_compare_exchange_weak_explicit(
 			 &v->pause_word, &w, w - 1, memory_order_release,
 			 memory_order_relaxed));

@@ -87,11 +87,7 @@ static void set_wake_hint(struct vcpureq_vcpu *vcpu, unsigned int req)
 	 * Unconditional: skipping the store because the hint looked set
 	 * could race with the vCPU consuming it, and lose a wake-up.
 	 */
-#ifndef VCPUREQ_MUTANT_NO_WAKE_HINT
 	if (!(req & VCPUREQ_REQUEST_NO_WAKEUP))
-#else
-	if (0 && !(req & VCPUREQ_REQUEST_NO_WAKEUP))
-#endif
 		atomic_store_explicit(&vcpu->wake_hint, 1, memory_order_release);
 }
 
@@ -115,11 +111,7 @@ int vcpureq_test_request(unsigned int req, const struct vcpureq_vcpu *vcpu)
 	/* Acquire: pairs with the release RMW in vcpureq__set_request(). */
 	return (atomic_load_explicit(&vcpu->requests,
 				     VCPUREQ__MO_PAYLOAD(memory_order_acquire)) &
-#ifndef VCPUREQ_MUTANT_TEST_WRONG_BIT
 		req_bit(req)) != 0;
-#else
-		req_bit(req + 1)) != 0;
-#endif
 }
 
 int vcpureq_clear_request(unsigned int req, struct vcpureq_vcpu *vcpu)
@@ -130,13 +122,9 @@ int vcpureq_clear_request(unsigned int req, struct vcpureq_vcpu *vcpu)
 		r = vcpureq__check_req(req, false);
 	if (r)
 		return r;
-#ifndef VCPUREQ_MUTANT_CLEAR_ALL
 	if (atomic_fetch_and_explicit(&vcpu->requests, ~req_bit(req),
 				      memory_order_relaxed) & req_bit(req))
 		VCPUREQ__TRACE(vcpu->vm, vcpu, clear, req, 0);
-#else
-	atomic_store_explicit(&vcpu->requests, 0, memory_order_relaxed);
-#endif
 	return 0;
 }
 
@@ -155,10 +143,8 @@ static bool take_bit(struct vcpureq_vcpu *vcpu, unsigned int req)
 	 * the clear before the handler's reads of the payload, so a request
 	 * made again after those reads is not lost to this clear.
 	 */
-#ifndef VCPUREQ_MUTANT_CHECK_NO_CLEAR
 	atomic_fetch_and_explicit(&vcpu->requests, ~bit,
 				  VCPUREQ__MO_PAYLOAD(memory_order_seq_cst));
-#endif
 	VCPUREQ__STAT_INC(vcpu, vstats, requests_handled);
 	atomic_fetch_add_explicit(&vcpureq__nr_stats_of(vcpu->vm, req)->handled,
 				  1, memory_order_relaxed);

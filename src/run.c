@@ -31,13 +31,9 @@ static int process_requests(struct vcpureq_vcpu *vcpu)
 
 	/* Requests are about to be processed, so the waking hint is spent.
 	 * The exchange (acquire) precedes the reads of the bitmap: a hint
-	 * stored after we cleared it survives for block.  Mutant: not
-	 * spent, a block after the entry returns for requests handled. */
-#ifndef VCPUREQ_MUTANT_HINT_NOT_SPENT_BY_PROCESSING
+	 * stored after we cleared it survives for block.  Not spent, it
+	 * would make a block after the entry return for requests handled. */
 	if (atomic_load_explicit(&vcpu->wake_hint, memory_order_relaxed))
-#else
-	if (0)
-#endif
 		atomic_exchange_explicit(&vcpu->wake_hint, 0,
 					 memory_order_acquire);
 	if (!atomic_load_explicit(&vcpu->requests, memory_order_relaxed))
@@ -65,9 +61,7 @@ static int process_requests(struct vcpureq_vcpu *vcpu)
 	 * call return VCPUREQ_RUN_REQUEST; the final check sees it, aborts
 	 * the entry and brings us back above, where it is processed. */
 	before = atomic_load_explicit(&vcpu->requests, memory_order_relaxed);
-#ifndef VCPUREQ_MUTANT_LIBRARY_BITS_RETURNED
 	before &= ~VCPUREQ__LIBRARY_BITS;
-#endif
 	if (!before)
 		return 0;
 	if (!o->handle_requests)
@@ -145,12 +139,9 @@ static int exit_(struct vcpureq_vcpu *vcpu, int ret)
 
 	vcpu->entered = false;
 	/* The hint is spent only where requests are processed (enter) or
-	 * where block returns for it.  Mutant: spent at the exit, too
-	 * early: a request made in guest mode no longer ends the block
-	 * that follows a halt exit. */
-#ifdef VCPUREQ_MUTANT_HINT_SPENT_AT_EXIT
-	atomic_exchange_explicit(&vcpu->wake_hint, 0, memory_order_acquire);
-#endif
+	 * where block returns for it.  Spent at the exit it would be spent
+	 * too early: a request made in guest mode would no longer end the
+	 * block that follows a halt exit. */
 	left = vcpureq__exit_guest_mode(vcpu, VCPUREQ__LEAVE_EXIT);
 	VCPUREQ__STAT_INC(vcpu, vstats, exits);
 	kind = vcpu->ops->classify_exit(vcpu, ret, left);

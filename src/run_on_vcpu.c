@@ -89,12 +89,7 @@ static void cancel_taken(void *p)
 static void run_taken(struct vcpureq_vcpu *vcpu, bool cancel,
 		      struct taken *tk)
 {
-#ifndef VCPUREQ_MUTANT_EXIT_LOSES_WORK
 	struct taken *owed = tk;
-#else
-	/* Mutant: the handler owes nothing (the items are lost). */
-	struct taken none = { NULL }, *owed = &none;
-#endif
 
 	pthread_cleanup_push(cancel_taken, owed);
 	while (tk->fifo) {
@@ -188,9 +183,7 @@ static int waits_on_begin(struct vcpureq_vcpu *self, struct vcpureq_vcpu *target
 	struct vcpureq_vcpu *v = target;
 	unsigned int steps = 0;
 
-#ifndef VCPUREQ_MUTANT_WORK_CYCLE_OK
 	atomic_store_explicit(&self->waits_on, target, memory_order_seq_cst);
-#endif
 	while (v) {
 		if (v == self || ++steps > WAITS_ON_MAX_STEPS) {
 			atomic_store_explicit(&self->waits_on, NULL,

@@ -121,9 +121,7 @@ void vcpureq__signal_release(int sig)
 	 * application installed since stays (resetting it to SIG_DFL would
 	 * make its next raise() of the signal kill the process). */
 	if (sig_users[sig] > 0 && --sig_users[sig] == 0) {
-#ifndef VCPUREQ_MUTANT_RELEASE_RESETS_FOREIGN
 		if (vcpureq__signal_is_ours(sig))
-#endif
 			sigaction(sig, &sig_saved[sig], NULL);
 	}
 	pthread_mutex_unlock(&sig_lock);

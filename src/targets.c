@@ -40,11 +40,7 @@ int vcpureq__targets_of(const struct vcpureq_vm *vm, const uint64_t *mask,
 			bits &= (UINT64_C(1) << (mask_bits - base)) - 1;
 		if (base < t->n)
 			bits >>= t->n - base; /* t->n - base < 64 here */
-#ifndef VCPUREQ_MUTANT_MASK_EXTRA_BITS_OK
 		if (bits)
-#else
-		if (0)
-#endif
 			return vcpureq__err(-EINVAL,
 					    "mask names a vCPU index >= the VM's vCPU count");
 	}
@@ -58,11 +54,7 @@ uint64_t vcpureq__tword(const struct targets *t, unsigned int w)
 	uint64_t m = ~UINT64_C(0);
 
 	if (t->mask) {
-#ifndef VCPUREQ_MUTANT_MASK_ONE_WORD
 		if (base >= t->mask_bits)
-#else
-		if (base >= t->mask_bits || w > 0)
-#endif
 			return 0;
 		m = t->mask[w];
 		if (t->mask_bits - base < 64)
@@ -124,13 +116,9 @@ int vcpureq__check_deadline(const struct vcpureq_deadline *dl)
 		return 0;
 	if (dl->size < sizeof(*dl))
 		return vcpureq__err(-EINVAL, "dl->size: set it to sizeof(struct vcpureq_deadline)");
-#ifndef VCPUREQ_MUTANT_DEADLINE_UNCHECKED
 	return vcpureq__check_time(&dl->when,
 				   "dl->when.tv_sec is negative (nothing was done)",
 				   "dl->when.tv_nsec is outside [0, 999999999] (nothing was done)");
-#else
-	return 0;
-#endif
 }
 
 /* A deadline's report: clear @dl->pending, the bits it can hold. */
@@ -138,12 +126,7 @@ void vcpureq__pending_clear(const struct vcpureq_deadline *dl)
 {
 	if (dl && dl->pending && dl->pending_bits)
 		memset(dl->pending, 0,
-#ifndef VCPUREQ_MUTANT_PENDING_LAST_WORD
 		       (dl->pending_bits / 64 + (dl->pending_bits % 64 != 0)) *
-#else
-		       /* Mutant: the last word (partial or not) is left. */
-		       ((dl->pending_bits - 1) / 64) *
-#endif
 			       sizeof(uint64_t));
 }
 

@@ -101,9 +101,6 @@ void vcpureq__trace_at(struct vcpureq_vm *vm, struct vcpureq_vcpu *vcpu,
 		return;
 	}
 	atomic_thread_fence(memory_order_release); /* [T1], pairs with [T3] */
-#ifdef VCPUREQ_MUTANT_TRACE_PUBLISH_EARLY
-	atomic_store_explicit(&ev->seq, pos + 1, memory_order_release);
-#endif
 	atomic_store_explicit(&ev->ts, ts, memory_order_relaxed);
 	atomic_store_explicit(&ev->b, b, memory_order_relaxed);
 	atomic_store_explicit(&ev->tid, (uint32_t)trace_tid,
@@ -119,9 +116,7 @@ void vcpureq__trace_at(struct vcpureq_vm *vm, struct vcpureq_vcpu *vcpu,
 							memory_order_relaxed),
 			      memory_order_relaxed);
 	/* [T2] pairs with the reader's acquire load of seq. */
-#ifndef VCPUREQ_MUTANT_TRACE_PUBLISH_EARLY
 	atomic_store_explicit(&ev->seq, pos + 1, memory_order_release);
-#endif
 }
 
 static struct vcpureq__trace_ring *ring_alloc(unsigned int n)

@@ -49,20 +49,12 @@ bool vcpureq__enter_guest_mode(struct vcpureq_vcpu *vcpu)
 	 * requester read "outside": a request stranded in guest mode.
 	 */
 	VCPUREQ__MB_V();
-#ifndef VCPUREQ_MUTANT_NO_ENTRY_SYNC
 	vcpureq__mailbox_sync(vcpu);
-#endif
 	mode = atomic_load_explicit(&vcpu->mode, memory_order_relaxed);
 	if (mode != VCPUREQ_IN_GUEST_MODE ||
-#ifndef VCPUREQ_MUTANT_NO_FINAL_CHECK
 	    atomic_load_explicit(&vcpu->requests, memory_order_relaxed) ||
-#endif
 	    vcpureq__vm_dead(vcpu->vm)) {
-#ifndef VCPUREQ_MUTANT_ABORT_COUNTED_AS_ENTRY
 		VCPUREQ__STAT_INC(vcpu, vstats, entry_aborts);
-#else
-		VCPUREQ__STAT_INC(vcpu, vstats, entries);
-#endif
 		vcpureq__exit_guest_mode(vcpu, VCPUREQ__LEAVE_ABORT);
 		/*
 		 * A kicker won IN -> EXITING: its signal is for this aborted
@@ -122,13 +114,10 @@ int vcpureq__exit_guest_mode(struct vcpureq_vcpu *vcpu, unsigned int why)
 	 */
 	vcpureq__smp_mb();
 	/* Every waiter: several requesters may WAIT on this vCPU at once.
-	 * Mutant: one woken, the others find the ack at their recheck. */
+	 * Waking one would leave the others to find the ack at their
+	 * recheck, up to 20 ms late. */
 	if (atomic_load_explicit(&vcpu->ack_waiters, memory_order_relaxed))
-#ifndef VCPUREQ_MUTANT_ACK_WAKES_ONE
 		vcpureq__futex_wake(&vcpu->exit_epoch, INT_MAX);
-#else
-		vcpureq__futex_wake(&vcpu->exit_epoch, 1);
-#endif
 	return left;
 }
 
@@ -177,12 +166,7 @@ int vcpureq_walk_lockless_end(struct vcpureq_vcpu *vcpu)
 		return vcpureq__err(-EINVAL, "no lockless walk in progress");
 	vcpu->in_walk = false;
 	/* Release OUTSIDE, release epoch bump, wake waiters. */
-#ifndef VCPUREQ_MUTANT_WALK_END_NO_EPOCH
 	vcpureq__exit_guest_mode(vcpu, VCPUREQ__LEAVE_WALK);
-#else
-	atomic_store_explicit(&vcpu->mode, VCPUREQ_OUTSIDE_GUEST_MODE,
-			      memory_order_release);
-#endif
 	return 0;
 }
 

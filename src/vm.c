@@ -247,11 +247,6 @@ static int add_vcpu(struct vcpureq_vm *vm, unsigned long id, bool adopt,
 	v->id = id;
 	v->index = n;
 	v->fd = -1;
-#ifdef VCPUREQ_MUTANT_COUNT_BEFORE_SLOT
-	/* Mutant: the count is published before the slot (and before the
-	 * vCPU is made): a reader below the count finds NULL. */
-	atomic_store_explicit(&vm->nr_vcpus, n + 1, memory_order_release);
-#endif
 	r = adopt ? vm->ops->vcpu_adopt(v, fd, run, run_size) :
 		    vm->ops->vcpu_create(v);
 	if (r) {
@@ -263,9 +258,7 @@ static int add_vcpu(struct vcpureq_vm *vm, unsigned long id, bool adopt,
 	vm->vcpus[n] = v;
 	/* Publish: release pairs with the acquire in vcpureq__nr_vcpus();
 	 * a reader that sees n + 1 sees the slot and the vCPU whole. */
-#ifndef VCPUREQ_MUTANT_COUNT_BEFORE_SLOT
 	atomic_store_explicit(&vm->nr_vcpus, n + 1, memory_order_release);
-#endif
 	if (out)
 		*out = v;
 out:
@@ -383,11 +376,7 @@ int vcpureq_vm_free(struct vcpureq_vm *vm)
 struct vcpureq_vcpu *vcpureq_vm_vcpu(const struct vcpureq_vm *vm,
 				     unsigned int index)
 {
-#ifndef VCPUREQ_MUTANT_VCPU_INDEX_OFF_BY_ONE
 	if (!vm || index >= vcpureq__nr_vcpus(vm))
-#else
-	if (!vm || index > vcpureq__nr_vcpus(vm))
-#endif
 		return NULL;
 	return vm->vcpus[index];
 }
@@ -401,11 +390,7 @@ struct vcpureq_vcpu *vcpureq_vm_vcpu_by_id(const struct vcpureq_vm *vm,
 		return NULL;
 	n = vcpureq__nr_vcpus(vm);
 	for (i = 0; i < n; i++)
-#ifndef VCPUREQ_MUTANT_BY_ID_OFF_BY_ONE
 		if (vm->vcpus[i]->id == vcpu_id)
-#else
-		if (vm->vcpus[i]->id + 1 == vcpu_id)
-#endif
 			return vm->vcpus[i];
 	return NULL;
 }

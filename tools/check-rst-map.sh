@@ -8,8 +8,7 @@
 #  - every CTest test the evidence cites (`x.{kvm,thread}` = x.kvm, x.thread)
 #    is registered (ctest -N in BUILD_DIR);
 #  - every model check it cites is a `check NAME` of model/run.sh;
-#  - every mutant it cites (mutant `NAME`) is in the mutant lists of
-#    tests/torture/CMakeLists.txt and tests/torture/mutants.sh;
+#  - every mutant it cites (mutant `NAME`) is a tests/mutants/NAME.diff;
 #  - docs/protocol.md, docs/verification.md and model/README.md stand alone
 #    (no reference to the design brief, DESIGN.md).
 #
@@ -19,8 +18,7 @@ set -u
 src=${1:?usage: check-rst-map.sh SOURCE_DIR BUILD_DIR}
 build=${2:?usage: check-rst-map.sh SOURCE_DIR BUILD_DIR}
 map=$src/docs/protocol.md
-for f in "$map" "$src/model/run.sh" "$src/tests/torture/CMakeLists.txt" \
-	"$src/tests/torture/mutants.sh"; do
+for f in "$map" "$src/model/run.sh" "$src/tests/mutants/README.md"; do
 	[ -r "$f" ] || { echo "check-rst-map: $f missing" >&2; exit 2; }
 done
 
@@ -35,10 +33,10 @@ if [ ! -s "$tmp/tests" ]; then
 	exit 2
 fi
 sed -n 's/^[[:space:]]*check \([a-z0-9-]*\) .*/\1/p' "$src/model/run.sh" | sort -u >"$tmp/model"
-perl -0ne 'print lc "$_\n" for /set\(VCPUREQ_MUTANTS\s+([^)]*)\)/ && split " ", $1' \
-	"$src/tests/torture/CMakeLists.txt" | sort -u >"$tmp/mut_cmake"
-sed -n 's/^all_mutants="\(.*\)"$/\1/p' "$src/tests/torture/mutants.sh" |
-	tr ' ' '\n' | sed '/^$/d' | sort -u >"$tmp/mut_sh"
+# Mutants: one diff each in tests/mutants/ (what catches it: its header).
+for d in "$src"/tests/mutants/*.diff; do
+	basename "$d" .diff
+done | sort -u >"$tmp/mutants"
 
 # The map: one line per cited thing, "KIND ROW NAME", and row problems.
 perl -e '
@@ -103,10 +101,7 @@ while read -r kind row name; do
 	case $kind in
 	test) list=tests what="registered CTest test" ;;
 	model) list=model what="check in model/run.sh" ;;
-	mutant)
-		grep -qx "$name" "$tmp/mut_sh" ||
-			{ echo "$row: mutant $name is not in tests/torture/mutants.sh"; status=1; }
-		list=mut_cmake what="mutant in tests/torture/CMakeLists.txt" ;;
+	mutant) list=mutants what="mutant of tests/mutants/ (no $name.diff there)" ;;
 	*) continue ;;
 	esac
 	grep -qx "$name" "$tmp/$list" ||

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Mutation self-check: every mutant of the protocol (src/race.h) must be
-# caught, by a unit-test case (unit_mutants.txt: the case, linked against
-# the mutant library, fails), by ThreadSanitizer (a TSan build of a check
+# Mutation self-check: every mutant of the protocol (tests/mutants/) must
+# be caught, by a unit-test case (the case, linked against the mutant
+# library, fails), by ThreadSanitizer (a TSan build of a check
 # reports the data race the mutant opens), by the torture test (it fails)
 # or by the Spin model (the model variant with the same hole yields its
 # counterexample).  Prints a table and the catch rate; exits non-zero if a
 # mutant survives that is not documented as equivalent on x86-64
-# (equivalent[] below, with the reason printed).
+# (an "Equivalent:" line in its diff, with the reason printed).
 #   mutants.sh BUILD_DIR/tests/torture MODEL_DIR [budget_seconds]
 #   MUTANTS="relaxed_payload ..." mutants.sh ...   only these mutants
 set -u
@@ -19,55 +19,40 @@ if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
 	exit 77
 fi
 
-# Mutant -> the model check (model/run.sh) that shows the same hole.
-declare -A model_check=(
-	[no_req_fence]="tso-no-req-fence-x86-wake"
-	[no_vcpu_fence]="tso-no-vcpu-fence"
-	[no_sleeper_fence]="tso-no-sleep-fence"
-	[snapshot_after_cas]="tso-snap-after-cas"
-	[no_final_check]="sc-no-final-check"
-)
-# Why the torture test may not see it on this machine.
-declare -A why_torture_misses=(
-	[no_req_fence]="on x86 the locked OR orders the Dekker pair; the hint store before the sleep-state read is the hole"
-	[no_sleeper_fence]="store-buffer window too narrow to hit"
-	[no_vcpu_fence]="store-buffer window, hit in some runs only"
-	[snapshot_after_cas]="the WAIT hang it causes took 6-16 s of torture, past the 10 s budget in some runs"
-)
-# Mutant -> the TSan check that catches it: "program case" in BUILD_DIR;
-# the program built against the real library (the name without -mut-...)
-# must pass the same case.
-declare -A tsan_check=(
-	[relaxed_payload]="payload-tsan-mut-relaxed_payload payload_plain_visible.thread"
-)
-all_mutants="no_req_fence no_vcpu_fence no_final_check requestless_kick signal_deliverable snapshot_after_cas no_sleeper_fence wait_no_wait ie_clear_late relaxed_payload no_entry_sync"
-# Mutant -> "test_file case": the unit-test case that catches it.
-declare -A unit_check=()
+# Every mutant is a diff in tests/mutants/ (README there); its header says
+# what catches it and how to run it:
+#   Caught-by: unit <test file> <case> | torture | tsan <program> <case>
+#   Model: <model/run.sh check that shows the same hole>
+#   Torture-misses: <why the torture run may not see it on this machine>
+#   Torture-budget: <seconds>   Torture-args: <args>   Kick: <mechanism>
+# A mutant that nothing can catch on x86-64 would say "Equivalent: <why>"
+# (none today): reported, not failed.
+mdir=$(cd "$(dirname "$0")/../mutants" && pwd)
+declare -A unit_check=() model_check=() why_torture_misses=() tsan_check=()
+declare -A budget_of=() args_of=() kick_of=() equivalent=()
 unit_mutants=""
-while read -r m tf tcase; do
-	case $m in ''|'#'*) continue ;; esac
-	unit_check[$m]="$tf $tcase"
-	unit_mutants="$unit_mutants $m"
-done < "$(dirname "$0")/unit_mutants.txt"
-# Mutants that nothing can catch on x86-64, and why (none today; a
-# survivor listed here is reported, not failed).
-declare -A equivalent=()
-# Torture arguments of the mutants whose hole only one workload reaches.
-declare -A args_of=(
-	[no_entry_sync]="-m 8 -i 2"
-)
-# Mutants of one kick mechanism run with it (the others with the default).
-# Mutants whose window the torture run hits late (a WAIT must hang 3 s to
-# count): a longer budget, so that a slow run on a loaded machine still
-# catches them (measured: 6-10 s at 10 s budget).
-declare -A budget_of=(
-	[signal_deliverable]=25
-	[ie_clear_late]=25
-)
-declare -A kick_of=(
-	[signal_deliverable]="sigmask"
-	[ie_clear_late]="immediate_exit"
-)
+all_mutants=""
+for d in "$mdir"/*.diff; do
+	m=$(basename "$d" .diff)
+	while IFS= read -r line; do
+		case $line in
+		'--- a/'*) break ;;
+		'Caught-by: unit '*) unit_check[$m]=${line#Caught-by: unit } ;;
+		'Caught-by: tsan '*) tsan_check[$m]=${line#Caught-by: tsan } ;;
+		'Model: '*) model_check[$m]=${line#Model: } ;;
+		'Torture-misses: '*) why_torture_misses[$m]=${line#Torture-misses: } ;;
+		'Torture-budget: '*) budget_of[$m]=${line#Torture-budget: } ;;
+		'Torture-args: '*) args_of[$m]=${line#Torture-args: } ;;
+		'Kick: '*) kick_of[$m]=${line#Kick: } ;;
+		'Equivalent: '*) equivalent[$m]=${line#Equivalent: } ;;
+		esac
+	done < "$d"
+	if [ -n "${unit_check[$m]:-}" ]; then
+		unit_mutants="$unit_mutants $m"
+	else
+		all_mutants="$all_mutants $m"
+	fi
+done
 # The unit-test mutants first: seconds each.
 mutants=${MUTANTS:-$unit_mutants $all_mutants}
 for m in $mutants; do
