@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The counters of a VM: vcpureq_vm_dump_stats() (every counter, as text or
- * JSON), vcpureq_vm_request_stats() (one request number's, as a struct)
- * and vcpureq_vm_reset_stats().
+ * The counters: vcpureq_vcpu_stats() (one vCPU's, as a struct),
+ * vcpureq_vm_dump_stats() (every counter, as text or JSON),
+ * vcpureq_vm_request_stats() (one request number's, as a struct) and
+ * vcpureq_vm_reset_stats().
  */
 #include <errno.h>
 #include <stddef.h>
@@ -20,6 +21,53 @@
 	X(entry_aborts) X(exits) X(kicked_exits) X(spurious_exits) X(blocks) \
 	X(halt_poll_hits) X(interrupts_posted) X(interrupts_injected)       \
 	X(foreign_exits) X(halt_poll_ns) X(ack_rechecks) X(acks_at_recheck)
+
+/* The first version of struct vcpureq_stats with a size argument ends with
+ * interrupts_injected. */
+#define STATS_SIZE_MIN \
+	(offsetof(struct vcpureq_stats, interrupts_injected) + sizeof(uint64_t))
+
+int vcpureq_vcpu_stats(const struct vcpureq_vcpu *vcpu,
+		       struct vcpureq_stats *out, size_t size)
+{
+	const struct vcpureq__req_stats *r;
+	const struct vcpureq__vcpu_stats *v;
+	struct vcpureq_stats s;
+
+	int e = vcpureq__check_vcpu(vcpu);
+
+	if (e)
+		return e;
+	if (!out)
+		return vcpureq__err(-EINVAL, "out is NULL");
+	if (size < STATS_SIZE_MIN)
+		return vcpureq__err(-EINVAL, "size is below the first struct vcpureq_stats: pass sizeof(*out)");
+	r = &vcpu->rstats;
+	v = &vcpu->vstats;
+	memset(&s, 0, sizeof(s));
+	s.requests_made = LD(r->requests_made);
+	s.requests_handled = LD(v->requests_handled);
+	s.kicks = LD(r->kicks);
+	s.signals_sent = LD(r->signals_sent);
+	s.signals_coalesced = LD(r->signals_coalesced);
+	s.wakeups = LD(r->wakeups);
+	s.acks_waited = LD(r->acks_waited);
+	s.entries = LD(v->entries);
+	s.entry_aborts = LD(v->entry_aborts);
+	s.exits = LD(v->exits);
+	s.kicked_exits = LD(v->kicked_exits);
+	s.spurious_exits = LD(v->spurious_exits);
+	s.blocks = LD(v->blocks);
+	s.halt_poll_hits = LD(v->halt_poll_hits);
+	s.interrupts_posted = LD(r->interrupts_posted);
+	s.interrupts_injected = LD(v->interrupts_injected);
+	s.foreign_exits = LD(v->foreign_exits);
+	s.halt_poll_ns = LD(vcpu->poll_ns);
+	s.ack_rechecks = LD(r->ack_rechecks);
+	s.acks_at_recheck = LD(r->acks_at_recheck);
+	vcpureq__copy_out(out, size, &s, sizeof(s));
+	return 0;
+}
 
 static const char *nr_name(unsigned int nr)
 {
