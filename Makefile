@@ -13,7 +13,7 @@ PROGRESS = grep -E --line-buffered '^[0-9]+/[0-9]+ Test|model: |mutants: |SURVIV
 FULL_TORTURE_SECONDS ?= 180
 
 .PHONY: all configure demo deps test test-full unit unit-soak torture torture-long \
-	test-asan test-tsan bench consumer-check cross usdt-check trace-picture \
+	test-asan test-tsan bench consumer-check cross barrier-check usdt-check trace-picture \
 	clean
 
 configure:
@@ -110,6 +110,12 @@ cross:
 		-Ibuild-aarch64-static/include -o build-aarch64-static/minimal \
 		examples/minimal.c build-aarch64-static/libvcpureq.a
 	qemu-aarch64 -L /usr/aarch64-linux-gnu build-aarch64-static/minimal
+
+# The arm64 barrier check (docs/verification.md): every barrier pair of
+# docs/protocol.md found, with its order, in the aarch64 disassembly of the
+# library; and every relaxed-order mutant (tests/mutants/) failing it.
+barrier-check:
+	tools/barrier-check.sh
 
 # The library with USDT probes (-DVCPUREQ_USDT=ON; <sys/sdt.h> from
 # systemtap-sdt-dev): every trace event has its stapsdt note, in the
