@@ -13,7 +13,7 @@ PROGRESS = grep -E --line-buffered '^[0-9]+/[0-9]+ Test|model: |mutants: |SURVIV
 FULL_TORTURE_SECONDS ?= 180
 
 .PHONY: all configure demo deps test test-full unit unit-soak torture torture-long \
-	test-asan test-tsan bench consumer-check cross barrier-check usdt-check trace-picture \
+	test-asan test-tsan bench consumer-check cross barrier-check insn-budget usdt-check trace-picture \
 	clean
 
 configure:
@@ -110,6 +110,11 @@ cross:
 		-Ibuild-aarch64-static/include -o build-aarch64-static/minimal \
 		examples/minimal.c build-aarch64-static/libvcpureq.a
 	qemu-aarch64 -L /usr/aarch64-linux-gnu build-aarch64-static/minimal
+
+# User-space instructions per guest entry and per request, counted by
+# callgrind and held to the budget docs/performance.md states.
+insn-budget: all
+	tools/insn-budget.sh $(BUILD)
 
 # The arm64 barrier check (docs/verification.md): every barrier pair of
 # docs/protocol.md found, with its order, in the aarch64 disassembly of the
