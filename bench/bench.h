@@ -80,6 +80,14 @@ void figure_spread(const struct figure *f, double *lo, double *hi);
 /* Write the samples, one a line, to DIR/samples-KEY.txt. */
 void figure_dump(struct figure *f, const char *dir);
 
+/* JSON of the data file (data.c; schema at the top of bench/render.py):
+ * a number (NaN and infinities as null), a string, and a member
+ * "NAME": [numbers] (samples in the order they are held). */
+void json_num(FILE *f, double x);
+void json_str(FILE *f, const char *s);
+void json_nums(FILE *f, const char *name, const double *v, size_t n);
+void json_samples(FILE *f, const char *name, const struct samples *s);
+
 /* ---- utilities (util.c) ---- */
 uint64_t b_now(void);
 /* A part's sample count: @full, or @quick with --quick, times --scale;
@@ -275,10 +283,14 @@ int part_requesters(int rep);
 int part_broadcast(int rep);
 int part_kickab(int rep);
 void kickab_report(FILE *f);
+/* The part's member of the data file (data.c): "kickab": {...}. */
+void kickab_data(FILE *f);
 int part_pause(int rep);
 /* The trace's cost, off and on (tracecost.c), and its report section. */
 int part_trace(int rep);
 void trace_report(FILE *f);
+/* Its member of the data file: "trace": {...}. */
+void trace_data(FILE *f);
 
 /* ---- pause / resume results (pause.c) ---- */
 #define PR_NIMPL 4      /* vcpureq, QEMU, cloud-hypervisor, kvmtool */
@@ -350,6 +362,11 @@ struct bc_cell {
 extern struct bc_cell g_bc[B_NIMPL][B_NN];
 const char *bc_impl_name(int i);
 const char *bc_impl_source(int i);
+
+/* ---- the data file (data.c) ---- */
+/* Write DIR/data.json (creating DIR): the run's context and every
+ * sample; 0 or a negative errno (with a message on stderr). */
+int data_write(const char *dir, double seconds);
 
 /* ---- report (report.c) ---- */
 /* The bullet list of implementations 0 .. n-1 (0: vcpureq, then the

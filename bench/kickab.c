@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <linux/kvm.h>
 #include <linux/perf_event.h>
+#include <math.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -301,4 +302,32 @@ void kickab_report(FILE *f)
 			raw > 0 ? 100 * (samples_pct(&ab.entry[m], 50) / raw - 1) : 0);
 	}
 	fprintf(f, "\n");
+}
+
+/* The part's member of the data file: "kickab": {...} (null if not run). */
+void kickab_data(FILE *f)
+{
+	int m;
+
+	fputs("\"kickab\": ", f);
+	if (!ab.ran) {
+		fputs("null", f);
+		return;
+	}
+	fputs("{\n", f);
+	json_samples(f, "entry_raw_ns", &ab.entry_raw);
+	fputs(",\n\"mechanisms\": [", f);
+	for (m = 0; m < 2; m++) {
+		fputs(m ? ",\n{" : "\n{", f);
+		fputs("\"name\": ", f);
+		json_str(f, ab_name[m]);
+		fputs(", \"syscalls_per_kick\": ", f);
+		json_num(f, ab.have_sc ? ab.sc_per_kick[m] : NAN);
+		fputs(",\n", f);
+		json_samples(f, "kick_ns", &ab.kick[m]);
+		fputs(",\n", f);
+		json_samples(f, "entry_ns", &ab.entry[m]);
+		fputs("}", f);
+	}
+	fputs("]}", f);
 }

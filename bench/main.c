@@ -278,6 +278,8 @@ int main(int argc, char **argv)
 	b_phase("report");
 	if (g_opt.out && report_files(g_opt.out, secs) < 0)
 		b_die("cannot write the report files into %s", g_opt.out);
+	if (g_opt.out && data_write(g_opt.out, secs) < 0)
+		b_die("cannot write the data file into %s", g_opt.out);
 	report_write(stdout, secs);
 	return 0;
 }

@@ -116,3 +116,46 @@ void figure_dump(struct figure *f, const char *dir)
 		fprintf(fp, "%.1f\n", f->all.v[i]);
 	fclose(fp);
 }
+
+/* ---- JSON (the data file, data.c) ---- */
+void json_num(FILE *f, double x)
+{
+	if (isnan(x) || isinf(x))
+		fputs("null", f);
+	else
+		fprintf(f, "%.17g", x); /* round-trips: the renderer sees the double */
+}
+
+void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+void json_nums(FILE *f, const char *name, const double *v, size_t n)
+{
+	size_t i;
+
+	fprintf(f, "\"%s\": [", name);
+	for (i = 0; i < n; i++) {
+		if (i)
+			fputs(i % 8 ? ", " : ",\n ", f);
+		json_num(f, v[i]);
+	}
+	fputs("]", f);
+}
+
+void json_samples(FILE *f, const char *name, const struct samples *s)
+{
+	json_nums(f, name, s->v, s->n);
+}

@@ -295,3 +295,51 @@ void trace_report(FILE *f)
 		   "the on row's is on / off. Outside rows: on / off. The last start recorded %llu events, %llu of them overwritten.\n\n",
 		(unsigned long long)tc.recorded, (unsigned long long)tc.lost);
 }
+
+/* The part's member of the data file: "trace": {...} (null if not run);
+ * the series by name (T_RAW, T_OFF, T_ON as raw, off, on). */
+void trace_data(FILE *f)
+{
+	static const char *const mode[3] = { "raw", "off", "on" };
+	char name[64];
+	int m;
+
+	fputs("\"trace\": ", f);
+	if (!tc.ran) {
+		fputs("null", f);
+		return;
+	}
+	fprintf(f, "{\"ring_events\": %u, \"recorded\": %llu, \"lost\": %llu",
+		TC_RING_EVENTS, (unsigned long long)tc.recorded,
+		(unsigned long long)tc.lost);
+	for (m = 0; m < 3; m++) {
+		snprintf(name, sizeof(name), "entry_%s_ns", mode[m]);
+		fputs(",\n", f);
+		json_samples(f, name, &tc.entry[m]);
+		snprintf(name, sizeof(name), "kick_%s_ns", mode[m]);
+		fputs(",\n", f);
+		json_samples(f, name, &tc.kick[m]);
+		if (m == T_RAW)
+			continue;
+		snprintf(name, sizeof(name), "outside_%s_ns", mode[m]);
+		fputs(",\n", f);
+		json_samples(f, name, &tc.out[m]);
+	}
+	fputs(",\n", f);
+	json_samples(f, "entry_on_off", &tc.entry_on_off);
+	fputs(",\n", f);
+	json_samples(f, "entry_on_minus_off_ns", &tc.entry_d);
+	fputs(",\n", f);
+	json_samples(f, "entry_off_raw", &tc.entry_off_raw);
+	fputs(",\n", f);
+	json_samples(f, "kick_on_off", &tc.kick_on_off);
+	fputs(",\n", f);
+	json_samples(f, "kick_on_minus_off_ns", &tc.kick_d);
+	fputs(",\n", f);
+	json_samples(f, "kick_off_raw", &tc.kick_off_raw);
+	fputs(",\n", f);
+	json_samples(f, "outside_on_off", &tc.out_on_off);
+	fputs(",\n", f);
+	json_samples(f, "outside_on_minus_off_ns", &tc.out_d);
+	fputs("}", f);
+}
