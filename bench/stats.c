@@ -85,38 +85,6 @@ double figure_pct(struct figure *f, double p)
 	return samples_pct(&f->all, p);
 }
 
-void figure_spread(const struct figure *f, double *lo, double *hi)
-{
-	int i;
-
-	*lo = *hi = NAN;
-	for (i = 0; i < f->nrep; i++) {
-		if (i == 0 || f->rep_p50[i] < *lo)
-			*lo = f->rep_p50[i];
-		if (i == 0 || f->rep_p50[i] > *hi)
-			*hi = f->rep_p50[i];
-	}
-}
-
-void figure_dump(struct figure *f, const char *dir)
-{
-	char path[4096];
-	FILE *fp;
-	size_t i;
-
-	if (!f->all.n || !f->key)
-		return;
-	snprintf(path, sizeof(path), "%s/samples-%s.txt", dir, f->key);
-	fp = fopen(path, "w");
-	if (!fp)
-		return;
-	fprintf(fp, "# %s (ns), %zu samples over %d repeat(s)\n", f->title,
-		f->all.n, f->nrep);
-	for (i = 0; i < f->all.n; i++)
-		fprintf(fp, "%.1f\n", f->all.v[i]);
-	fclose(fp);
-}
-
 /* ---- JSON (the data file, data.c) ---- */
 void json_num(FILE *f, double x)
 {
