@@ -5,13 +5,15 @@
  *   vcpureq-bench [--quick] [--out DIR] [--reps N] [--max-n N]
  *                 [--only PARTS] [--outside-requests N] [--scale X]
  *   vcpureq-bench --render-only DIR
+ *   vcpureq-bench --no-output [PART OPTIONS]
  *
  * Measures, then writes the run's data, DIR/data.json (data.c), and runs
  * bench/render.py on DIR: it writes DIR/report.md, the CSV/data files and a
  * gnuplot plot of the broadcast results, and prints the Markdown report on
  * stdout (progress on stderr).  Without --out, DIR is a new directory under
  * /tmp (named on stderr).  --render-only renders saved data again without
- * measuring.  Exit 0 on success, 77 (SKIP) only if /dev/kvm is absent (or
+ * measuring; --no-output measures and writes nothing (bench/run.sh counts
+ * the system calls of such a run).  Exit 0 on success, 77 (SKIP) only if /dev/kvm is absent (or
  * python3, which renders the report), 1 on error (also if /dev/kvm exists
  * but cannot be opened).  Targets are reported, not asserted.
  */
@@ -59,13 +61,17 @@ static void usage(FILE *f)
 		"                     [--only PART[,PART...]] [--outside-requests N] [--scale X]\n"
 		"                     [--pause-n N[,N...]] [--pause-samples K]\n"
 		"                     [--pause-impls IMPL[,IMPL...]]\n"
-		"                     [--finish-poll fixed|scaled|alt]\n"
+		"                     [--finish-poll fixed|scaled|alt] [--no-output]\n"
+		"       vcpureq-bench --render-only DIR\n"
 		"  --quick    a run of a few tens of seconds (CI): 1 repeat, broadcast and\n"
 		"             pause/resume up to N = 64, few samples\n"
 		"  --out DIR  write data.json, report.md, data files and the plot into DIR\n"
 		"             (default: a new directory under /tmp)\n"
 		"  --render-only DIR\n"
 		"             measure nothing: render DIR/data.json of an earlier run again\n"
+		"  --no-output\n"
+		"             measure, write and render nothing (the system-call count\n"
+		"             of bench/run.sh)\n"
 		"  --reps N   repeat runs (default 3; 1 with --quick)\n"
 		"  --max-n N  largest broadcast N (default 1024; 64 with --quick)\n"
 		"  --scale X  multiply the sample counts by X\n"
@@ -233,6 +239,7 @@ int main(int argc, char **argv)
 	uint64_t t0;
 	double secs;
 	char tmp_out[] = "/tmp/vcpureq-bench.XXXXXX";
+	bool no_output = false;
 
 	g_opt.scale = 1.0;
 	g_opt.finish_poll = PR_POLL_FIXED;
@@ -247,6 +254,8 @@ int main(int argc, char **argv)
 			i++;
 		} else if (!strcmp(a, "--render-only") && v) {
 			return render(v);
+		} else if (!strcmp(a, "--no-output")) {
+			no_output = true;
 		} else if (!strcmp(a, "--reps") && v) {
 			reps = atoi(v);
 			i++;
@@ -334,6 +343,8 @@ int main(int argc, char **argv)
 		}
 	}
 	secs = (double)(b_now() - t0) / 1e9;
+	if (no_output)
+		return 0;
 	b_phase("report");
 	if (!g_opt.out) {
 		if (!mkdtemp(tmp_out))

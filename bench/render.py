@@ -62,8 +62,8 @@ Derived files written next to it (for plotting elsewhere; the report does not
 read them): samples-KEY.txt (one figure's samples), summary.csv (per figure),
 broadcast.dat (the plot's data), broadcast.gp (the plot's script),
 broadcast-samples.csv, requesters.csv, pause-samples.csv. If bench/run.sh left
-strace-1000000.txt and strace-2000000.txt in DIR, the report ends with their
-system-call counts.
+strace-1000000.txt and strace-2000000.txt in DIR (newer than data.json), the
+report ends with their system-call counts.
 """
 
 import json
@@ -651,6 +651,9 @@ def strace(d, out):
     """bench/run.sh's differential count (its two strace -c summaries)."""
     files = [os.path.join(d, "strace-%d.txt" % r) for r in (1000000, 2000000)]
     if not all(os.path.exists(p) for p in files):
+        return
+    # Counted after this data was written, else an earlier run's.
+    if min(os.path.getmtime(p) for p in files) < os.path.getmtime(os.path.join(d, "data.json")):
         return
     a, b = (strace_calls(p) for p in files)
     if a is None or b is None:
