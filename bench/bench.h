@@ -74,7 +74,7 @@ struct figure {
 };
 /* Append one repeat's samples (consumed: cleared afterwards). */
 void figure_add_rep(struct figure *f, struct samples *rep);
-double figure_pct(struct figure *f, double p);
+
 /* JSON of the data file (data.c; schema at the top of bench/render.py):
  * a number (NaN and infinities as null), a string, and a member
  * "NAME": [numbers] (samples in the order they are held). */

@@ -80,11 +80,6 @@ void figure_add_rep(struct figure *f, struct samples *rep)
 	samples_clear(rep);
 }
 
-double figure_pct(struct figure *f, double p)
-{
-	return samples_pct(&f->all, p);
-}
-
 /* ---- JSON (the data file, data.c) ---- */
 void json_num(FILE *f, double x)
 {
