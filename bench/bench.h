@@ -74,11 +74,14 @@ struct figure {
 };
 /* Append one repeat's samples (consumed: cleared afterwards). */
 void figure_add_rep(struct figure *f, struct samples *rep);
-double figure_pct(struct figure *f, double p);
-/* Spread of the per-repeat p50s: min and max. */
-void figure_spread(const struct figure *f, double *lo, double *hi);
-/* Write the samples, one a line, to DIR/samples-KEY.txt. */
-void figure_dump(struct figure *f, const char *dir);
+
+/* JSON of the data file (data.c; schema at the top of bench/render.py):
+ * a number (NaN and infinities as null), a string, and a member
+ * "NAME": [numbers] (samples in the order they are held). */
+void json_num(FILE *f, double x);
+void json_str(FILE *f, const char *s);
+void json_nums(FILE *f, const char *name, const double *v, size_t n);
+void json_samples(FILE *f, const char *name, const struct samples *s);
 
 /* ---- utilities (util.c) ---- */
 uint64_t b_now(void);
@@ -225,7 +228,7 @@ void b_kick_pair_stop(struct pair_thr *p, struct vcpureq_vcpu *v, int sig,
 		      pthread_t t);
 
 /* ---- the parts ---- */
-/* Figures filled by the parts, reported by report.c. */
+/* Figures filled by the parts, written to the data file by data.c. */
 enum {
 	FIG_SIG,        /* floor: signal -> KVM_RUN -EINTR */
 	FIG_SIG_DRAIN,  /* info: ... + sigtimedwait drain */
@@ -274,11 +277,13 @@ int part_wake(int rep);
 int part_requesters(int rep);
 int part_broadcast(int rep);
 int part_kickab(int rep);
-void kickab_report(FILE *f);
+/* The part's member of the data file (data.c): "kickab": {...}. */
+void kickab_data(FILE *f);
 int part_pause(int rep);
-/* The trace's cost, off and on (tracecost.c), and its report section. */
+/* The trace's cost, off and on (tracecost.c). */
 int part_trace(int rep);
-void trace_report(FILE *f);
+/* Its member of the data file: "trace": {...}. */
+void trace_data(FILE *f);
 
 /* ---- pause / resume results (pause.c) ---- */
 #define PR_NIMPL 4      /* vcpureq, QEMU, cloud-hypervisor, kvmtool */
@@ -326,10 +331,6 @@ extern const struct pr_cfg g_pr_cfg[PR_NCFG];
 extern struct pr_cell g_pr[PR_NCFG];
 const char *pr_impl_name(int i);
 const char *pr_impl_source(int i);
-/* The pause/resume section of the report (with its targets) and its
- * sample file DIR/pause-samples.csv. */
-void pause_report(FILE *f);
-int pause_files(const char *dir);
 
 /* ---- broadcast results (broadcast.c) ---- */
 #define B_NN 6
@@ -351,12 +352,9 @@ extern struct bc_cell g_bc[B_NIMPL][B_NN];
 const char *bc_impl_name(int i);
 const char *bc_impl_source(int i);
 
-/* ---- report (report.c) ---- */
-/* The bullet list of implementations 0 .. n-1 (0: vcpureq, then the
- * peers of bench/peers/), each with its source. */
-void report_impls(FILE *f, int n, const char *(*name)(int),
-		  const char *(*source)(int));
-void report_write(FILE *f, double seconds);
-int report_files(const char *dir, double seconds);
+/* ---- the data file (data.c) ---- */
+/* Write DIR/data.json (creating DIR): the run's context and every
+ * sample; 0 or a negative errno (with a message on stderr). */
+int data_write(const char *dir, double seconds);
 
 #endif /* VCPUREQ_BENCH_H */

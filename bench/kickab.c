@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <linux/kvm.h>
 #include <linux/perf_event.h>
+#include <math.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -272,33 +273,30 @@ int part_kickab(int rep)
 static const char *const ab_name[2] = { "SIGMASK (KVM_SET_SIGNAL_MASK + sigtimedwait)",
 					"IMMEDIATE_EXIT (handler sets immediate_exit)" };
 
-void kickab_report(FILE *f)
+/* The part's member of the data file: "kickab": {...} (null if not run). */
+void kickab_data(FILE *f)
 {
-	double raw;
 	int m;
 
-	if (!ab.ran)
+	fputs("\"kickab\": ", f);
+	if (!ab.ran) {
+		fputs("null", f);
 		return;
-	raw = samples_pct(&ab.entry_raw, 50);
-	fprintf(f, "## Kick mechanisms side by side\n\n");
-	fprintf(f, "Two VMs, one per mechanism, sampled alternately in the same run. Kick: make + kick of a spinning vCPU until its handler runs. "
-		   "System calls: on the vCPU thread, per kick (its KVM_RUN re-entry included). Entry: one I/O-exit round trip through "
-		   "vcpureq_vcpu_run(), blocks alternated with the raw KVM_RUN loop (raw p50 %.0f ns).\n\n", raw);
-	fprintf(f, "| Mechanism | kick p50 | kick p90 | kick p99 | syscalls per kick | entry p50 | entry vs raw |\n");
-	fprintf(f, "|---|---|---|---|---|---|---|\n");
-	for (m = 0; m < 2; m++) {
-		char sc[32];
-
-		if (ab.have_sc)
-			snprintf(sc, sizeof(sc), "%.2f", ab.sc_per_kick[m]);
-		else
-			snprintf(sc, sizeof(sc), "n/a (no tracefs)");
-		fprintf(f, "| %s | %.1f µs | %.1f µs | %.1f µs | %s | %.0f ns | %+.1f%% |\n",
-			ab_name[m], samples_pct(&ab.kick[m], 50) / 1000,
-			samples_pct(&ab.kick[m], 90) / 1000,
-			samples_pct(&ab.kick[m], 99) / 1000, sc,
-			samples_pct(&ab.entry[m], 50),
-			raw > 0 ? 100 * (samples_pct(&ab.entry[m], 50) / raw - 1) : 0);
 	}
-	fprintf(f, "\n");
+	fputs("{\n", f);
+	json_samples(f, "entry_raw_ns", &ab.entry_raw);
+	fputs(",\n\"mechanisms\": [", f);
+	for (m = 0; m < 2; m++) {
+		fputs(m ? ",\n{" : "\n{", f);
+		fputs("\"name\": ", f);
+		json_str(f, ab_name[m]);
+		fputs(", \"syscalls_per_kick\": ", f);
+		json_num(f, ab.have_sc ? ab.sc_per_kick[m] : NAN);
+		fputs(",\n", f);
+		json_samples(f, "kick_ns", &ab.kick[m]);
+		fputs(",\n", f);
+		json_samples(f, "entry_ns", &ab.entry[m]);
+		fputs("}", f);
+	}
+	fputs("]}", f);
 }

@@ -4,18 +4,25 @@
  *
  *   vcpureq-bench [--quick] [--out DIR] [--reps N] [--max-n N]
  *                 [--only PARTS] [--outside-requests N] [--scale X]
+ *   vcpureq-bench --render-only DIR
+ *   vcpureq-bench --no-output [PART OPTIONS]
  *
- * Prints a Markdown report on stdout (progress on stderr); with --out, also
- * writes DIR/report.md, the samples, CSV/data files and a gnuplot plot of
- * the broadcast results.  Exit 0 on success, 77 (SKIP) only if /dev/kvm is
- * absent, 1 on error (also if /dev/kvm exists but cannot be opened).
- * Targets are reported, not asserted.
+ * Measures, then writes the run's data, DIR/data.json (data.c), and runs
+ * bench/render.py on DIR: it writes DIR/report.md, the CSV/data files and a
+ * gnuplot plot of the broadcast results, and prints the Markdown report on
+ * stdout (progress on stderr).  Without --out, DIR is a new directory under
+ * /tmp (named on stderr).  --render-only renders saved data again without
+ * measuring; --no-output measures and writes nothing (bench/run.sh counts
+ * the system calls of such a run).  Exit 0 on success, 77 (SKIP) only if /dev/kvm is absent (or
+ * python3, which renders the report), 1 on error (also if /dev/kvm exists
+ * but cannot be opened).  Targets are reported, not asserted.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -54,10 +61,17 @@ static void usage(FILE *f)
 		"                     [--only PART[,PART...]] [--outside-requests N] [--scale X]\n"
 		"                     [--pause-n N[,N...]] [--pause-samples K]\n"
 		"                     [--pause-impls IMPL[,IMPL...]]\n"
-		"                     [--finish-poll fixed|scaled|alt]\n"
+		"                     [--finish-poll fixed|scaled|alt] [--no-output]\n"
+		"       vcpureq-bench --render-only DIR\n"
 		"  --quick    a run of a few tens of seconds (CI): 1 repeat, broadcast and\n"
 		"             pause/resume up to N = 64, few samples\n"
-		"  --out DIR  also write report.md, data files and the plot into DIR\n"
+		"  --out DIR  write data.json, report.md, data files and the plot into DIR\n"
+		"             (default: a new directory under /tmp)\n"
+		"  --render-only DIR\n"
+		"             measure nothing: render DIR/data.json of an earlier run again\n"
+		"  --no-output\n"
+		"             measure, write and render nothing (the system-call count\n"
+		"             of bench/run.sh)\n"
 		"  --reps N   repeat runs (default 3; 1 with --quick)\n"
 		"  --max-n N  largest broadcast N (default 1024; 64 with --quick)\n"
 		"  --scale X  multiply the sample counts by X\n"
@@ -149,6 +163,54 @@ static int pause_impl_bit(const char *tok)
 	return -1;
 }
 
+#ifndef VCPUREQ_BENCH_RENDER
+#define VCPUREQ_BENCH_RENDER "bench/render.py"
+#endif
+
+/*
+ * Run the renderer (VCPUREQ_BENCH_RENDER in the environment, else the
+ * bench/render.py of the source tree) on @dir: it writes DIR/report.md,
+ * the data files and the plot, and prints the report on stdout.  0, 77
+ * (SKIP) if python3 cannot be run, 1 if the renderer failed.
+ */
+static int render(const char *dir)
+{
+	const char *script = getenv("VCPUREQ_BENCH_RENDER");
+	pid_t pid;
+	int st;
+
+	if (!script || !*script)
+		script = VCPUREQ_BENCH_RENDER;
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "vcpureq-bench: fork for the renderer: %s\n",
+			strerror(errno));
+		return 1;
+	}
+	if (pid == 0) {
+		execlp("python3", "python3", script, dir, (char *)NULL);
+		_exit(127);
+	}
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR) {
+			fprintf(stderr, "vcpureq-bench: waitpid: %s\n", strerror(errno));
+			return 1;
+		}
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 127) {
+		printf("SKIP: the report is not rendered: python3 cannot be run (apt-get install -y python3); the data is in %s/data.json\n",
+		       dir);
+		return H_SKIP;
+	}
+	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+		fprintf(stderr, "vcpureq-bench: python3 %s %s failed; the data is in %s/data.json\n",
+			script, dir, dir);
+		return 1;
+	}
+	return 0;
+}
+
 /* 77 (SKIP) if /dev/kvm is really absent, 1 if present but unusable,
  * 0 if usable. */
 static int kvm_check(void)
@@ -176,6 +238,8 @@ int main(int argc, char **argv)
 	long outside = -1;
 	uint64_t t0;
 	double secs;
+	char tmp_out[] = "/tmp/vcpureq-bench.XXXXXX";
+	bool no_output = false;
 
 	g_opt.scale = 1.0;
 	g_opt.finish_poll = PR_POLL_FIXED;
@@ -188,6 +252,10 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--out") && v) {
 			g_opt.out = v;
 			i++;
+		} else if (!strcmp(a, "--render-only") && v) {
+			return render(v);
+		} else if (!strcmp(a, "--no-output")) {
+			no_output = true;
 		} else if (!strcmp(a, "--reps") && v) {
 			reps = atoi(v);
 			i++;
@@ -275,9 +343,16 @@ int main(int argc, char **argv)
 		}
 	}
 	secs = (double)(b_now() - t0) / 1e9;
+	if (no_output)
+		return 0;
 	b_phase("report");
-	if (g_opt.out && report_files(g_opt.out, secs) < 0)
-		b_die("cannot write the report files into %s", g_opt.out);
-	report_write(stdout, secs);
-	return 0;
+	if (!g_opt.out) {
+		if (!mkdtemp(tmp_out))
+			b_die("cannot create a directory for the data: %s", strerror(errno));
+		g_opt.out = tmp_out;
+		b_progress("vcpureq-bench: data and report in %s\n", tmp_out);
+	}
+	if (data_write(g_opt.out, secs) < 0)
+		b_die("cannot write the data file into %s", g_opt.out);
+	return render(g_opt.out);
 }

@@ -8,11 +8,14 @@
 #                [--no-strace] [--shield] [-- extra vcpureq-bench arguments]
 #
 # The report is printed and written to OUT/report.md (default OUT:
-# BUILD/bench-run, or BUILD/bench-run-quick with --quick).  The strace count
-# is differential: the outside-guest-mode part run twice, with 1,000,000
-# and with 2,000,000 requests per loop; everything else in those runs is
-# identical, so the difference in the total number of system calls is what
-# the extra requests themselves cost (0 is the target).
+# BUILD/bench-run, or BUILD/bench-run-quick with --quick), rendered by
+# bench/render.py from OUT/data.json.  The strace count is differential:
+# the outside-guest-mode part run twice, with 1,000,000 and with 2,000,000
+# requests per loop; everything else in those runs is identical, so the
+# difference in the total number of system calls is what the extra
+# requests themselves cost (0 is the target).  The two strace -c summaries
+# are left in OUT and bench/render.py adds their counts to the report (the
+# section appended last), also when it renders OUT again.
 #
 # --shield (root): run the benchmark in its own session whose autogroup
 # has nice -10, so that CPU-bound processes of other sessions on a shared
@@ -38,7 +41,7 @@ while [ $# -gt 0 ]; do
 	--no-strace) do_strace=0 ;;
 	--shield) shield=1 ;;
 	--) shift; extra=("$@"); break ;;
-	-h|--help) sed -n '3,15p' "$0"; exit 0 ;;
+	-h|--help) sed -n '3,21p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -59,6 +62,8 @@ if ! command -v gnuplot >/dev/null 2>&1; then
 fi
 
 mkdir -p "$out"
+# A summary of an earlier run is not this run's.
+rm -f "$out/strace-1000000.txt" "$out/strace-2000000.txt"
 run=("$bin" "${quick[@]}" --out "$out" "${extra[@]}")
 set +e
 if [ "$shield" = 1 ]; then
@@ -85,24 +90,17 @@ if [ "$do_strace" = 1 ]; then
 	# of that): same output, same setup, so the difference in system
 	# calls is what the extra 2,250,000 requests cost.  The watchdog
 	# thread's sleep loop depends on the duration: it is switched off.
+	# --no-output: no data file, no renderer under strace.
 	count_calls() {
 		VCPUREQ_BENCH_NO_WATCHDOG=1 strace -f -c -o "$out/strace-$1.txt" \
-			"$bin" --only outside --reps 1 --outside-requests "$1" >/dev/null 2>&1
+			"$bin" --only outside --reps 1 --outside-requests "$1" --no-output >/dev/null 2>&1
 		awk '$NF == "total" { print $4 }' "$out/strace-$1.txt"
 	}
 	if a=$(count_calls 1000000) && b=$(count_calls 2000000) && [ -n "$a" ] && [ -n "$b" ]; then
-		{
-			echo
-			echo "## System calls of the requests to a vCPU outside guest mode (strace -f -c, whole process)"
-			echo
-			echo "| requests per loop | requests in the run | system calls of the run | strace summary |"
-			echo "|---|---|---|---|"
-			echo "| 1000000 | 2250000 | $a | strace-1000000.txt |"
-			echo "| 2000000 | 4500000 | $b | strace-2000000.txt |"
-			echo "| difference | 2250000 | $((b - a)) | |"
-			echo
-		} | tee -a "$out/report.md"
+		"$bin" --render-only "$out" >/dev/null
+		sed -n '/^## System calls of the requests to a vCPU outside guest mode/,$p' "$out/report.md"
 	else
+		rm -f "$out/strace-1000000.txt" "$out/strace-2000000.txt"
 		echo "run.sh: strace could not count (ptrace not permitted?)" >&2
 	fi
 fi

@@ -80,39 +80,45 @@ void figure_add_rep(struct figure *f, struct samples *rep)
 	samples_clear(rep);
 }
 
-double figure_pct(struct figure *f, double p)
+/* ---- JSON (the data file, data.c) ---- */
+void json_num(FILE *f, double x)
 {
-	return samples_pct(&f->all, p);
+	if (isnan(x) || isinf(x))
+		fputs("null", f);
+	else
+		fprintf(f, "%.17g", x); /* round-trips: the renderer sees the double */
 }
 
-void figure_spread(const struct figure *f, double *lo, double *hi)
+void json_str(FILE *f, const char *s)
 {
-	int i;
+	fputc('"', f);
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
 
-	*lo = *hi = NAN;
-	for (i = 0; i < f->nrep; i++) {
-		if (i == 0 || f->rep_p50[i] < *lo)
-			*lo = f->rep_p50[i];
-		if (i == 0 || f->rep_p50[i] > *hi)
-			*hi = f->rep_p50[i];
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
 	}
+	fputc('"', f);
 }
 
-void figure_dump(struct figure *f, const char *dir)
+void json_nums(FILE *f, const char *name, const double *v, size_t n)
 {
-	char path[4096];
-	FILE *fp;
 	size_t i;
 
-	if (!f->all.n || !f->key)
-		return;
-	snprintf(path, sizeof(path), "%s/samples-%s.txt", dir, f->key);
-	fp = fopen(path, "w");
-	if (!fp)
-		return;
-	fprintf(fp, "# %s (ns), %zu samples over %d repeat(s)\n", f->title,
-		f->all.n, f->nrep);
-	for (i = 0; i < f->all.n; i++)
-		fprintf(fp, "%.1f\n", f->all.v[i]);
-	fclose(fp);
+	fprintf(f, "\"%s\": [", name);
+	for (i = 0; i < n; i++) {
+		if (i)
+			fputs(i % 8 ? ", " : ",\n ", f);
+		json_num(f, v[i]);
+	}
+	fputs("]", f);
+}
+
+void json_samples(FILE *f, const char *name, const struct samples *s)
+{
+	json_nums(f, name, s->v, s->n);
 }

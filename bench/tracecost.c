@@ -241,57 +241,51 @@ int part_trace(int rep)
 	return 0;
 }
 
-/* ---- report ---- */
-static void row(FILE *f, const char *what, struct samples *s,
-		const char *ratio)
+/* ---- data ---- */
+/* The part's member of the data file: "trace": {...} (null if not run);
+ * the series by name (T_RAW, T_OFF, T_ON as raw, off, on). */
+void trace_data(FILE *f)
 {
-	fprintf(f, "| %s | %.0f ns | %.0f ns | %zu | %s |\n", what,
-		samples_pct(s, 50), samples_pct(s, 90), s->n,
-		ratio ? ratio : "—");
-}
+	static const char *const mode[3] = { "raw", "off", "on" };
+	char name[64];
+	int m;
 
-/* The median of the per-pair ratios r (p25-p75), and of the per-pair
- * differences d if any. */
-static const char *ratio_str(char *buf, size_t sz, struct samples *r,
-			     struct samples *d)
-{
-	int l = snprintf(buf, sz, "**%+.2f%%** (p25–p75 %+.2f%% – %+.2f%%)",
-			 100 * (samples_pct(r, 50) - 1),
-			 100 * (samples_pct(r, 25) - 1),
-			 100 * (samples_pct(r, 75) - 1));
-
-	if (d && l > 0 && (size_t)l < sz)
-		snprintf(buf + l, sz - (size_t)l, "; paired Δ %+.0f ns",
-			 samples_pct(d, 50));
-	return buf;
-}
-
-void trace_report(FILE *f)
-{
-	char a[128], b[128];
-
-	if (!tc.ran)
+	fputs("\"trace\": ", f);
+	if (!tc.ran) {
+		fputs("null", f);
 		return;
-	fprintf(f, "## Trace cost (issue 11)\n\n");
-	fprintf(f, "The trace is always compiled in; off (the default) each traced step costs one relaxed load and a predicted branch. "
-		   "One VM, one vCPU; trace off and on alternated sample by sample (vcpureq_trace_start() / _stop() between samples, "
-		   "rings of %u events overwriting). Ratios: median of the per-pair ratios (on / off, off / raw) with their p25–p75; paired Δ: median of the per-pair differences on − off.\n\n",
-		   TC_RING_EVENTS);
-	fprintf(f, "| Measurement | p50 | p90 | samples | paired ratio |\n|---|---|---|---|---|\n");
-	row(f, "Guest entry, I/O-exit round trip: raw KVM_RUN loop (floor)", &tc.entry[T_RAW], NULL);
-	row(f, "Guest entry via vcpureq_vcpu_run(), trace compiled in, off", &tc.entry[T_OFF],
-	    ratio_str(a, sizeof(a), &tc.entry_off_raw, NULL));
-	row(f, "Guest entry via vcpureq_vcpu_run(), trace on", &tc.entry[T_ON],
-	    ratio_str(b, sizeof(b), &tc.entry_on_off, &tc.entry_d));
-	row(f, "Kick: raw signal → KVM_RUN -EINTR (floor)", &tc.kick[T_RAW], NULL);
-	row(f, "Kick: request + kick → handler running, trace compiled in, off", &tc.kick[T_OFF],
-	    ratio_str(b, sizeof(b), &tc.kick_off_raw, NULL));
-	row(f, "Kick: request + kick → handler running, trace on", &tc.kick[T_ON],
-	    ratio_str(a, sizeof(a), &tc.kick_on_off, &tc.kick_d));
-	row(f, "(information) make + kick, vCPU outside guest mode (no signal), trace off", &tc.out[T_OFF], NULL);
-	row(f, "(information) make + kick, vCPU outside guest mode (no signal), trace on", &tc.out[T_ON],
-	    ratio_str(b, sizeof(b), &tc.out_on_off, &tc.out_d));
-	fprintf(f, "\nEntry and kick rows: the off row's ratio is off / raw (the library's whole overhead over the floor, trace compiled in), "
-		   "the on row's is on / off. Outside rows: on / off. The last start recorded %llu events, %llu of them overwritten.\n\n",
-		(unsigned long long)tc.recorded, (unsigned long long)tc.lost);
+	}
+	fprintf(f, "{\"ring_events\": %u, \"recorded\": %llu, \"lost\": %llu",
+		TC_RING_EVENTS, (unsigned long long)tc.recorded,
+		(unsigned long long)tc.lost);
+	for (m = 0; m < 3; m++) {
+		snprintf(name, sizeof(name), "entry_%s_ns", mode[m]);
+		fputs(",\n", f);
+		json_samples(f, name, &tc.entry[m]);
+		snprintf(name, sizeof(name), "kick_%s_ns", mode[m]);
+		fputs(",\n", f);
+		json_samples(f, name, &tc.kick[m]);
+		if (m == T_RAW)
+			continue;
+		snprintf(name, sizeof(name), "outside_%s_ns", mode[m]);
+		fputs(",\n", f);
+		json_samples(f, name, &tc.out[m]);
+	}
+	fputs(",\n", f);
+	json_samples(f, "entry_on_off", &tc.entry_on_off);
+	fputs(",\n", f);
+	json_samples(f, "entry_on_minus_off_ns", &tc.entry_d);
+	fputs(",\n", f);
+	json_samples(f, "entry_off_raw", &tc.entry_off_raw);
+	fputs(",\n", f);
+	json_samples(f, "kick_on_off", &tc.kick_on_off);
+	fputs(",\n", f);
+	json_samples(f, "kick_on_minus_off_ns", &tc.kick_d);
+	fputs(",\n", f);
+	json_samples(f, "kick_off_raw", &tc.kick_off_raw);
+	fputs(",\n", f);
+	json_samples(f, "outside_on_off", &tc.out_on_off);
+	fputs(",\n", f);
+	json_samples(f, "outside_on_minus_off_ns", &tc.out_d);
+	fputs("}", f);
 }

@@ -4,7 +4,7 @@
 #   tools/install-deps.sh test   what `make test` needs: build-essential,
 #                                cmake, spin (the model), gnuplot-nox (the
 #                                bench plot), pkg-config, python3 (the
-#                                trace checker)
+#                                trace checker, the bench report)
 #   tools/install-deps.sh ci     also what .ci/run needs: the aarch64 cross
 #                                compiler, qemu-user to run its output,
 #                                binutils (nm, objdump, readelf),
