@@ -48,8 +48,6 @@ int vcpureq__park_if_paused(struct vcpureq_vcpu *vcpu)
 		if (r < 0)
 			return r;
 	}
-	if (vcpu->ops->on_park)
-		vcpu->ops->on_park(vcpu);
 	/* Stamped before parked is stored: a pauser sees it later. */
 	VCPUREQ__TRACE(vcpu->vm, vcpu, park, 0, 0);
 	/* Release: pairs with the acquire load in parked() (below): the
@@ -57,6 +55,12 @@ int vcpureq__park_if_paused(struct vcpureq_vcpu *vcpu)
 	 * return. */
 	atomic_store_explicit(&vcpu->parked, 1, memory_order_release);
 	vcpureq__park_notify(vcpu);
+	/* The backend's work of a parked vCPU (KVM: KVM_KVMCLOCK_CTRL), after
+	 * the pauser was told, not before: it is off the pause's critical
+	 * path (QEMU issues it at resume for the same reason), and still
+	 * done before this vCPU can run guest code again (it waits below). */
+	if (vcpu->ops->on_park)
+		vcpu->ops->on_park(vcpu);
 	/* Acquire: pairs with the resumer's release decrement, so what it
 	 * wrote before resume() is visible when we go on. */
 	while (((w = atomic_load_explicit(&vcpu->pause_word,

@@ -759,9 +759,10 @@ int vcpureq_make_vcpus_request_deadline(struct vcpureq_vm *vm, unsigned int req,
  * out until resumed.  A target in guest mode gets one kick signal (all
  * signals are sent before any wait: N at most); a pending I/O or MMIO exit
  * is completed first (KVM_RUN with immediate_exit, as api.rst requires);
- * KVM_KVMCLOCK_CTRL is issued for every parked KVM vCPU (so that a
- * kvmclock guest does not report soft lock-ups; the EINVAL of a guest
- * without kvmclock is ignored).  A vCPU asleep in vcpureq_vcpu_block(), or
+ * KVM_KVMCLOCK_CTRL is issued by every parked KVM vCPU's thread, after it
+ * reported parked (off the pause's critical path) and before it can run
+ * guest code again (so that a kvmclock guest does not report soft
+ * lock-ups; the EINVAL of a guest without kvmclock is ignored).  A vCPU asleep in vcpureq_vcpu_block(), or
  * with no bound thread, counts as parked without being woken: it parks at
  * its next vcpureq_vcpu_enter().  A vCPU halted inside KVM_RUN (in-kernel
  * irqchip) is kicked like a running one: KVM can wake it there without
