@@ -49,7 +49,7 @@ int vcpureq__check_vcpu(const struct vcpureq_vcpu *vcpu)
 	return vcpureq__check_vm(vcpu->vm);
 }
 
-int vcpureq__check_self(const struct vcpureq_vcpu *vcpu)
+int vcpureq__check_self_slow(const struct vcpureq_vcpu *vcpu)
 {
 	int r = vcpureq__check_vcpu(vcpu);
 

@@ -283,7 +283,24 @@ int vcpureq__check_vcpu(const struct vcpureq_vcpu *vcpu);
  * created before the fork belongs to the parent, whose vCPU threads the
  * child does not have and must not signal. */
 extern _Atomic unsigned int vcpureq__fork_gen;
-int vcpureq__check_self(const struct vcpureq_vcpu *vcpu);
+/* vcpureq__check_self(): the caller is @vcpu's bound thread, @vcpu's VM
+ * is live and of this process; else -EINVAL, -ESHUTDOWN, -ECHILD or -EPERM
+ * with its message (the _slow part, out of line).  Inline for the guest
+ * entry path: a thread bound to @vcpu (vcpureq__self == @vcpu, so @vcpu is
+ * not NULL) was bound in this process, since a fork()ed child's
+ * vcpureq__self is NULL and binding refuses a parent's VM; what is left to
+ * look at is the VM's state. */
+int vcpureq__check_self_slow(const struct vcpureq_vcpu *vcpu);
+static inline int vcpureq__check_self(const struct vcpureq_vcpu *vcpu)
+{
+	if (__builtin_expect(vcpu && vcpu == vcpureq__self &&
+				     atomic_load_explicit(&vcpu->vm->state,
+							  memory_order_relaxed) ==
+					     VCPUREQ__VM_LIVE,
+			     1))
+		return 0;
+	return vcpureq__check_self_slow(vcpu);
+}
 /* VM_DEAD: mark the VM dead (before its bits are set). */
 void vcpureq__mark_dead(struct vcpureq_vm *vm, unsigned int req);
 /* Whether VM_DEAD was made.  Acquire: pairs with the release store of the
