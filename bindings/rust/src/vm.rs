@@ -548,6 +548,12 @@ pub struct PauseGuard {
     active: bool,
 }
 
+impl std::fmt::Debug for PauseGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PauseGuard").field("vcpus", &self.set).field("active", &self.active).finish()
+    }
+}
+
 impl PauseGuard {
     /// The paused vCPUs (`None`: every vCPU online at the pause).
     pub fn vcpus(&self) -> Option<&VcpuSet> {
