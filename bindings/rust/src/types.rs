@@ -20,7 +20,7 @@ use std::time::Duration;
 ///
 /// A number above 55 does not compile:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0080
 /// use vcpureq::Request;
 /// let too_big = Request::arch::<56>();
 /// # let _ = too_big;

@@ -321,14 +321,14 @@ impl VcpuThread {
 /// # Ok(()) }
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// # fn f(vcpu: vcpureq::Vcpu) -> vcpureq::Result<()> {
 /// let bound = vcpu.bind()?;
 /// std::thread::spawn(move || bound.check_request(vcpureq::Request::arch::<0>()));
 /// # Ok(()) }
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// # fn f(vcpu: vcpureq::Vcpu) -> vcpureq::Result<()> {
 /// let bound = vcpu.bind()?;
 /// std::thread::scope(|s| { s.spawn(|| bound.run()); });
