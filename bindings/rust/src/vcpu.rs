@@ -68,6 +68,17 @@ impl Vcpu {
         })
     }
 
+    /// `vcpureq_vcpu_set_user_data()`: a per-vCPU pointer for the VMM
+    /// (release store; vcpureq never reads it).  Dereferencing it later is
+    /// the VMM's `unsafe`.
+    pub fn set_user_data(&self, data: *mut c_void) {
+        unsafe { sys::vcpureq_vcpu_set_user_data(self.as_raw(), data) };
+    }
+    /// `vcpureq_vcpu_user_data()` (acquire load), null until set.
+    pub fn user_data(&self) -> *mut c_void {
+        unsafe { sys::vcpureq_vcpu_user_data(self.as_raw()) }
+    }
+
     /// `vcpureq_make_request()`: set the bit, no kick.
     pub fn make_request(&self, req: Request) -> Result<()> {
         check(unsafe { sys::vcpureq_make_request(req.raw(), self.as_raw()) }).map(|_| ())
@@ -274,6 +285,10 @@ impl VcpuThread {
     pub fn stats(&self) -> Stats {
         stats(self.raw)
     }
+    /// `vcpureq_vcpu_user_data()`.
+    pub fn user_data(&self) -> *mut c_void {
+        unsafe { sys::vcpureq_vcpu_user_data(self.as_raw()) }
+    }
     /// The C return of a vCPU-thread test: the types exclude its errors
     /// (the thread is the vCPU's, the request valid, the VM alive).
     fn flag(r: c_int, what: &str) -> bool {
@@ -342,6 +357,12 @@ pub struct BoundVcpu {
     vcpu: Vcpu,
     thread: VcpuThread,
     bound: bool,
+}
+
+impl std::fmt::Debug for BoundVcpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundVcpu").field("vcpu", &self.vcpu).field("bound", &self.bound).finish()
+    }
 }
 
 impl std::ops::Deref for BoundVcpu {
