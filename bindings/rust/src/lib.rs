@@ -35,5 +35,5 @@ pub fn version_string() -> &'static str {
         .unwrap_or("?")
 }
 
-/// How this crate was linked: "cmake <build dir>" or "pkg-config <libdirs>".
+/// How this crate was linked: `cmake BUILD_DIR` or `pkg-config LIBDIRS`.
 pub const LINKED: &str = env!("VCPUREQ_LINKED");
