@@ -16,7 +16,7 @@ pub use types::{
     TraceCounts, VcpuSet, WakeReasons,
 };
 pub use vcpu::{BoundVcpu, Vcpu, VcpuThread, Walk};
-pub use vm::{Handled, PauseError, PauseGuard, Vm, VmBuilder};
+pub use vm::{Handled, PauseError, PauseGuard, Vm, VmBuilder, WeakVm};
 
 /// What the thread backend's guest closure returns when it stopped because
 /// [`VcpuThread::guest_kicked`] was true (`VCPUREQ_GUEST_KICKED`).

@@ -252,7 +252,12 @@ fn stats(raw: NonNull<sys::vcpureq_vcpu>) -> Stats {
 }
 
 /// The vCPU as its own thread sees it: the vCPU-thread-only tests of
-/// requests, and the thread backend's kick flag.  The closures the library
+/// requests, and the thread backend's kick flag.
+///
+/// The request tests return `bool`: the types exclude the C errors (the
+/// thread is the vCPU's, the VM alive, the number valid) but two, which
+/// panic as a misuse would: `Request::OUTSIDE_GUEST_MODE` (NO_ACTION sets
+/// no bit: there is nothing to test) and a call in a `fork()` child.  The closures the library
 /// calls on the vCPU thread (request handler, guest callback, runnable
 /// hook, run-on-vCPU work) get a `&VcpuThread`; the bound guard
 /// dereferences to one.  Neither `Send` nor `Sync`: it cannot leave the
@@ -468,6 +473,13 @@ impl Drop for BoundVcpu {
 /// `_end()`): WAIT requesters wait for it to end.
 pub struct Walk<'a> {
     bound: &'a mut BoundVcpu,
+}
+
+impl std::ops::Deref for Walk<'_> {
+    type Target = VcpuThread;
+    fn deref(&self) -> &VcpuThread {
+        self.bound
+    }
 }
 
 impl Walk<'_> {

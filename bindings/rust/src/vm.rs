@@ -28,7 +28,9 @@ type RunnableFn = dyn Fn(&VcpuThread) -> bool + Send + Sync;
 type GuestFn = dyn Fn(&VcpuThread) -> i32 + Send + Sync;
 
 /// The closures the C library calls through `opts.opaque`; they live as
-/// long as the C VM (dropped after `vcpureq_vm_free()`).
+/// long as the C VM (dropped after `vcpureq_vm_free()`).  A closure that
+/// holds a [`Vm`] or [`Vcpu`] of its own VM keeps the VM alive for ever:
+/// hold a [`WeakVm`] instead.
 #[derive(Default)]
 struct Callbacks {
     handler: Option<Box<HandlerFn>>,
@@ -260,7 +262,27 @@ impl VmBuilder {
     }
 }
 
+/// A handle of a [`Vm`] that does not keep it alive ([`Vm::downgrade`]):
+/// for the VM's own closures (a request handler that makes requests of
+/// other vCPUs), which would otherwise keep their VM alive forever.
+#[derive(Clone)]
+pub struct WeakVm {
+    inner: std::sync::Weak<VmInner>,
+}
+
+impl WeakVm {
+    /// The VM, if a handle of it is still alive.
+    pub fn upgrade(&self) -> Option<Vm> {
+        self.inner.upgrade().map(|inner| Vm { inner })
+    }
+}
+
 impl Vm {
+    /// A [`WeakVm`] of this VM.
+    pub fn downgrade(&self) -> WeakVm {
+        WeakVm { inner: Arc::downgrade(&self.inner) }
+    }
+
     /// Options with everything at its default (`VCPUREQ_VM_OPTS_INIT`).
     pub fn builder(backend: Backend) -> VmBuilder {
         let mut opts = sys::vcpureq_vm_opts::default();

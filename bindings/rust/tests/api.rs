@@ -208,3 +208,35 @@ fn kvm_fds_and_mapping() {
     assert_eq!((reason, port), (kvm::KVM_EXIT_IO, kvm::PORT_OUT));
     assert_eq!(unsafe { (*run).exit_reason }, kvm::KVM_EXIT_IO);
 }
+
+/// The C VM is destroyed and freed with its last handle (Vm clone, Vcpu,
+/// pause guard): its closures are dropped then, not before; a WeakVm in
+/// a closure does not keep it alive.
+#[test]
+fn last_handle_frees_the_vm() {
+    let token = Arc::new(());
+    let tk = token.clone();
+    let vm = Vm::builder(Backend::Thread).vcpus(2).create().unwrap();
+    let weak = vm.downgrade();
+    let vm2 = Vm::builder(Backend::Thread)
+        .vcpus(1)
+        .request_handler(move |_| {
+            let _keep = &tk;
+            let _ = weak.upgrade(); // may reach the other VM, never keeps it
+            Handled::Continue
+        })
+        .create()
+        .unwrap();
+    let w2 = vm2.downgrade();
+    let v = vm2.vcpu(0).unwrap();
+    let g = vm2.pause(None).unwrap();
+    drop(vm2);
+    assert!(w2.upgrade().is_some(), "a Vcpu and a pause guard still hold it");
+    drop(g);
+    assert_eq!(Arc::strong_count(&token), 2, "closures dropped while a Vcpu lives");
+    drop(v);
+    assert!(w2.upgrade().is_none());
+    assert_eq!(Arc::strong_count(&token), 1, "the last handle did not free the VM's closures");
+    assert!(vm.downgrade().upgrade().is_some());
+    vm.destroy().unwrap();
+}
