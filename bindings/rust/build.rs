@@ -5,6 +5,7 @@
 //!  - feature "pkg-config", or VCPUREQ_USE_PKG_CONFIG=1: an installed
 //!    libvcpureq found with `pkg-config vcpureq` (static if the installed
 //!    one is; a shared one gets an rpath to its directory).
+//!
 //! Either way it compiles abi/check.c against the header it links with:
 //! the table of sizes, offsets and constants that tests/abi.rs compares with
 //! the hand-written declarations of src/sys.rs.
@@ -38,7 +39,10 @@ fn output(cmd: &mut Command) -> String {
 /// CMake build of ../.. into OUT_DIR/cmake; returns the include dirs.
 fn build_with_cmake(out: &Path) -> Vec<PathBuf> {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let root = manifest.join("../..").canonicalize().expect("the repository root (../..)");
+    let root = manifest
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root (../..)");
     for p in ["src", "include", "cmake", "CMakeLists.txt"] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
@@ -87,7 +91,10 @@ fn find_with_pkg_config() -> Vec<PathBuf> {
             println!("cargo:rustc-link-lib=pthread");
         }
     }
-    println!("cargo:rustc-env=VCPUREQ_LINKED=pkg-config {}", dirs.join(" "));
+    println!(
+        "cargo:rustc-env=VCPUREQ_LINKED=pkg-config {}",
+        dirs.join(" ")
+    );
     cflags
         .split_whitespace()
         .filter_map(|t| t.strip_prefix("-I").map(PathBuf::from))
@@ -100,14 +107,28 @@ fn main() {
     println!("cargo:rerun-if-env-changed=VCPUREQ_USE_PKG_CONFIG");
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let pkg = env::var_os("CARGO_FEATURE_PKG_CONFIG").is_some()
-        || env::var("VCPUREQ_USE_PKG_CONFIG").map(|v| v == "1").unwrap_or(false);
-    let includes = if pkg { find_with_pkg_config() } else { build_with_cmake(&out) };
+        || env::var("VCPUREQ_USE_PKG_CONFIG")
+            .map(|v| v == "1")
+            .unwrap_or(false);
+    let includes = if pkg {
+        find_with_pkg_config()
+    } else {
+        build_with_cmake(&out)
+    };
 
     // The ABI table: abi/check.c compiled against the header we link with.
     let cc = env::var("CC").unwrap_or_else(|_| "cc".into());
     let obj = out.join("vcpureq_rs_abi.o");
     let mut c = Command::new(&cc);
-    c.args(["-std=c11", "-D_GNU_SOURCE", "-O1", "-fPIC", "-Wall", "-Werror", "-c"]);
+    c.args([
+        "-std=c11",
+        "-D_GNU_SOURCE",
+        "-O1",
+        "-fPIC",
+        "-Wall",
+        "-Werror",
+        "-c",
+    ]);
     for i in &includes {
         c.arg(format!("-I{}", i.display()));
     }

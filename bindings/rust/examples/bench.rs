@@ -79,10 +79,17 @@ fn setup_crate(prog: kvm::Prog) -> (Vm, kvm::GuestMem) {
 /// The same VM through the C API alone: vcpureq_vm_create() with a plain
 /// C function pointer as handler.  Left to the process's exit.
 fn setup_raw(prog: kvm::Prog) -> (*mut sys::vcpureq_vm, kvm::GuestMem) {
-    let mut o = sys::vcpureq_vm_opts { nr_vcpus: 1, ..Default::default() };
+    let mut o = sys::vcpureq_vm_opts {
+        nr_vcpus: 1,
+        ..Default::default()
+    };
     o.handle_requests = Some(raw_handler);
     let mut p = std::ptr::null_mut();
-    assert_eq!(unsafe { sys::vcpureq_vm_create(&o, &mut p) }, 0, "vcpureq_vm_create");
+    assert_eq!(
+        unsafe { sys::vcpureq_vm_create(&o, &mut p) },
+        0,
+        "vcpureq_vm_create"
+    );
     let mem = kvm::GuestMem::new(unsafe { sys::vcpureq_vm_kvm_fd(p) }).unwrap();
     let v = unsafe { sys::vcpureq_vm_vcpu(p, 0) };
     kvm::set_prog(unsafe { sys::vcpureq_vcpu_kvm_fd(v) }, 0, prog).unwrap();
@@ -90,7 +97,10 @@ fn setup_raw(prog: kvm::Prog) -> (*mut sys::vcpureq_vm, kvm::GuestMem) {
 }
 
 fn main() {
-    let samples: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let samples: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
     if let Err(why) = kvm::open_kvm() {
         println!("SKIP: {why}");
         std::process::exit(77);
@@ -117,7 +127,10 @@ fn main() {
     });
     let raw_pause = |on: bool| unsafe {
         if on {
-            assert_eq!(sys::vcpureq_pause(raw_vm, std::ptr::null(), 0, std::ptr::null()), 0);
+            assert_eq!(
+                sys::vcpureq_pause(raw_vm, std::ptr::null(), 0, std::ptr::null()),
+                0
+            );
         } else {
             assert_eq!(sys::vcpureq_resume(raw_vm, std::ptr::null(), 0), 0);
         }

@@ -63,11 +63,17 @@ fn main() {
         }
     };
     // The VM and its memory, before any vCPU.
-    let vm_fd = kvm::check(unsafe { kvm::ioctl(kvm_fd, kvm::KVM_CREATE_VM, 0) }, "KVM_CREATE_VM")
-        .unwrap_or_else(|e| fail(e));
+    let vm_fd = kvm::check(
+        unsafe { kvm::ioctl(kvm_fd, kvm::KVM_CREATE_VM, 0) },
+        "KVM_CREATE_VM",
+    )
+    .unwrap_or_else(|e| fail(e));
     let mem = Arc::new(kvm::GuestMem::new(vm_fd).unwrap_or_else(|e| fail(e)));
-    let run_size = kvm::check(unsafe { kvm::ioctl(kvm_fd, kvm::KVM_GET_VCPU_MMAP_SIZE, 0) }, "KVM_GET_VCPU_MMAP_SIZE")
-        .unwrap_or_else(|e| fail(e)) as usize;
+    let run_size = kvm::check(
+        unsafe { kvm::ioctl(kvm_fd, kvm::KVM_GET_VCPU_MMAP_SIZE, 0) },
+        "KVM_GET_VCPU_MMAP_SIZE",
+    )
+    .unwrap_or_else(|e| fail(e)) as usize;
 
     // The request handler: store the payload byte in the vCPU's data block
     // (its own thread, outside guest mode).
@@ -82,21 +88,34 @@ fn main() {
         Handled::Continue
     });
     // SAFETY: vm_fd stays open until after the VM is destroyed (below).
-    let vm = unsafe { builder.open_fd(vm_fd) }
-    .unwrap_or_else(|e| fail(format!("open_fd: {e}")));
+    let vm = unsafe { builder.open_fd(vm_fd) }.unwrap_or_else(|e| fail(format!("open_fd: {e}")));
 
     // vCPUs: our fds, our mappings, adopted.
     let mut owned = Vec::new();
     for id in 0..NR_VCPUS {
-        let fd = kvm::check(unsafe { kvm::ioctl(vm_fd, kvm::KVM_CREATE_VCPU, id) }, "KVM_CREATE_VCPU")
-            .unwrap_or_else(|e| fail(e));
+        let fd = kvm::check(
+            unsafe { kvm::ioctl(vm_fd, kvm::KVM_CREATE_VCPU, id) },
+            "KVM_CREATE_VCPU",
+        )
+        .unwrap_or_else(|e| fail(e));
         let run = unsafe {
-            kvm::mmap(std::ptr::null_mut(), run_size, kvm::PROT_READ | kvm::PROT_WRITE, kvm::MAP_SHARED, fd, 0)
+            kvm::mmap(
+                std::ptr::null_mut(),
+                run_size,
+                kvm::PROT_READ | kvm::PROT_WRITE,
+                kvm::MAP_SHARED,
+                fd,
+                0,
+            )
         };
         if run == kvm::MAP_FAILED {
             fail(format!("mmap kvm_run: {}", std::io::Error::last_os_error()));
         }
-        let prog = if id == 0 { kvm::Prog::Out } else { kvm::Prog::Spin };
+        let prog = if id == 0 {
+            kvm::Prog::Out
+        } else {
+            kvm::Prog::Spin
+        };
         kvm::set_prog(fd, id, prog).unwrap_or_else(|e| fail(e));
         // SAFETY: fd and run stay valid until after the VM is destroyed.
         unsafe { vm.adopt_vcpu(id, fd, run as *mut vcpureq::sys::kvm_run, run_size) }
@@ -144,34 +163,53 @@ fn main() {
             }
         }));
     }
-    wait_for("both guests running", || mem.iters(0) > 10 && mem.iters(1) > 10);
+    wait_for("both guests running", || {
+        mem.iters(0) > 10 && mem.iters(1) > 10
+    });
 
     // 1. A request with a payload to vCPU 1 (spinning: the kick gets it out).
     payload.store(0x5a, Relaxed);
-    vm.vcpu(1).unwrap().request(REQ_SET_BYTE).unwrap_or_else(|e| fail(format!("request: {e}")));
-    wait_for("payload stored", || unsafe { mem.ptr.add(kvm::data_gpa(1) as usize + 8).read_volatile() } == 0x5a);
+    vm.vcpu(1)
+        .unwrap()
+        .request(REQ_SET_BYTE)
+        .unwrap_or_else(|e| fail(format!("request: {e}")));
+    wait_for(
+        "payload stored",
+        || unsafe { mem.ptr.add(kvm::data_gpa(1) as usize + 8).read_volatile() } == 0x5a,
+    );
     println!("request: vCPU 1's handler stored the payload 0x5a");
 
     // 2. Pause every vCPU: no guest progress and no exits while paused.
-    let g = vm.pause(None).unwrap_or_else(|e| fail(format!("pause: {e}")));
+    let g = vm
+        .pause(None)
+        .unwrap_or_else(|e| fail(format!("pause: {e}")));
     let before = [mem.iters(0), mem.iters(1), io_exits.load(Relaxed) as u32];
     std::thread::sleep(Duration::from_millis(200));
     let after = [mem.iters(0), mem.iters(1), io_exits.load(Relaxed) as u32];
     if before != after {
-        fail(format!("the guests ran while paused: {before:?} -> {after:?}"));
+        fail(format!(
+            "the guests ran while paused: {before:?} -> {after:?}"
+        ));
     }
     for v in vm.vcpus() {
         if !v.parked() {
             fail(format!("vCPU {} not parked", v.index()));
         }
     }
-    println!("paused: guest loops {:?} and {} I/O exits, unchanged over 200 ms", &before[..2], before[2]);
+    println!(
+        "paused: guest loops {:?} and {} I/O exits, unchanged over 200 ms",
+        &before[..2],
+        before[2]
+    );
     g.resume().unwrap_or_else(|e| fail(format!("resume: {e}")));
-    wait_for("guests running again", || mem.iters(0) > before[0] && mem.iters(1) > before[1]);
+    wait_for("guests running again", || {
+        mem.iters(0) > before[0] && mem.iters(1) > before[1]
+    });
     println!("resumed: guest loops {} and {}", mem.iters(0), mem.iters(1));
 
     // 3. Shutdown: VM_DEAD ends every loop with EIO.
-    vm.vm_dead().unwrap_or_else(|e| fail(format!("vm_dead: {e}")));
+    vm.vm_dead()
+        .unwrap_or_else(|e| fail(format!("vm_dead: {e}")));
     for (i, t) in threads.into_iter().enumerate() {
         let e = t.join().unwrap();
         if e.errno() != errno::EIO {
@@ -190,7 +228,8 @@ fn main() {
         );
     }
     // vcpureq closes and unmaps nothing of ours: we do, after it is gone.
-    vm.destroy().unwrap_or_else(|e| fail(format!("destroy: {e}")));
+    vm.destroy()
+        .unwrap_or_else(|e| fail(format!("destroy: {e}")));
     for o in owned {
         unsafe {
             kvm::munmap(o.run, o.run_size);

@@ -53,13 +53,28 @@ impl Error {
     pub(crate) fn last(r: c_int) -> Error {
         // SAFETY: vcpureq_errmsg() returns a NUL-terminated per-thread string.
         let msg = unsafe { CStr::from_ptr(sys::vcpureq_errmsg()) };
-        Error { errno: -r, message: msg.to_string_lossy().into_owned(), late: Vec::new(), panic: false }
+        Error {
+            errno: -r,
+            message: msg.to_string_lossy().into_owned(),
+            late: Vec::new(),
+            panic: false,
+        }
     }
     pub(crate) fn new(errno: i32, message: impl Into<String>) -> Error {
-        Error { errno, message: message.into(), late: Vec::new(), panic: false }
+        Error {
+            errno,
+            message: message.into(),
+            late: Vec::new(),
+            panic: false,
+        }
     }
     pub(crate) fn panicked(message: String) -> Error {
-        Error { errno: errno::ENOTRECOVERABLE, message, late: Vec::new(), panic: true }
+        Error {
+            errno: errno::ENOTRECOVERABLE,
+            message,
+            late: Vec::new(),
+            panic: true,
+        }
     }
     pub(crate) fn with_late(mut self, late: Vec<u32>) -> Error {
         self.late = late;

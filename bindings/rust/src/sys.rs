@@ -42,7 +42,8 @@ pub struct timespec {
     pub tv_nsec: c_long,
 }
 
-pub const VCPUREQ_VERSION: c_uint = (0 << 16) | (1 << 8) | 0;
+/// `VCPUREQ_VERSION` of the header these declarations follow: 0.1.0.
+pub const VCPUREQ_VERSION: c_uint = 1 << 8;
 
 pub const VCPUREQ_REQUEST_MASK: c_uint = 0xff;
 pub const VCPUREQ_REQUEST_NO_WAKEUP: c_uint = 1 << 8;
@@ -352,8 +353,11 @@ extern "C" {
     pub fn vcpureq_post_interrupt(vcpu: *mut vcpureq_vcpu, vector: c_uint) -> c_int;
     pub fn vcpureq_vcpu_take_interrupt(vcpu: *mut vcpureq_vcpu) -> c_int;
 
-    pub fn vcpureq_vcpu_stats(vcpu: *const vcpureq_vcpu, out: *mut vcpureq_stats, size: usize)
-        -> c_int;
+    pub fn vcpureq_vcpu_stats(
+        vcpu: *const vcpureq_vcpu,
+        out: *mut vcpureq_stats,
+        size: usize,
+    ) -> c_int;
 }
 
 /// One row of the C side's ABI table (`abi/check.c`).
@@ -377,7 +381,9 @@ pub fn abi_rows() -> Vec<(String, u64)> {
     unsafe {
         let mut p = core::ptr::addr_of!(vcpureq_rs_abi) as *const vcpureq_rs_abi_row;
         while !(*p).name.is_null() {
-            let name = core::ffi::CStr::from_ptr((*p).name).to_string_lossy().into_owned();
+            let name = core::ffi::CStr::from_ptr((*p).name)
+                .to_string_lossy()
+                .into_owned();
             v.push((name, (*p).value));
             p = p.add(1);
         }

@@ -266,7 +266,12 @@ impl Deadline {
             nsec -= 1_000_000_000;
             sec = sec.saturating_add(1);
         }
-        Deadline { when: sys::timespec { tv_sec: sec, tv_nsec: nsec } }
+        Deadline {
+            when: sys::timespec {
+                tv_sec: sec,
+                tv_nsec: nsec,
+            },
+        }
     }
     /// An absolute CLOCK_MONOTONIC time as the C API takes it (checked by
     /// the library: a negative `tv_sec` or a `tv_nsec` outside

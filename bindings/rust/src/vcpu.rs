@@ -30,7 +30,10 @@ unsafe impl Sync for Vcpu {}
 
 impl std::fmt::Debug for Vcpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vcpu").field("index", &self.index()).field("id", &self.id()).finish()
+        f.debug_struct("Vcpu")
+            .field("index", &self.index())
+            .field("id", &self.id())
+            .finish()
     }
 }
 
@@ -63,7 +66,10 @@ impl Vcpu {
         check(unsafe { sys::vcpureq_vcpu_bind(self.as_raw()) })?;
         Ok(BoundVcpu {
             vcpu: self.clone(),
-            thread: VcpuThread { raw: self.raw, _not_send: PhantomData },
+            thread: VcpuThread {
+                raw: self.raw,
+                _not_send: PhantomData,
+            },
             bound: true,
         })
     }
@@ -71,6 +77,8 @@ impl Vcpu {
     /// `vcpureq_vcpu_set_user_data()`: a per-vCPU pointer for the VMM
     /// (release store; vcpureq never reads it).  Dereferencing it later is
     /// the VMM's `unsafe`.
+    // vcpureq stores the pointer and never dereferences it.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
     pub fn set_user_data(&self, data: *mut c_void) {
         unsafe { sys::vcpureq_vcpu_set_user_data(self.as_raw(), data) };
     }
@@ -158,7 +166,10 @@ impl Vcpu {
             }
             0
         }
-        let mut slot = Slot::<F, R> { f: Some(f), out: None };
+        let mut slot = Slot::<F, R> {
+            f: Some(f),
+            out: None,
+        };
         let r = unsafe {
             sys::vcpureq_run_on_vcpu(
                 self.as_raw(),
@@ -174,7 +185,10 @@ impl Vcpu {
                 "panic in the run_on_vcpu closure: {}",
                 os::panic_text(&*p)
             ))),
-            None => Err(Error::new(errno::ECANCELED, "vcpureq: the work function did not run")),
+            None => Err(Error::new(
+                errno::ECANCELED,
+                "vcpureq: the work function did not run",
+            )),
         }
     }
 
@@ -202,23 +216,35 @@ impl Vcpu {
             // SAFETY: arg is the Item, freed only by done_tramp.
             let item = unsafe { &mut *(arg as *mut Item<F, D>) };
             let t = unsafe { VcpuThread::from_raw(v) };
-            let Some(f) = item.f.take() else { return -errno::ECANCELED };
+            let Some(f) = item.f.take() else {
+                return -errno::ECANCELED;
+            };
             match catch_unwind(AssertUnwindSafe(|| f(&t))) {
                 Ok(r) => r,
                 Err(p) => {
-                    item.panic = Some(format!("panic in the run_on_vcpu_async closure: {}", os::panic_text(&*p)));
+                    item.panic = Some(format!(
+                        "panic in the run_on_vcpu_async closure: {}",
+                        os::panic_text(&*p)
+                    ));
                     -errno::ENOTRECOVERABLE
                 }
             }
         }
-        unsafe extern "C" fn done_tramp<F, D: FnOnce(Result<i32>)>(arg: *mut c_void, result: c_int) {
+        unsafe extern "C" fn done_tramp<F, D: FnOnce(Result<i32>)>(
+            arg: *mut c_void,
+            result: c_int,
+        ) {
             // SAFETY: called exactly once per queued item (header).
             let mut item = unsafe { Box::from_raw(arg as *mut Item<F, D>) };
             let res = if let Some(p) = item.panic.take() {
                 Err(Error::panicked(p))
             } else if item.f.is_some() {
                 Err(Error::new(
-                    if result < 0 { -result } else { errno::ECANCELED },
+                    if result < 0 {
+                        -result
+                    } else {
+                        errno::ECANCELED
+                    },
                     "vcpureq: the work item was cancelled before it ran (VM dead or destroyed)",
                 ))
             } else {
@@ -227,13 +253,25 @@ impl Vcpu {
             drop(item.f.take());
             if let Some(d) = item.done.take() {
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| d(res))) {
-                    eprintln!("vcpureq: panic in a run_on_vcpu_async done closure: {}", os::panic_text(&*p));
+                    eprintln!(
+                        "vcpureq: panic in a run_on_vcpu_async done closure: {}",
+                        os::panic_text(&*p)
+                    );
                 }
             }
         }
-        let item = Box::into_raw(Box::new(Item::<F, D> { f: Some(f), done: Some(done), panic: None }));
+        let item = Box::into_raw(Box::new(Item::<F, D> {
+            f: Some(f),
+            done: Some(done),
+            panic: None,
+        }));
         let r = unsafe {
-            sys::vcpureq_run_on_vcpu_async(self.as_raw(), work::<F, D>, Some(done_tramp::<F, D>), item as *mut c_void)
+            sys::vcpureq_run_on_vcpu_async(
+                self.as_raw(),
+                work::<F, D>,
+                Some(done_tramp::<F, D>),
+                item as *mut c_void,
+            )
         };
         if r < 0 {
             let e = Error::last(r);
@@ -271,7 +309,10 @@ impl VcpuThread {
     /// # Safety
     /// `raw` is a live vCPU and the calling thread is its bound thread.
     pub(crate) unsafe fn from_raw(raw: *mut sys::vcpureq_vcpu) -> VcpuThread {
-        VcpuThread { raw: NonNull::new(raw).expect("vcpureq passed a vCPU"), _not_send: PhantomData }
+        VcpuThread {
+            raw: NonNull::new(raw).expect("vcpureq passed a vCPU"),
+            _not_send: PhantomData,
+        }
     }
     /// The C handle.
     pub fn as_raw(&self) -> *mut sys::vcpureq_vcpu {
@@ -302,20 +343,32 @@ impl VcpuThread {
     }
     /// `vcpureq_request_pending()`: any request pending (relaxed).
     pub fn request_pending(&self) -> bool {
-        Self::flag(unsafe { sys::vcpureq_request_pending(self.as_raw()) }, "request_pending")
+        Self::flag(
+            unsafe { sys::vcpureq_request_pending(self.as_raw()) },
+            "request_pending",
+        )
     }
     /// `vcpureq_test_request()`: pending (acquire: its payload is visible).
     pub fn test_request(&self, req: Request) -> bool {
-        Self::flag(unsafe { sys::vcpureq_test_request(req.raw(), self.as_raw()) }, "test_request")
+        Self::flag(
+            unsafe { sys::vcpureq_test_request(req.raw(), self.as_raw()) },
+            "test_request",
+        )
     }
     /// `vcpureq_clear_request()`: clear without acting.
     pub fn clear_request(&self, req: Request) {
-        Self::flag(unsafe { sys::vcpureq_clear_request(req.raw(), self.as_raw()) }, "clear_request");
+        Self::flag(
+            unsafe { sys::vcpureq_clear_request(req.raw(), self.as_raw()) },
+            "clear_request",
+        );
     }
     /// `vcpureq_check_request()`: test and clear (fully ordered: the
     /// payload written before the make is visible when it returns true).
     pub fn check_request(&self, req: Request) -> bool {
-        Self::flag(unsafe { sys::vcpureq_check_request(req.raw(), self.as_raw()) }, "check_request")
+        Self::flag(
+            unsafe { sys::vcpureq_check_request(req.raw(), self.as_raw()) },
+            "check_request",
+        )
     }
     /// `vcpureq_vcpu_take_interrupt()`: the highest pending posted vector.
     pub fn take_interrupt(&self) -> Option<u8> {
@@ -366,7 +419,10 @@ pub struct BoundVcpu {
 
 impl std::fmt::Debug for BoundVcpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BoundVcpu").field("vcpu", &self.vcpu).field("bound", &self.bound).finish()
+        f.debug_struct("BoundVcpu")
+            .field("vcpu", &self.vcpu)
+            .field("bound", &self.bound)
+            .finish()
     }
 }
 

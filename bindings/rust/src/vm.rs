@@ -43,7 +43,9 @@ unsafe extern "C" fn handler_tramp(v: *mut sys::vcpureq_vcpu, opaque: *mut c_voi
     // v is the calling vCPU thread's vCPU.
     let cb = unsafe { &*(opaque as *const Callbacks) };
     let t = unsafe { VcpuThread::from_raw(v) };
-    let Some(h) = cb.handler.as_ref() else { return 1 };
+    let Some(h) = cb.handler.as_ref() else {
+        return 1;
+    };
     match catch_unwind(AssertUnwindSafe(|| h(&t))) {
         Ok(Handled::Continue) => 0,
         Ok(Handled::ReturnRequest) => 1,
@@ -59,7 +61,9 @@ unsafe extern "C" fn runnable_tramp(v: *mut sys::vcpureq_vcpu, opaque: *mut c_vo
     // SAFETY: as handler_tramp.
     let cb = unsafe { &*(opaque as *const Callbacks) };
     let t = unsafe { VcpuThread::from_raw(v) };
-    let Some(h) = cb.runnable.as_ref() else { return false };
+    let Some(h) = cb.runnable.as_ref() else {
+        return false;
+    };
     match catch_unwind(AssertUnwindSafe(|| h(&t))) {
         Ok(b) => b,
         Err(p) => {
@@ -227,14 +231,25 @@ impl VmBuilder {
         self
     }
 
-    fn finish(self, f: impl FnOnce(&sys::vcpureq_vm_opts, *mut *mut sys::vcpureq_vm) -> c_int) -> Result<Vm> {
+    fn finish(
+        self,
+        f: impl FnOnce(&sys::vcpureq_vm_opts, *mut *mut sys::vcpureq_vm) -> c_int,
+    ) -> Result<Vm> {
         let mut cb = Box::new(self.cb);
         let mut opts = self.opts;
         opts.opaque = &mut *cb as *mut Callbacks as *mut c_void;
         let mut raw = core::ptr::null_mut();
         check(f(&opts, &mut raw))?;
-        let raw = NonNull::new(raw).ok_or_else(|| Error::new(errno::ENOMEM, "vcpureq returned no VM"))?;
-        Ok(Vm { inner: Arc::new(VmInner { raw, freed: false, _callbacks: cb, backend: self.backend }) })
+        let raw =
+            NonNull::new(raw).ok_or_else(|| Error::new(errno::ENOMEM, "vcpureq returned no VM"))?;
+        Ok(Vm {
+            inner: Arc::new(VmInner {
+                raw,
+                freed: false,
+                _callbacks: cb,
+                backend: self.backend,
+            }),
+        })
     }
     /// `vcpureq_vm_create()`: the VM and its `vcpus(n)` vCPUs (ids and
     /// indexes 0..n).  KVM: vcpureq opens /dev/kvm, creates the VM and
@@ -280,17 +295,25 @@ impl WeakVm {
 impl Vm {
     /// A [`WeakVm`] of this VM.
     pub fn downgrade(&self) -> WeakVm {
-        WeakVm { inner: Arc::downgrade(&self.inner) }
+        WeakVm {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// Options with everything at its default (`VCPUREQ_VM_OPTS_INIT`).
     pub fn builder(backend: Backend) -> VmBuilder {
-        let mut opts = sys::vcpureq_vm_opts::default();
-        opts.backend = match backend {
-            Backend::Kvm => sys::VCPUREQ_BACKEND_KVM,
-            Backend::Thread => sys::VCPUREQ_BACKEND_THREAD,
+        let opts = sys::vcpureq_vm_opts {
+            backend: match backend {
+                Backend::Kvm => sys::VCPUREQ_BACKEND_KVM,
+                Backend::Thread => sys::VCPUREQ_BACKEND_THREAD,
+            },
+            ..Default::default()
         };
-        VmBuilder { opts, cb: Callbacks::default(), backend }
+        VmBuilder {
+            opts,
+            cb: Callbacks::default(),
+            backend,
+        }
     }
 
     /// The C handle, for calls of [`crate::sys`] (valid while `self` is).
@@ -348,7 +371,10 @@ impl Vm {
     pub fn create_vcpu(&self, id: u64) -> Result<Vcpu> {
         let mut out = core::ptr::null_mut();
         check(unsafe { sys::vcpureq_vcpu_create(self.as_raw(), id as _, &mut out) })?;
-        Ok(Vcpu::new(self.clone(), NonNull::new(out).expect("vcpureq_vcpu_create: a vCPU")))
+        Ok(Vcpu::new(
+            self.clone(),
+            NonNull::new(out).expect("vcpureq_vcpu_create: a vCPU"),
+        ))
     }
     /// `vcpureq_vcpu_adopt()`: a vCPU the VMM created itself: `fd` from its
     /// `KVM_CREATE_VCPU` of `id` on this VM (`VcpuFd::as_raw_fd()` in
@@ -368,8 +394,13 @@ impl Vm {
         run_size: usize,
     ) -> Result<Vcpu> {
         let mut out = core::ptr::null_mut();
-        check(unsafe { sys::vcpureq_vcpu_adopt(self.as_raw(), id as _, fd, run, run_size, &mut out) })?;
-        Ok(Vcpu::new(self.clone(), NonNull::new(out).expect("vcpureq_vcpu_adopt: a vCPU")))
+        check(unsafe {
+            sys::vcpureq_vcpu_adopt(self.as_raw(), id as _, fd, run, run_size, &mut out)
+        })?;
+        Ok(Vcpu::new(
+            self.clone(),
+            NonNull::new(out).expect("vcpureq_vcpu_adopt: a vCPU"),
+        ))
     }
     /// The kick signal in use.
     pub fn kick_signal(&self) -> i32 {
@@ -393,7 +424,8 @@ impl Vm {
     /// `vcpureq_make_all_cpus_request()`: make and kick every vCPU (WAIT:
     /// and wait).  `Ok(true)` if a signal was sent.
     pub fn make_all_cpus_request(&self, req: Request) -> Result<bool> {
-        check(unsafe { sys::vcpureq_make_all_cpus_request(self.as_raw(), req.raw()) }).map(|r| r > 0)
+        check(unsafe { sys::vcpureq_make_all_cpus_request(self.as_raw(), req.raw()) })
+            .map(|r| r > 0)
     }
     /// `vcpureq_make_vcpus_request_mask()` for the vCPUs of `set`.
     pub fn make_vcpus_request(&self, req: Request, set: &VcpuSet) -> Result<bool> {
@@ -403,8 +435,10 @@ impl Vm {
     }
     /// `vcpureq_make_vcpus_request()`: a list of indexes.
     pub fn make_vcpus_request_ids(&self, req: Request, ids: &[u32]) -> Result<bool> {
-        check(unsafe { sys::vcpureq_make_vcpus_request(self.as_raw(), req.raw(), ids.as_ptr(), ids.len()) })
-            .map(|r| r > 0)
+        check(unsafe {
+            sys::vcpureq_make_vcpus_request(self.as_raw(), req.raw(), ids.as_ptr(), ids.len())
+        })
+        .map(|r| r > 0)
     }
     /// `vcpureq_make_vcpus_request_deadline()` (`set` `None`: every vCPU):
     /// a WAIT target that has not acknowledged by `deadline` makes it
@@ -422,7 +456,11 @@ impl Vm {
         .map(|r| r > 0)
     }
 
-    fn with_deadline(&self, deadline: Deadline, f: impl FnOnce(*const sys::vcpureq_deadline) -> c_int) -> Result<c_int> {
+    fn with_deadline(
+        &self,
+        deadline: Deadline,
+        f: impl FnOnce(*const sys::vcpureq_deadline) -> c_int,
+    ) -> Result<c_int> {
         let words = (self.nr_vcpus() as usize).div_ceil(64).max(1) + 1;
         let mut pending = vec![0u64; words];
         let dl = sys::vcpureq_deadline {
@@ -460,18 +498,35 @@ impl Vm {
     pub fn pause(&self, set: Option<&VcpuSet>) -> Result<PauseGuard> {
         let (m, bits) = set_raw(set);
         check(unsafe { sys::vcpureq_pause(self.as_raw(), m, bits, core::ptr::null()) })?;
-        Ok(PauseGuard { vm: self.clone(), set: set.cloned(), active: true })
+        Ok(PauseGuard {
+            vm: self.clone(),
+            set: set.cloned(),
+            active: true,
+        })
     }
     /// `vcpureq_pause()` with a deadline.  Past it the pause stays in force:
     /// the error carries its guard ([`PauseError::guard`]: wait again with
     /// [`PauseGuard::wait`], or resume) and names the late vCPUs.
-    pub fn pause_until(&self, set: Option<&VcpuSet>, deadline: Deadline) -> std::result::Result<PauseGuard, PauseError> {
+    pub fn pause_until(
+        &self,
+        set: Option<&VcpuSet>,
+        deadline: Deadline,
+    ) -> std::result::Result<PauseGuard, PauseError> {
         let (m, bits) = set_raw(set);
-        match self.with_deadline(deadline, |dl| unsafe { sys::vcpureq_pause(self.as_raw(), m, bits, dl) }) {
-            Ok(_) => Ok(PauseGuard { vm: self.clone(), set: set.cloned(), active: true }),
+        match self.with_deadline(deadline, |dl| unsafe {
+            sys::vcpureq_pause(self.as_raw(), m, bits, dl)
+        }) {
+            Ok(_) => Ok(PauseGuard {
+                vm: self.clone(),
+                set: set.cloned(),
+                active: true,
+            }),
             Err(error) => {
-                let guard = (error.errno() == errno::ETIMEDOUT)
-                    .then(|| PauseGuard { vm: self.clone(), set: set.cloned(), active: true });
+                let guard = (error.errno() == errno::ETIMEDOUT).then(|| PauseGuard {
+                    vm: self.clone(),
+                    set: set.cloned(),
+                    active: true,
+                });
                 Err(PauseError { error, guard })
             }
         }
@@ -501,7 +556,12 @@ impl Vm {
     pub fn request_stats(&self, req: Request) -> Result<RequestStats> {
         let mut out = RequestStats::default();
         check(unsafe {
-            sys::vcpureq_vm_request_stats(self.as_raw(), req.raw(), &mut out, core::mem::size_of::<RequestStats>())
+            sys::vcpureq_vm_request_stats(
+                self.as_raw(),
+                req.raw(),
+                &mut out,
+                core::mem::size_of::<RequestStats>(),
+            )
         })?;
         Ok(out)
     }
@@ -525,7 +585,10 @@ impl Vm {
 
     /// `vcpureq_trace_start()` (`ring_events` 0: 8192 per ring).
     pub fn trace_start(&self, ring_events: u32) -> Result<()> {
-        let o = sys::vcpureq_trace_opts { size: core::mem::size_of::<sys::vcpureq_trace_opts>(), ring_events };
+        let o = sys::vcpureq_trace_opts {
+            size: core::mem::size_of::<sys::vcpureq_trace_opts>(),
+            ring_events,
+        };
         check(unsafe { sys::vcpureq_trace_start(self.as_raw(), &o) }).map(|_| ())
     }
     /// `vcpureq_trace_stop()`.
@@ -555,7 +618,9 @@ impl Vm {
     /// `vcpureq_trace_counts()`.
     pub fn trace_counts(&self) -> Result<TraceCounts> {
         let mut out = TraceCounts::default();
-        check(unsafe { sys::vcpureq_trace_counts(self.as_raw(), &mut out, core::mem::size_of::<TraceCounts>()) })?;
+        check(unsafe {
+            sys::vcpureq_trace_counts(self.as_raw(), &mut out, core::mem::size_of::<TraceCounts>())
+        })?;
         Ok(out)
     }
 }
@@ -572,7 +637,10 @@ pub struct PauseGuard {
 
 impl std::fmt::Debug for PauseGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PauseGuard").field("vcpus", &self.set).field("active", &self.active).finish()
+        f.debug_struct("PauseGuard")
+            .field("vcpus", &self.set)
+            .field("active", &self.active)
+            .finish()
     }
 }
 
@@ -586,10 +654,15 @@ impl PauseGuard {
     pub fn wait(&self, deadline: Option<Deadline>) -> Result<()> {
         let (m, bits) = set_raw(self.set.as_ref());
         match deadline {
-            None => check(unsafe { sys::vcpureq_pause_wait(self.vm.as_raw(), m, bits, core::ptr::null()) }).map(|_| ()),
+            None => check(unsafe {
+                sys::vcpureq_pause_wait(self.vm.as_raw(), m, bits, core::ptr::null())
+            })
+            .map(|_| ()),
             Some(d) => self
                 .vm
-                .with_deadline(d, |dl| unsafe { sys::vcpureq_pause_wait(self.vm.as_raw(), m, bits, dl) })
+                .with_deadline(d, |dl| unsafe {
+                    sys::vcpureq_pause_wait(self.vm.as_raw(), m, bits, dl)
+                })
                 .map(|_| ()),
         }
     }
@@ -620,6 +693,11 @@ pub struct PauseError {
 
 impl std::fmt::Debug for PauseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PauseError({:?}, in force: {})", self.error, self.guard.is_some())
+        write!(
+            f,
+            "PauseError({:?}, in force: {})",
+            self.error,
+            self.guard.is_some()
+        )
     }
 }

@@ -171,7 +171,9 @@ fn declarations_match_the_header() {
     let mut bad = Vec::new();
     for (name, v) in &c {
         match rust.get(name) {
-            None => bad.push(format!("{name}: in abi/check.c, not checked on the Rust side")),
+            None => bad.push(format!(
+                "{name}: in abi/check.c, not checked on the Rust side"
+            )),
             Some(r) if r != v => bad.push(format!("{name}: C says {v}, Rust {r}")),
             _ => {}
         }
@@ -179,14 +181,23 @@ fn declarations_match_the_header() {
     for name in rust.keys().filter(|n| !c.contains_key(*n)) {
         bad.push(format!("{name}: on the Rust side, not in abi/check.c"));
     }
-    assert!(bad.is_empty(), "the hand-written FFI disagrees with the header:\n  {}", bad.join("\n  "));
+    assert!(
+        bad.is_empty(),
+        "the hand-written FFI disagrees with the header:\n  {}",
+        bad.join("\n  ")
+    );
     assert!(c.len() >= 140, "only {} rows compared", c.len());
 }
 
 /// The version of the library linked is the one the declarations are for.
 #[test]
 fn linked_library_version() {
-    assert_eq!(vcpureq::version(), VCPUREQ_VERSION, "linked {}", vcpureq::LINKED);
+    assert_eq!(
+        vcpureq::version(),
+        VCPUREQ_VERSION,
+        "linked {}",
+        vcpureq::LINKED
+    );
     assert_eq!(vcpureq::version_string(), "0.1.0");
     eprintln!("linked: {}", vcpureq::LINKED);
 }
@@ -195,9 +206,15 @@ fn linked_library_version() {
 /// function added to the header and not bound fails here).
 #[test]
 fn every_header_function_is_declared() {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../include/vcpureq/vcpureq.h");
+    let root = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../include/vcpureq/vcpureq.h"
+    );
     let Ok(h) = std::fs::read_to_string(root) else {
-        common::skip("abi::every_header_function_is_declared", "the repository's header is not at ../../include");
+        common::skip(
+            "abi::every_header_function_is_declared",
+            "the repository's header is not at ../../include",
+        );
         return;
     };
     let sys = include_str!("../src/sys.rs");
@@ -220,5 +237,8 @@ fn every_header_function_is_declared() {
             }
         }
     }
-    assert!(missing.is_empty(), "declared in the header, not in src/sys.rs: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "declared in the header, not in src/sys.rs: {missing:?}"
+    );
 }

@@ -29,7 +29,10 @@ fn request_numbers() {
     assert_eq!(Request::try_arch(55), Some(Request::arch::<55>()));
     assert_eq!(Request::try_arch(56), None);
     assert!(Request::arch::<1>().wait().is_wait());
-    assert_eq!(Request::arch::<1>().no_wakeup().raw(), 9 | sys::VCPUREQ_REQUEST_NO_WAKEUP);
+    assert_eq!(
+        Request::arch::<1>().no_wakeup().raw(),
+        9 | sys::VCPUREQ_REQUEST_NO_WAKEUP
+    );
     let s = VcpuSet::of([0, 3, 64]);
     assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 3, 64]);
     assert!(s.contains(64) && !s.contains(1));
@@ -38,7 +41,10 @@ fn request_numbers() {
 #[test]
 fn errors_carry_errno_and_message() {
     // Bad options: nr_vcpus above the thread backend's maximum.
-    let e = Vm::builder(Backend::Thread).vcpus(sys::VCPUREQ_THREAD_MAX_VCPUS + 1).create().unwrap_err();
+    let e = Vm::builder(Backend::Thread)
+        .vcpus(sys::VCPUREQ_THREAD_MAX_VCPUS + 1)
+        .create()
+        .unwrap_err();
     assert_eq!(e.errno(), errno::EINVAL);
     assert!(!e.message().is_empty(), "no vcpureq_errmsg() text");
     assert!(e.to_string().contains(e.message()));
@@ -59,7 +65,10 @@ fn errors_carry_errno_and_message() {
     assert_eq!(e.errno(), errno::EINVAL);
     assert!(!e.message().is_empty());
     // A second bind of a bound vCPU from this thread: EBUSY.
-    assert_eq!(vm.vcpu(0).unwrap().bind().unwrap_err().errno(), errno::EBUSY);
+    assert_eq!(
+        vm.vcpu(0).unwrap().bind().unwrap_err().errno(),
+        errno::EBUSY
+    );
     // Destroy while other handles live: EBUSY, nothing destroyed.
     let e = vm.clone().destroy().unwrap_err();
     assert_eq!(e.errno(), errno::EBUSY);
@@ -73,7 +82,11 @@ fn block_wake_up_and_unblock() {
     let ready = Arc::new(AtomicBool::new(false));
     let r = ready.clone();
     // The hook consumes its condition: runnable once per ready.
-    let vm = Vm::builder(Backend::Thread).vcpus(1).runnable(move |_| r.swap(false, AcqRel)).create().unwrap();
+    let vm = Vm::builder(Backend::Thread)
+        .vcpus(1)
+        .runnable(move |_| r.swap(false, AcqRel))
+        .create()
+        .unwrap();
     let v = vm.vcpu(0).unwrap();
     let steps = Arc::new(AtomicU64::new(0));
     let s = steps.clone();
@@ -89,14 +102,22 @@ fn block_wake_up_and_unblock() {
     wait_until("blocking", || v.is_blocking());
     ready.store(true, Release);
     v.wake_up();
-    wait_until("blocking again", || steps.load(Acquire) == 1 && v.is_blocking());
+    wait_until("blocking again", || {
+        steps.load(Acquire) == 1 && v.is_blocking()
+    });
     v.request(Request::UNBLOCK).unwrap();
-    wait_until("blocking a third time", || steps.load(Acquire) == 2 && v.is_blocking());
+    wait_until("blocking a third time", || {
+        steps.load(Acquire) == 2 && v.is_blocking()
+    });
     v.request(REQ_A.no_wakeup()).unwrap();
     let (first, second, third) = t.join().unwrap();
     assert!(first.runnable(), "{first:?}");
     assert!(second.unblock(), "{second:?}");
-    assert_eq!(third, Err(errno::ETIMEDOUT), "a NO_WAKEUP request woke the sleeper");
+    assert_eq!(
+        third,
+        Err(errno::ETIMEDOUT),
+        "a NO_WAKEUP request woke the sleeper"
+    );
     assert!(v.stats().blocks >= 3);
 }
 
@@ -130,17 +151,25 @@ fn interrupt_mailbox() {
 
 #[test]
 fn stats_dump_and_trace() {
-    let Some(m) = Machine::new("api::stats_dump_and_trace", Backend::Thread, 2, Prog::Spin, |b| {
-        b.request_handler(|t| {
-            t.check_request(REQ_A);
-            Handled::Continue
-        })
-    }) else {
+    let Some(m) = Machine::new(
+        "api::stats_dump_and_trace",
+        Backend::Thread,
+        2,
+        Prog::Spin,
+        |b| {
+            b.request_handler(|t| {
+                t.check_request(REQ_A);
+                Handled::Continue
+            })
+        },
+    ) else {
         return;
     };
     m.vm.trace_start(0).unwrap();
     assert_eq!(m.vm.trace_start(0).unwrap_err().errno(), errno::EBUSY);
-    let ts: Vec<_> = (0..2).map(|i| spawn(m.vcpu(i), |b| run_loop(&b, |_| {}))).collect();
+    let ts: Vec<_> = (0..2)
+        .map(|i| spawn(m.vcpu(i), |b| run_loop(&b, |_| {})))
+        .collect();
     m.wait_running(0);
     m.wait_running(1);
     for _ in 0..5 {
@@ -154,8 +183,14 @@ fn stats_dump_and_trace() {
     assert!(st.requests_made >= 5 && st.entries >= 1, "{st:?}");
     let text = m.vm.dump_stats(DumpFormat::Text).unwrap();
     let json = m.vm.dump_stats(DumpFormat::Json).unwrap();
-    assert!(text.contains("requests_made") || text.contains("made"), "{text}");
-    assert!(json.trim_start().starts_with('{') && json.trim_end().ends_with('}'), "{json}");
+    assert!(
+        text.contains("requests_made") || text.contains("made"),
+        "{text}"
+    );
+    assert!(
+        json.trim_start().starts_with('{') && json.trim_end().ends_with('}'),
+        "{json}"
+    );
     m.vm.trace_stop().unwrap();
     let c = m.vm.trace_counts().unwrap();
     assert!(c.recorded > 0 && !c.recording, "{c:?}");
@@ -171,7 +206,11 @@ fn stats_dump_and_trace() {
 
 #[test]
 fn user_data_and_accessors() {
-    let vm = Vm::builder(Backend::Thread).vcpus(2).max_vcpus(4).create().unwrap();
+    let vm = Vm::builder(Backend::Thread)
+        .vcpus(2)
+        .max_vcpus(4)
+        .create()
+        .unwrap();
     assert_eq!(vm.nr_vcpus(), 2);
     assert_eq!(vm.max_vcpus(), 4);
     assert!(vm.kick_signal() > 0);
@@ -191,7 +230,15 @@ fn user_data_and_accessors() {
 /// own ioctls; kvm_run is mapped.
 #[test]
 fn kvm_fds_and_mapping() {
-    let Some(m) = Machine::new("api::kvm_fds_and_mapping", Backend::Kvm, 1, Prog::Out, |b| b) else { return };
+    let Some(m) = Machine::new(
+        "api::kvm_fds_and_mapping",
+        Backend::Kvm,
+        1,
+        Prog::Out,
+        |b| b,
+    ) else {
+        return;
+    };
     let v = m.vcpu(0);
     assert!(m.vm.kvm_fd().is_some() && v.kvm_fd().is_some());
     assert!(!v.kvm_run().is_null());
@@ -231,12 +278,23 @@ fn last_handle_frees_the_vm() {
     let v = vm2.vcpu(0).unwrap();
     let g = vm2.pause(None).unwrap();
     drop(vm2);
-    assert!(w2.upgrade().is_some(), "a Vcpu and a pause guard still hold it");
+    assert!(
+        w2.upgrade().is_some(),
+        "a Vcpu and a pause guard still hold it"
+    );
     drop(g);
-    assert_eq!(Arc::strong_count(&token), 2, "closures dropped while a Vcpu lives");
+    assert_eq!(
+        Arc::strong_count(&token),
+        2,
+        "closures dropped while a Vcpu lives"
+    );
     drop(v);
     assert!(w2.upgrade().is_none());
-    assert_eq!(Arc::strong_count(&token), 1, "the last handle did not free the VM's closures");
+    assert_eq!(
+        Arc::strong_count(&token),
+        1,
+        "the last handle did not free the VM's closures"
+    );
     assert!(vm.downgrade().upgrade().is_some());
     vm.destroy().unwrap();
 }

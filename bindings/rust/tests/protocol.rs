@@ -17,7 +17,11 @@ const REQ_TOUCH: Request = Request::arch::<1>();
 const REQ_STOP: Request = Request::arch::<2>();
 
 fn assert_eio(e: &Error, who: &str) {
-    assert_eq!(e.errno(), errno::EIO, "{who} ended with {e}, not EIO (VM_DEAD)");
+    assert_eq!(
+        e.errno(),
+        errno::EIO,
+        "{who} ended with {e}, not EIO (VM_DEAD)"
+    );
 }
 
 /// A request's payload, written (relaxed) before the request, is what the
@@ -47,7 +51,11 @@ fn request_with_payload(backend: Backend, name: &str) {
         payload.store(v, Relaxed);
         m.vcpu(0).request(REQ_PAYLOAD).unwrap();
         wait_until("request handled", || handled.load(Acquire) >= k);
-        assert_eq!(seen.load(Relaxed), v, "request {k}: the handler saw a stale payload");
+        assert_eq!(
+            seen.load(Relaxed),
+            v,
+            "request {k}: the handler saw a stale payload"
+        );
     }
     let st = m.vm.request_stats(REQ_PAYLOAD).unwrap();
     assert_eq!(st.handled, 50);
@@ -58,7 +66,9 @@ fn request_with_payload(backend: Backend, name: &str) {
 /// A vCPU spinning in guest code (no exit of its own) is kicked out by a
 /// request: run() returns Request and the bit is there.
 fn kick_out_of_spinning_guest(backend: Backend, name: &str) {
-    let Some(m) = Machine::new(name, backend, 1, Prog::Spin, |b| b) else { return };
+    let Some(m) = Machine::new(name, backend, 1, Prog::Spin, |b| b) else {
+        return;
+    };
     let got = Arc::new(AtomicU64::new(0));
     let g = got.clone();
     let t = spawn(m.vcpu(0), move |b| {
@@ -74,7 +84,10 @@ fn kick_out_of_spinning_guest(backend: Backend, name: &str) {
         wait_until("vCPU in guest mode", || v.mode() == Mode::InGuest);
         let kicked = v.stats().kicked_exits;
         let sent = v.request(REQ_STOP).unwrap();
-        assert!(sent, "the vCPU was in guest mode: the kick had to signal it");
+        assert!(
+            sent,
+            "the vCPU was in guest mode: the kick had to signal it"
+        );
         wait_until("run() returned the request", || got.load(Relaxed) == k);
         assert!(v.stats().kicked_exits > kicked, "no kicked exit counted");
     }
@@ -97,7 +110,9 @@ fn broadcast_wait(backend: Backend, name: &str) {
     }) else {
         return;
     };
-    let ts: Vec<_> = (0..3).map(|i| spawn(m.vcpu(i), |b| run_loop(&b, |_| {}))).collect();
+    let ts: Vec<_> = (0..3)
+        .map(|i| spawn(m.vcpu(i), |b| run_loop(&b, |_| {})))
+        .collect();
     for round in 0..10 {
         let mut epochs = Vec::new();
         for i in 0..3 {
@@ -115,9 +130,14 @@ fn broadcast_wait(backend: Backend, name: &str) {
             );
         }
         let waited_now: u64 = (0..3).map(|i| m.vcpu(i).stats().acks_waited).sum();
-        assert!(waited_now >= waited + 3, "round {round}: WAIT did not wait for the 3 vCPUs");
+        assert!(
+            waited_now >= waited + 3,
+            "round {round}: WAIT did not wait for the 3 vCPUs"
+        );
     }
-    wait_until("every vCPU handled its requests", || touched.iter().all(|c| c.load(Relaxed) >= 1));
+    wait_until("every vCPU handled its requests", || {
+        touched.iter().all(|c| c.load(Relaxed) >= 1)
+    });
     m.vm.vm_dead().unwrap();
     for t in ts {
         assert_eio(&t.join().unwrap(), "a vCPU loop");
@@ -127,7 +147,9 @@ fn broadcast_wait(backend: Backend, name: &str) {
 /// While paused (guard alive) no guest makes progress; dropping the guard
 /// or resume() lets them run again.  vCPU 1 runs the VMM-owned loop.
 fn pause_resume_no_progress(backend: Backend, name: &str) {
-    let Some(m) = Machine::new(name, backend, 2, Prog::Spin, |b| b) else { return };
+    let Some(m) = Machine::new(name, backend, 2, Prog::Spin, |b| b) else {
+        return;
+    };
     let t0 = spawn(m.vcpu(0), |b| run_loop(&b, |_| {}));
     let tick = m.ticker(1);
     let t1 = spawn(m.vcpu(1), move |b| own_loop(&b, tick, |_| {}));
@@ -138,12 +160,19 @@ fn pause_resume_no_progress(backend: Backend, name: &str) {
         let snap: Vec<u64> = (0..2).map(|i| m.iters(i)).collect();
         for i in 0..2 {
             let v = m.vcpu(i);
-            assert!(v.paused() && v.parked(), "round {round}: vCPU {i} not parked at pause's return");
+            assert!(
+                v.paused() && v.parked(),
+                "round {round}: vCPU {i} not parked at pause's return"
+            );
             assert_eq!(v.mode(), Mode::OutsideGuest);
         }
         std::thread::sleep(Duration::from_millis(50));
         for i in 0..2 {
-            assert_eq!(m.iters(i), snap[i as usize], "round {round}: vCPU {i}'s guest ran while paused");
+            assert_eq!(
+                m.iters(i),
+                snap[i as usize],
+                "round {round}: vCPU {i}'s guest ran while paused"
+            );
         }
         if round % 2 == 0 {
             drop(g);
@@ -173,7 +202,9 @@ fn pause_resume_no_progress(backend: Backend, name: &str) {
 /// caller's locals, returns its value; the async form reports through its
 /// done closure; a panic is caught and returned, and the vCPU goes on.
 fn run_on_vcpu_closure(backend: Backend, name: &str) {
-    let Some(m) = Machine::new(name, backend, 1, Prog::Spin, |b| b) else { return };
+    let Some(m) = Machine::new(name, backend, 1, Prog::Spin, |b| b) else {
+        return;
+    };
     let tid = Arc::new(Mutex::new(None));
     let tid2 = tid.clone();
     let t = spawn(m.vcpu(0), move |b| {
@@ -183,27 +214,55 @@ fn run_on_vcpu_closure(backend: Backend, name: &str) {
     m.wait_running(0);
     let v = m.vcpu(0);
     let local = [1u32, 2, 3];
-    let (on, idx, sum) = v.run_on_vcpu(|t| (std::thread::current().id(), t.index(), local.iter().sum::<u32>())).unwrap();
-    assert_eq!(Some(on), *tid.lock().unwrap(), "the closure did not run on the vCPU thread");
+    let (on, idx, sum) = v
+        .run_on_vcpu(|t| {
+            (
+                std::thread::current().id(),
+                t.index(),
+                local.iter().sum::<u32>(),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        Some(on),
+        *tid.lock().unwrap(),
+        "the closure did not run on the vCPU thread"
+    );
     assert_eq!((idx, sum), (0, 6));
 
     let (tx, rx) = mpsc::channel();
     let vt = tid.lock().unwrap().unwrap();
     v.run_on_vcpu_async(
-        move |_| if std::thread::current().id() == vt { 42 } else { -1 },
+        move |_| {
+            if std::thread::current().id() == vt {
+                42
+            } else {
+                -1
+            }
+        },
         move |r| tx.send(r).unwrap(),
     )
     .unwrap();
     assert_eq!(rx.recv_timeout(HANG).unwrap(), Ok(42));
 
-    let e = v.run_on_vcpu(|_| -> u32 { panic!("boom in run_on_vcpu") }).unwrap_err();
-    assert!(e.is_panic() && e.message().contains("boom in run_on_vcpu"), "{e}");
+    let e = v
+        .run_on_vcpu(|_| -> u32 { panic!("boom in run_on_vcpu") })
+        .unwrap_err();
+    assert!(
+        e.is_panic() && e.message().contains("boom in run_on_vcpu"),
+        "{e}"
+    );
     let (tx, rx) = mpsc::channel();
-    v.run_on_vcpu_async(|_| panic!("boom async"), move |r| tx.send(r).unwrap()).unwrap();
+    v.run_on_vcpu_async(|_| panic!("boom async"), move |r| tx.send(r).unwrap())
+        .unwrap();
     let r = rx.recv_timeout(HANG).unwrap();
     assert!(r.as_ref().is_err_and(|e| e.is_panic()), "{r:?}");
     m.wait_running(0);
-    assert_eq!(v.run_on_vcpu(|_| 7).unwrap(), 7, "the vCPU did not go on after a panic");
+    assert_eq!(
+        v.run_on_vcpu(|_| 7).unwrap(),
+        7,
+        "the vCPU did not go on after a panic"
+    );
 
     m.vm.vm_dead().unwrap();
     assert_eio(&t.join().unwrap(), "the vCPU loop");
@@ -215,7 +274,9 @@ fn run_on_vcpu_closure(backend: Backend, name: &str) {
 /// walk, so a WAIT request and a pause wait for it; both time out naming
 /// vCPU 1 only, and the pause stays in force until waited for and resumed.
 fn deadline_names_late_vcpu(backend: Backend, name: &str) {
-    let Some(m) = Machine::new(name, backend, 2, Prog::Spin, |b| b) else { return };
+    let Some(m) = Machine::new(name, backend, 2, Prog::Spin, |b| b) else {
+        return;
+    };
     let in_walk = Arc::new(AtomicBool::new(false));
     let release = Arc::new(AtomicBool::new(false));
     let (iw, rl) = (in_walk.clone(), release.clone());
@@ -236,9 +297,12 @@ fn deadline_names_late_vcpu(backend: Backend, name: &str) {
     // deadline: then the deadline doubles (no wall-clock bound on it).
     let mut ms = 100;
     loop {
-        let e = m
-            .vm
-            .make_vcpus_request_deadline(Request::OUTSIDE_GUEST_MODE, None, Deadline::after(Duration::from_millis(ms)))
+        let e =
+            m.vm.make_vcpus_request_deadline(
+                Request::OUTSIDE_GUEST_MODE,
+                None,
+                Deadline::after(Duration::from_millis(ms)),
+            )
             .unwrap_err();
         assert_eq!(e.errno(), errno::ETIMEDOUT, "{e}");
         assert!(e.late_vcpus().contains(&1), "{e}");
@@ -248,7 +312,9 @@ fn deadline_names_late_vcpu(backend: Backend, name: &str) {
         ms *= 2;
     }
     let g = loop {
-        let pe = m.vm.pause_until(None, Deadline::after(Duration::from_millis(ms))).unwrap_err();
+        let pe =
+            m.vm.pause_until(None, Deadline::after(Duration::from_millis(ms)))
+                .unwrap_err();
         assert_eq!(pe.error.errno(), errno::ETIMEDOUT, "{:?}", pe.error);
         assert!(pe.error.late_vcpus().contains(&1));
         let g = pe.guard.expect("a timed-out pause stays in force");
@@ -273,7 +339,9 @@ fn deadline_names_late_vcpu(backend: Backend, name: &str) {
 /// VM_DEAD ends every loop: run(), the VMM-owned enter/exit loop, and a
 /// vCPU in block() (woken at its deadline, it sees DEAD).
 fn vm_dead_ends_every_loop(backend: Backend, name: &str) {
-    let Some(m) = Machine::new(name, backend, 3, Prog::Spin, |b| b) else { return };
+    let Some(m) = Machine::new(name, backend, 3, Prog::Spin, |b| b) else {
+        return;
+    };
     let t0 = spawn(m.vcpu(0), |b| run_loop(&b, |_| {}));
     let tick = m.ticker(1);
     let t1 = spawn(m.vcpu(1), move |b| own_loop(&b, tick, |_| {}));
@@ -319,7 +387,10 @@ fn handler_panic_reported(backend: Backend, name: &str) {
     m.wait_running(0);
     m.vcpu(0).request(REQ_PAYLOAD).unwrap();
     let e = t.join().expect("the panic unwound out of run()");
-    assert!(e.is_panic() && e.message().contains("boom in the handler"), "{e}");
+    assert!(
+        e.is_panic() && e.message().contains("boom in the handler"),
+        "{e}"
+    );
     let vm = m.vm.clone();
     drop(m);
     vm.destroy().unwrap();

@@ -11,7 +11,14 @@ extern "C" {
     pub fn open(path: *const c_char, flags: c_int, ...) -> c_int;
     pub fn close(fd: c_int) -> c_int;
     pub fn ioctl(fd: c_int, req: c_ulong, ...) -> c_int;
-    pub fn mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: c_long) -> *mut c_void;
+    pub fn mmap(
+        addr: *mut c_void,
+        len: usize,
+        prot: c_int,
+        flags: c_int,
+        fd: c_int,
+        off: c_long,
+    ) -> *mut c_void;
     pub fn munmap(addr: *mut c_void, len: usize) -> c_int;
     fn __errno_location() -> *mut c_int;
 }
@@ -43,7 +50,8 @@ pub const KVM_GET_API_VERSION: c_ulong = io(0x00);
 pub const KVM_CREATE_VM: c_ulong = io(0x01);
 pub const KVM_GET_VCPU_MMAP_SIZE: c_ulong = io(0x04);
 pub const KVM_CREATE_VCPU: c_ulong = io(0x41);
-pub const KVM_SET_USER_MEMORY_REGION: c_ulong = iow(0x46, std::mem::size_of::<kvm_userspace_memory_region>());
+pub const KVM_SET_USER_MEMORY_REGION: c_ulong =
+    iow(0x46, std::mem::size_of::<kvm_userspace_memory_region>());
 pub const KVM_SET_TSS_ADDR: c_ulong = io(0x47);
 pub const KVM_CREATE_IRQCHIP: c_ulong = io(0x60);
 pub const KVM_RUN: c_ulong = io(0x80);
@@ -70,11 +78,24 @@ pub struct kvm_userspace_memory_region {
 #[repr(C)]
 #[derive(Copy, Clone, Default, Debug)]
 pub struct kvm_regs {
-    pub rax: u64, pub rbx: u64, pub rcx: u64, pub rdx: u64,
-    pub rsi: u64, pub rdi: u64, pub rsp: u64, pub rbp: u64,
-    pub r8: u64, pub r9: u64, pub r10: u64, pub r11: u64,
-    pub r12: u64, pub r13: u64, pub r14: u64, pub r15: u64,
-    pub rip: u64, pub rflags: u64,
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rsp: u64,
+    pub rbp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub rip: u64,
+    pub rflags: u64,
 }
 
 #[repr(C)]
@@ -84,7 +105,13 @@ pub struct kvm_segment {
     pub limit: u32,
     pub selector: u16,
     pub type_: u8,
-    pub present: u8, pub dpl: u8, pub db: u8, pub s: u8, pub l: u8, pub g: u8, pub avl: u8,
+    pub present: u8,
+    pub dpl: u8,
+    pub db: u8,
+    pub s: u8,
+    pub l: u8,
+    pub g: u8,
+    pub avl: u8,
     pub unusable: u8,
     pub padding: u8,
 }
@@ -100,11 +127,23 @@ pub struct kvm_dtable {
 #[repr(C)]
 #[derive(Copy, Clone, Default, Debug)]
 pub struct kvm_sregs {
-    pub cs: kvm_segment, pub ds: kvm_segment, pub es: kvm_segment, pub fs: kvm_segment,
-    pub gs: kvm_segment, pub ss: kvm_segment, pub tr: kvm_segment, pub ldt: kvm_segment,
-    pub gdt: kvm_dtable, pub idt: kvm_dtable,
-    pub cr0: u64, pub cr2: u64, pub cr3: u64, pub cr4: u64, pub cr8: u64,
-    pub efer: u64, pub apic_base: u64,
+    pub cs: kvm_segment,
+    pub ds: kvm_segment,
+    pub es: kvm_segment,
+    pub fs: kvm_segment,
+    pub gs: kvm_segment,
+    pub ss: kvm_segment,
+    pub tr: kvm_segment,
+    pub ldt: kvm_segment,
+    pub gdt: kvm_dtable,
+    pub idt: kvm_dtable,
+    pub cr0: u64,
+    pub cr2: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub cr8: u64,
+    pub efer: u64,
+    pub apic_base: u64,
     pub interrupt_bitmap: [u64; 4],
 }
 
@@ -158,14 +197,20 @@ pub const PORT_OUT: u16 = 0x10;
 pub fn open_kvm() -> Result<c_int, String> {
     let fd = unsafe { open(c"/dev/kvm".as_ptr(), O_RDWR | O_CLOEXEC) };
     if fd < 0 {
-        return Err(format!("/dev/kvm: {}", std::io::Error::from_raw_os_error(errno())));
+        return Err(format!(
+            "/dev/kvm: {}",
+            std::io::Error::from_raw_os_error(errno())
+        ));
     }
     Ok(fd)
 }
 
 pub fn check(r: c_int, what: &str) -> Result<c_int, String> {
     if r < 0 {
-        Err(format!("{what}: {}", std::io::Error::from_raw_os_error(errno())))
+        Err(format!(
+            "{what}: {}",
+            std::io::Error::from_raw_os_error(errno())
+        ))
     } else {
         Ok(r)
     }
@@ -183,14 +228,28 @@ unsafe impl Sync for GuestMem {}
 impl GuestMem {
     pub fn new(vm_fd: c_int) -> Result<GuestMem, String> {
         let p = unsafe {
-            mmap(std::ptr::null_mut(), MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
+            mmap(
+                std::ptr::null_mut(),
+                MEM_SIZE,
+                PROT_READ | PROT_WRITE,
+                MAP_SHARED | MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
         if p == MAP_FAILED {
-            return Err(format!("mmap: {}", std::io::Error::from_raw_os_error(errno())));
+            return Err(format!(
+                "mmap: {}",
+                std::io::Error::from_raw_os_error(errno())
+            ));
         }
         let mem = GuestMem { ptr: p as *mut u8 };
         unsafe {
-            std::ptr::copy_nonoverlapping(GUEST_CODE.as_ptr(), mem.ptr.add(CODE_GPA as usize), GUEST_CODE.len())
+            std::ptr::copy_nonoverlapping(
+                GUEST_CODE.as_ptr(),
+                mem.ptr.add(CODE_GPA as usize),
+                GUEST_CODE.len(),
+            )
         };
         let region = kvm_userspace_memory_region {
             slot: 0,
@@ -199,12 +258,16 @@ impl GuestMem {
             memory_size: MEM_SIZE as u64,
             userspace_addr: mem.ptr as u64,
         };
-        check(unsafe { ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &region) }, "KVM_SET_USER_MEMORY_REGION")?;
+        check(
+            unsafe { ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &region) },
+            "KVM_SET_USER_MEMORY_REGION",
+        )?;
         Ok(mem)
     }
     /// The guest's loop counter of vCPU `id` (dword 0 of its data block).
     pub fn iters(&self, id: u64) -> u32 {
-        let p = unsafe { self.ptr.add(data_gpa(id) as usize) } as *const std::sync::atomic::AtomicU32;
+        let p =
+            unsafe { self.ptr.add(data_gpa(id) as usize) } as *const std::sync::atomic::AtomicU32;
         // The guest writes it with a locked-free add; a relaxed read is a
         // snapshot (no ordering needed: the tests compare snapshots).
         unsafe { (*p).load(std::sync::atomic::Ordering::Relaxed) }
@@ -227,13 +290,21 @@ fn real_mode_seg(s: &mut kvm_segment, base: u64) {
 /// block.
 pub fn set_prog(fd: c_int, id: u64, prog: Prog) -> Result<(), String> {
     let mut sregs = kvm_sregs::default();
-    check(unsafe { ioctl(fd, KVM_GET_SREGS, &mut sregs) }, "KVM_GET_SREGS")?;
+    check(
+        unsafe { ioctl(fd, KVM_GET_SREGS, &mut sregs) },
+        "KVM_GET_SREGS",
+    )?;
     real_mode_seg(&mut sregs.cs, 0);
     real_mode_seg(&mut sregs.ds, data_gpa(id));
     real_mode_seg(&mut sregs.es, data_gpa(id));
     real_mode_seg(&mut sregs.ss, 0x2_0000 + id * 256);
     check(unsafe { ioctl(fd, KVM_SET_SREGS, &sregs) }, "KVM_SET_SREGS")?;
-    let regs = kvm_regs { rip: CODE_GPA + prog as u64, rsp: 0xfe, rflags: 2, ..Default::default() };
+    let regs = kvm_regs {
+        rip: CODE_GPA + prog as u64,
+        rsp: 0xfe,
+        rflags: 2,
+        ..Default::default()
+    };
     check(unsafe { ioctl(fd, KVM_SET_REGS, &regs) }, "KVM_SET_REGS")?;
     Ok(())
 }

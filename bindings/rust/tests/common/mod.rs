@@ -48,7 +48,13 @@ pub struct Machine {
 impl Machine {
     /// `n` vCPUs running `prog`; `f` adds options (handler...).  None if
     /// the backend is KVM and /dev/kvm is missing (SKIP said).
-    pub fn new(test: &str, backend: Backend, n: u32, prog: Prog, f: impl FnOnce(VmBuilder) -> VmBuilder) -> Option<Machine> {
+    pub fn new(
+        test: &str,
+        backend: Backend,
+        n: u32,
+        prog: Prog,
+        f: impl FnOnce(VmBuilder) -> VmBuilder,
+    ) -> Option<Machine> {
         let tb_iters: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
         let mut b = Vm::builder(backend).vcpus(n);
         if backend == Backend::Kvm {
@@ -81,7 +87,9 @@ impl Machine {
                 }
             });
         }
-        let vm = f(b).create().unwrap_or_else(|e| panic!("{test}: Vm create: {e}"));
+        let vm = f(b)
+            .create()
+            .unwrap_or_else(|e| panic!("{test}: Vm create: {e}"));
         let mem = if backend == Backend::Kvm {
             let mem = kvm::GuestMem::new(vm.kvm_fd().expect("a KVM VM fd")).unwrap();
             for v in vm.vcpus() {
@@ -91,7 +99,12 @@ impl Machine {
         } else {
             None
         };
-        Some(Machine { vm, backend, tb_iters, mem })
+        Some(Machine {
+            vm,
+            backend,
+            tb_iters,
+            mem,
+        })
     }
 
     /// The guest's progress: loop iterations of vCPU `i`.
