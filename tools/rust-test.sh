@@ -11,6 +11,7 @@
 #   3. the pkg-config way: the library installed (shared) into a prefix
 #      under BUILD, then cargo test --offline with VCPUREQ_USE_PKG_CONFIG=1;
 #      checks that the test binary loads that prefix's libvcpureq.so.
+# First cargo fmt --check and cargo clippy, where the toolchain has them.
 # Warnings are errors (RUSTFLAGS=-Dwarnings).  No crates registry needed.
 # Without cargo (Rust >= 1.79) it says SKIP and why.
 #   tools/rust-test.sh [BUILD]          (default: build)
@@ -48,6 +49,19 @@ if [ "${2:-}" = bench ]; then
 	step "cargo run --release --offline --example bench"
 	CARGO_TARGET_DIR=$build/rust-target "$cargo" run --release --offline --example bench -- "${3:-2000}"
 	exit
+fi
+
+if "$cargo" fmt --version >/dev/null 2>&1; then
+	step "cargo fmt --check"
+	"$cargo" fmt --check
+else
+	step "note: no rustfmt component: format not checked"
+fi
+if "$cargo" clippy --version >/dev/null 2>&1; then
+	step "cargo clippy --offline --all-targets (warnings are errors)"
+	CARGO_TARGET_DIR=$build/rust-target "$cargo" clippy --offline --all-targets -q
+else
+	step "note: no clippy component: lints not checked"
 fi
 
 step "rustc $ver; cargo test --offline (C library built by build.rs through CMake)"
