@@ -87,15 +87,27 @@ impl Vcpu {
         unsafe { sys::vcpureq_vcpu_user_data(self.as_raw()) }
     }
 
-    /// `vcpureq_make_request()`: set the bit, no kick.
+    /// `vcpureq_make_request()`: set the bit, no kick.  Any thread; never
+    /// blocks.  Ordering: what the caller wrote before is visible to the
+    /// vCPU thread once its `check_request()` returns true for it
+    /// (release on the bit, acquire in the check).
     pub fn make_request(&self, req: Request) -> Result<()> {
         check(unsafe { sys::vcpureq_make_request(req.raw(), self.as_raw()) }).map(|_| ())
     }
-    /// `vcpureq_vcpu_kick()`: `Ok(true)` if a signal was sent.
+    /// `vcpureq_vcpu_kick()`: wake the vCPU if it sleeps in `block()`,
+    /// signal it once if it is in guest mode; `Ok(true)` if a signal was
+    /// sent.  Any thread; never blocks (but a bounded back-off on a full
+    /// signal queue: `EAGAIN`).  Ordering: a full fence before it reads
+    /// the vCPU's state, so a request made before it is never stranded.
     pub fn kick(&self) -> Result<bool> {
         check(unsafe { sys::vcpureq_vcpu_kick(self.as_raw()) }).map(|r| r > 0)
     }
-    /// `vcpureq_request()`: make and kick (WAIT: and wait for the ack).
+    /// `vcpureq_request()`: make and kick with the full flag semantics
+    /// (NO_WAKEUP, WAIT, NO_ACTION) for this one vCPU; `Ok(true)` if a
+    /// signal was sent.  Any thread; blocks (futex) only with WAIT, until
+    /// the guest-mode instance the vCPU was in has ended (never waiting on
+    /// itself).  Ordering: as `make_request()` and `kick()`; with WAIT, the
+    /// ended instance happens before the return.
     pub fn request(&self, req: Request) -> Result<bool> {
         check(unsafe { sys::vcpureq_request(req.raw(), self.as_raw()) }).map(|r| r > 0)
     }
@@ -142,7 +154,13 @@ impl Vcpu {
     }
 
     /// `vcpureq_run_on_vcpu()`: run `f` on the vCPU's thread, outside
-    /// guest mode, and return its result.  Blocks until it ran.  `ECANCELED`
+    /// guest mode, and return its result.  Any thread; blocks until it
+    /// ran (a vCPU asleep in `block()` is woken for it, one in guest mode
+    /// kicked out); from the vCPU's own thread it runs inline.  Items run
+    /// in FIFO order per vCPU, before the request handler.  Ordering: what
+    /// the caller wrote before happens before `f` runs, and what `f` did
+    /// before the return.  `EDEADLK` where it would close a cycle of
+    /// run-on-vCPU waits or from guest mode; `EIO` on a dead VM.  `ECANCELED`
     /// if it never will (the VM died); a panic in `f` is caught on the vCPU
     /// thread and returned here as an error ([`Error::is_panic`]).
     pub fn run_on_vcpu<F, R>(&self, f: F) -> Result<R>
@@ -348,7 +366,8 @@ impl VcpuThread {
             "request_pending",
         )
     }
-    /// `vcpureq_test_request()`: pending (acquire: its payload is visible).
+    /// `vcpureq_test_request()`: pending, not cleared (acquire: the
+    /// payload written before the make is visible when true).
     pub fn test_request(&self, req: Request) -> bool {
         Self::flag(
             unsafe { sys::vcpureq_test_request(req.raw(), self.as_raw()) },
@@ -447,7 +466,8 @@ impl BoundVcpu {
     /// `vcpureq_vcpu_run()`: enter, KVM_RUN (thread backend: the guest
     /// closure), exit, looping over kicks; returns for an exit, requests
     /// the handler left, a foreign EINTR (if asked), or an error (`EIO`
-    /// once the VM is dead).
+    /// once the VM is dead; a panic of the handler or guest closure).
+    /// Blocks in the guest, and while the vCPU is paused (it parks here).
     pub fn run(&self) -> Result<RunResult> {
         let r = unsafe { sys::vcpureq_vcpu_run(self.as_raw()) };
         self.after(r).map(RunResult::from_raw)
@@ -485,8 +505,11 @@ impl BoundVcpu {
     pub fn guest_ret(&self) -> i32 {
         unsafe { sys::vcpureq_vcpu_guest_ret(self.as_raw()) }
     }
-    /// `vcpureq_vcpu_block()`: sleep until runnable, a posted interrupt, a
-    /// waking request, UNBLOCK or VM_DEAD.
+    /// `vcpureq_vcpu_block()` (kernel: `kvm_vcpu_block()`): sleep (futex,
+    /// after the halt poll) until runnable, a posted interrupt, a waking
+    /// request, UNBLOCK or VM_DEAD; returns why.  Ordering: registers as
+    /// a sleeper, full fence, then checks: pairs with the waker's fence,
+    /// so no wake-up is lost.  `EBUSY` between `enter()` and `exit()`.
     pub fn block(&self) -> Result<WakeReasons> {
         let r = unsafe { sys::vcpureq_vcpu_block(self.as_raw()) };
         self.after(r).map(|r| WakeReasons(r as u32))

@@ -421,8 +421,14 @@ impl Vm {
         (fd >= 0).then_some(fd)
     }
 
-    /// `vcpureq_make_all_cpus_request()`: make and kick every vCPU (WAIT:
-    /// and wait).  `Ok(true)` if a signal was sent.
+    /// `vcpureq_make_all_cpus_request()` (kernel:
+    /// `kvm_make_all_cpus_request()`): make the request of every vCPU
+    /// online at the call and kick them; with WAIT, all signals first,
+    /// then every acknowledgement (no lock held).  `Ok(true)` if a signal
+    /// was sent.  Any thread; blocks only with WAIT.  Ordering: release on
+    /// each bit, full fence before the mode reads; with WAIT, every
+    /// guest-mode or lockless-walk instance in progress at the fence has
+    /// ended at the return (acquire on the exit epochs).
     pub fn make_all_cpus_request(&self, req: Request) -> Result<bool> {
         check(unsafe { sys::vcpureq_make_all_cpus_request(self.as_raw(), req.raw()) })
             .map(|r| r > 0)
@@ -493,8 +499,13 @@ impl Vm {
     }
 
     /// `vcpureq_pause()` of `set` (`None`: every vCPU), no deadline:
-    /// returns once every target is parked; the guard resumes them when
-    /// dropped ([`PauseGuard::resume`] reports errors).
+    /// returns once every target is parked (outside guest mode, staying
+    /// out: a vCPU in guest mode gets one kick; one asleep in `block()` or
+    /// unbound counts as parked and parks at its next entry); the guard
+    /// resumes them when dropped ([`PauseGuard::resume`] reports errors).
+    /// Pauses are counted.  Any thread; blocks, holding no lock.
+    /// Ordering: what a target did in guest mode happens before the
+    /// return.  `EDEADLK` from guest mode or a walk; `EIO` on a dead VM.
     pub fn pause(&self, set: Option<&VcpuSet>) -> Result<PauseGuard> {
         let (m, bits) = set_raw(set);
         check(unsafe { sys::vcpureq_pause(self.as_raw(), m, bits, core::ptr::null()) })?;
