@@ -253,29 +253,34 @@ impl Vcpu {
             result: c_int,
         ) {
             // SAFETY: called exactly once per queued item (header).
-            let mut item = unsafe { Box::from_raw(arg as *mut Item<F, D>) };
-            let res = if let Some(p) = item.panic.take() {
-                Err(Error::panicked(p))
-            } else if item.f.is_some() {
-                Err(Error::new(
-                    if result < 0 {
-                        -result
-                    } else {
-                        errno::ECANCELED
-                    },
-                    "vcpureq: the work item was cancelled before it ran (VM dead or destroyed)",
-                ))
-            } else {
-                Ok(result)
-            };
-            drop(item.f.take());
-            if let Some(d) = item.done.take() {
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| d(res))) {
-                    eprintln!(
-                        "vcpureq: panic in a run_on_vcpu_async done closure: {}",
-                        os::panic_text(&*p)
-                    );
+            let item = unsafe { Box::from_raw(arg as *mut Item<F, D>) };
+            // Everything here, drops included, stays on this side of C.
+            let r = catch_unwind(AssertUnwindSafe(move || {
+                let mut item = item;
+                let res = if let Some(p) = item.panic.take() {
+                    Err(Error::panicked(p))
+                } else if item.f.is_some() {
+                    Err(Error::new(
+                        if result < 0 {
+                            -result
+                        } else {
+                            errno::ECANCELED
+                        },
+                        "vcpureq: the work item was cancelled before it ran (VM dead or destroyed)",
+                    ))
+                } else {
+                    Ok(result)
+                };
+                drop(item.f.take());
+                if let Some(d) = item.done.take() {
+                    d(res);
                 }
+            }));
+            if let Err(p) = r {
+                eprintln!(
+                    "vcpureq: panic in a run_on_vcpu_async closure's done or drop: {}",
+                    os::panic_text(&*p)
+                );
             }
         }
         let item = Box::into_raw(Box::new(Item::<F, D> {

@@ -354,3 +354,50 @@ fn kvm_sigmask_kick() {
     m.vm.vm_dead().unwrap();
     assert_eq!(t.join().unwrap().errno(), errno::EIO);
 }
+
+/// An async item that never runs is completed with ECANCELED: by
+/// vm_dead() for a vCPU with no bound thread, by the destroy for one
+/// still queued; its closure is dropped, not leaked.
+#[test]
+fn async_work_cancelled() {
+    let vm = Vm::builder(Backend::Thread).vcpus(2).create().unwrap();
+    let token = Arc::new(());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (tk, tx1) = (token.clone(), tx.clone());
+    vm.vcpu(0)
+        .unwrap()
+        .run_on_vcpu_async(
+            move |_| {
+                let _keep = &tk;
+                1
+            },
+            move |r| tx1.send((0, r.map_err(|e| e.errno()))).unwrap(),
+        )
+        .unwrap();
+    vm.vm_dead().unwrap();
+    assert_eq!(rx.recv_timeout(HANG).unwrap(), (0, Err(errno::ECANCELED)));
+    assert_eq!(
+        Arc::strong_count(&token),
+        1,
+        "the cancelled closure was not dropped"
+    );
+    // A dead VM queues nothing.
+    let e = vm
+        .vcpu(1)
+        .unwrap()
+        .run_on_vcpu_async(|_| 1, |_| {})
+        .unwrap_err();
+    assert_eq!(e.errno(), errno::EIO);
+
+    let vm = Vm::builder(Backend::Thread).vcpus(1).create().unwrap();
+    let tx2 = tx.clone();
+    vm.vcpu(0)
+        .unwrap()
+        .run_on_vcpu_async(
+            |_| 1,
+            move |r| tx2.send((1, r.map_err(|e| e.errno()))).unwrap(),
+        )
+        .unwrap();
+    vm.destroy().unwrap();
+    assert_eq!(rx.recv_timeout(HANG).unwrap(), (1, Err(errno::ECANCELED)));
+}
