@@ -2,8 +2,10 @@
 //! The raw C API of `<vcpureq/vcpureq.h>`, declared by hand (no bindgen):
 //! every function, struct and constant, with the header's names.
 //! `tests/abi.rs` checks each size, offset and constant here against the
-//! header the crate was built with (`abi/check.c`), so a drift fails the
-//! tests.  Every contract is the header's (and its man pages'); the safe
+//! header the crate was built with (`abi/check.c`), and `build.rs` each
+//! function's parameter and return types (every declaration below is
+//! redeclared in C after the header: a difference does not compile), so a
+//! drift fails the build or the tests.  Every contract is the header's (and its man pages'); the safe
 //! layer of this crate ([`crate::Vm`], [`crate::BoundVcpu`]...) encodes
 //! most of them in types.
 #![allow(non_camel_case_types)]
