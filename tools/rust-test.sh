@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # The Rust crate's tests (bindings/rust), both ways of linking the C library:
 #   1. cargo test --offline: build.rs builds the library of this tree with
@@ -18,7 +18,7 @@
 #   tools/rust-test.sh BUILD bench [N]  examples/bench.rs instead (release):
 #                                       the crate against the C API
 #                                       called directly, N samples
-set -eu
+set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build}
 mkdir -p "$build"
@@ -44,6 +44,13 @@ export RUSTFLAGS="-D warnings"
 cd "$src/bindings/rust"
 
 step() { echo "rust-test: $*"; }
+skips=0
+# cargo test, its output kept to count the SKIP lines of the KVM tests.
+cargo_test() {
+	local log=$build/rust-test.log
+	"$cargo" test --offline 2>&1 | tee "$log"
+	skips=$((skips + $(grep -c '^SKIP:' "$log" || true)))
+}
 
 if [ "${2:-}" = bench ]; then
 	step "cargo run --release --offline --example bench"
@@ -65,7 +72,7 @@ else
 fi
 
 step "rustc $ver; cargo test --offline (C library built by build.rs through CMake)"
-CARGO_TARGET_DIR=$build/rust-target "$cargo" test --offline
+CARGO_TARGET_DIR=$build/rust-target cargo_test
 
 step "cargo run --offline --example vmm"
 rc=0
@@ -86,7 +93,7 @@ cmake --install "$build/rust-prefix-build" >/dev/null
 pc=$(dirname "$(find "$prefix" -name vcpureq.pc | head -n 1)")
 step "pkg-config: cargo test --offline with VCPUREQ_USE_PKG_CONFIG=1, PKG_CONFIG_PATH=$pc"
 PKG_CONFIG_PATH=$pc VCPUREQ_USE_PKG_CONFIG=1 CARGO_TARGET_DIR=$build/rust-target-pkgconfig \
-	"$cargo" test --offline
+	cargo_test
 bin=$(find "$build/rust-target-pkgconfig/debug/deps" -maxdepth 1 -type f -name 'protocol-*' -perm -u+x | head -n 1)
 if ! ldd "$bin" | grep -q "libvcpureq.so.* => $prefix/"; then
 	step "FAIL: $bin does not load libvcpureq.so from $prefix:"
@@ -94,4 +101,8 @@ if ! ldd "$bin" | grep -q "libvcpureq.so.* => $prefix/"; then
 	exit 1
 fi
 step "pkg-config: the tests ran against $(ldd "$bin" | awk '/libvcpureq/ { print $3 }')"
-step "passed"
+if [ "$skips" -gt 0 ]; then
+	step "passed, with $skips tests SKIPPED (their SKIP lines above say why: /dev/kvm)"
+else
+	step "passed (no test skipped)"
+fi
