@@ -193,8 +193,12 @@ pub enum Prog {
 }
 pub const PORT_OUT: u16 = 0x10;
 
-/// Open /dev/kvm: Err(reason) if absent or not permitted (the tests SKIP).
+/// Open /dev/kvm: Err(reason) if absent or not permitted, or if this is
+/// not x86-64 (the guest code is 16-bit x86): the tests SKIP.
 pub fn open_kvm() -> Result<c_int, String> {
+    if !cfg!(target_arch = "x86_64") {
+        return Err("the KVM tests' guest code is x86 (16-bit real mode)".into());
+    }
     let fd = unsafe { open(c"/dev/kvm".as_ptr(), O_RDWR | O_CLOEXEC) };
     if fd < 0 {
         return Err(format!(
