@@ -92,17 +92,18 @@ cmake -S "$src" -B "$build/rust-prefix-build" -DBUILD_SHARED_LIBS=ON \
 	-DCMAKE_INSTALL_PREFIX="$prefix" >/dev/null
 cmake --build "$build/rust-prefix-build" -j2 >/dev/null
 cmake --install "$build/rust-prefix-build" >/dev/null
-pc=$(dirname "$(find "$prefix" -name vcpureq.pc | head -n 1)")
+pc=$(dirname "$(find "$prefix" -name vcpureq.pc -print -quit)")
 step "pkg-config: cargo test --offline with VCPUREQ_USE_PKG_CONFIG=1, PKG_CONFIG_PATH=$pc"
 PKG_CONFIG_PATH=$pc VCPUREQ_USE_PKG_CONFIG=1 CARGO_TARGET_DIR=$build/rust-target-pkgconfig \
 	cargo_test
-bin=$(find "$build/rust-target-pkgconfig/debug/deps" -maxdepth 1 -type f -name 'protocol-*' -perm -u+x | head -n 1)
-if ! ldd "$bin" | grep -q "libvcpureq.so.* => $prefix/"; then
+bin=$(find "$build/rust-target-pkgconfig/debug/deps" -maxdepth 1 -type f -name 'protocol-*' -perm -u+x -print -quit)
+deps=$(ldd "$bin")
+if ! printf '%s\n' "$deps" | grep "libvcpureq.so.* => $prefix/" >/dev/null; then
 	step "FAIL: $bin does not load libvcpureq.so from $prefix:"
-	ldd "$bin"
+	printf '%s\n' "$deps"
 	exit 1
 fi
-step "pkg-config: the tests ran against $(ldd "$bin" | awk '/libvcpureq/ { print $3 }')"
+step "pkg-config: the tests ran against $(printf '%s\n' "$deps" | awk '/libvcpureq/ { print $3 }')"
 if [ "$skips" -gt 0 ]; then
 	step "passed, with $skips tests SKIPPED (their SKIP lines above say why: /dev/kvm)"
 else
