@@ -125,7 +125,7 @@ bench: all
 # The Rust crate (bindings/rust, README "Rust"): cargo test --offline with
 # the library built by build.rs through CMake, the example VMM run, then
 # cargo test again against an installed libvcpureq found with pkg-config
-# (tools/rust-test.sh; cargo fmt and clippy first; 2 min from empty on a
+# (tools/rust-test.sh; cargo fmt and clippy first; 75 s from empty on a
 # busy machine, the target dirs in $(BUILD)).
 rust-test:
 	tools/rust-test.sh $(BUILD)
