@@ -14,7 +14,7 @@ FULL_TORTURE_SECONDS ?= 180
 
 .PHONY: all configure demo deps test test-full unit unit-soak torture torture-long \
 	test-asan test-tsan bench consumer-check cross barrier-check insn-budget usdt-check trace-picture \
-	clean
+	rust-test rust-bench clean
 
 configure:
 	cmake -S . -B $(BUILD) -DVCPUREQ_WERROR=ON $(CMAKE_FLAGS) >/dev/null
@@ -133,6 +133,19 @@ usdt-check:
 bench: all
 	$(BUILD)/bench/vcpureq-bench --out $(BUILD)/bench-out
 
+# The Rust crate (bindings/rust, README "Rust"): cargo test --offline with
+# the library built by build.rs through CMake, the example VMM run, then
+# cargo test again against an installed libvcpureq found with pkg-config
+# (tools/rust-test.sh; cargo fmt and clippy first; 75 s from empty on a
+# busy machine, the target dirs in $(BUILD)).
+rust-test:
+	tools/rust-test.sh $(BUILD)
+
+# The crate against the C API called directly, same run: kick latency and
+# guest-entry overhead (bindings/rust/examples/bench.rs).
+rust-bench:
+	tools/rust-test.sh $(BUILD) bench
+
 # docs/img/trace-broadcast-wait.png: the demo traced (4 vCPUs), checked
 # against the protocol, and its first broadcast WAIT drawn (docs/trace.md).
 trace-picture: deps all
@@ -143,4 +156,4 @@ trace-picture: deps all
 
 clean:
 	rm -rf build build-asan build-tsan build-consumer build-aarch64-static build-aarch64-shared \
-		build-usdt
+		build-usdt bindings/rust/target
