@@ -348,12 +348,7 @@ bool vcpureq__take_request(struct vcpureq_vcpu *vcpu, unsigned int req);
 int vcpureq__park_if_paused(struct vcpureq_vcpu *vcpu);
 /* VM_DEAD: wake every parked vCPU for good, and every pauser waiting. */
 void vcpureq__pause_kill(struct vcpureq_vm *vm);
-/* The calling vCPU thread waits for other vCPUs (vcpureq_pause(),
- * vcpureq_run_on_vcpu()): it counts as parked meanwhile (outside guest
- * mode, and it parks at its next entry if paused).  _begin returns the
- * previous value, which _end restores. */
-uint32_t vcpureq__self_park_begin(struct vcpureq_vcpu *self);
-void vcpureq__self_park_end(struct vcpureq_vcpu *self, uint32_t was);
+/* vcpureq__self_park_begin()/_end(): park.h. */
 /* vCPU thread: run the queued work items; with @cancel complete them with
  * -ECANCELED instead (VM_DEAD).  destroy: cancel what is left (any thread,
  * no vCPU thread bound). */

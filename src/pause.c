@@ -97,25 +97,6 @@ void vcpureq__pause_kill(struct vcpureq_vm *vm)
 	}
 }
 
-uint32_t vcpureq__self_park_begin(struct vcpureq_vcpu *self)
-{
-	uint32_t was = atomic_load_explicit(&self->parked, memory_order_relaxed);
-
-	/* Release: pairs with the acquire load in parked() (below) of a
-	 * pauser waiting for this vCPU: what this thread did before (its
-	 * last guest instance) happens before that pauser's return. */
-	atomic_store_explicit(&self->parked, 1, memory_order_release);
-	vcpureq__park_notify(self);
-	return was;
-}
-
-void vcpureq__self_park_end(struct vcpureq_vcpu *self, uint32_t was)
-{
-	/* Relaxed: the thread is outside guest mode either way; a pause
-	 * made meanwhile parks it at its next entry (the PAUSE bit). */
-	atomic_store_explicit(&self->parked, was, memory_order_relaxed);
-}
-
 /*
  * The pause target will not run guest code until resumed and has done
  * with its current exit: parked, asleep in block, unbound, or itself

@@ -16,6 +16,7 @@
 
 #include "futex.h"
 #include "internal.h"
+#include "park.h"
 
 enum { WORK_QUEUED = 0, WORK_RAN = 1, WORK_CANCELLED = 2 };
 
