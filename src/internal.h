@@ -68,9 +68,11 @@ struct vcpureq__vcpu_stats {
 	_Atomic uint64_t foreign_exits;
 };
 
-/* pause_word */
+/* pause_word: VM_DEAD, "work queued" (a wake-up for a parked vCPU thread:
+ * park.h), and the number of pauses in force. */
 #define VCPUREQ__PAUSE_DEAD (1u << 31)
-#define VCPUREQ__PAUSE_COUNT (VCPUREQ__PAUSE_DEAD - 1)
+#define VCPUREQ__PAUSE_WORK (1u << 30)
+#define VCPUREQ__PAUSE_COUNT (VCPUREQ__PAUSE_WORK - 1)
 
 /* Generic request numbers the library uses itself (users' 3..7 are
  * refused: reserved, as below the kernel's KVM_REQUEST_ARCH_BASE). */
@@ -125,8 +127,8 @@ struct vcpureq_vcpu {
 
 	/*
 	 * Pause and run-on-vCPU (pause.c, run_on_vcpu.c).
-	 * pause_word: pauses in force (low bits) and VCPUREQ__PAUSE_DEAD;
-	 *   the futex a parked vCPU sleeps on.
+	 * pause_word: pauses in force (low bits), VCPUREQ__PAUSE_WORK and
+	 *   VCPUREQ__PAUSE_DEAD; the futex a parked vCPU sleeps on.
 	 * park_epoch: bumped whenever the vCPU becomes parked (in enter, or
 	 *   asleep in block, or unbound) with a pause in force; futex word
 	 *   of pausers, who register in park_waiters.

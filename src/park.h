@@ -52,4 +52,21 @@ static inline void vcpureq__self_park_end(struct vcpureq_vcpu *self, uint32_t wa
 	atomic_store_explicit(&self->parked, was, memory_order_relaxed);
 }
 
+/*
+ * A run-on-vCPU item was pushed to @vcpu: wake its thread if it waits in
+ * its parking (vcpureq__park_if_paused()), which runs queued items there,
+ * without leaving the pause.  The WORK bit is sticky until a parked thread
+ * takes it, so a vCPU that parks after this sees it at once.  Release:
+ * pairs with the parked thread's acquire clear of the bit, so the push
+ * (before this) happens before its exchange of the queue: it finds the
+ * item.  Any thread; does not block (one futex wake if paused).
+ */
+static inline void vcpureq__park_work_notify(struct vcpureq_vcpu *vcpu)
+{
+	if (atomic_fetch_or_explicit(&vcpu->pause_word, VCPUREQ__PAUSE_WORK,
+				     memory_order_release) &
+	    VCPUREQ__PAUSE_COUNT)
+		vcpureq__futex_wake(&vcpu->pause_word, 1);
+}
+
 #endif /* VCPUREQ_PARK_H */

@@ -66,8 +66,23 @@ int vcpureq__park_if_paused(struct vcpureq_vcpu *vcpu)
 	while (((w = atomic_load_explicit(&vcpu->pause_word,
 					  memory_order_acquire)) &
 		VCPUREQ__PAUSE_COUNT) &&
-	       !(w & VCPUREQ__PAUSE_DEAD))
+	       !(w & VCPUREQ__PAUSE_DEAD)) {
+		/* Run-on-vCPU items queued to the paused vCPU run here, in
+		 * its parking (QEMU runs run_on_cpu() work on a stopped
+		 * vCPU's thread the same way): a VMM reads a paused vCPU's
+		 * registers on its own thread.  Acquire: pairs with the
+		 * release OR of vcpureq__park_work_notify(), made after the
+		 * push: the exchange of the queue in vcpureq__work_run()
+		 * finds the item. */
+		if (w & VCPUREQ__PAUSE_WORK) {
+			atomic_fetch_and_explicit(&vcpu->pause_word,
+						  ~VCPUREQ__PAUSE_WORK,
+						  memory_order_acquire);
+			vcpureq__work_run(vcpu, false);
+			continue;
+		}
 		vcpureq__futex_wait(&vcpu->pause_word, w);
+	}
 	atomic_store_explicit(&vcpu->parked, 0, memory_order_relaxed);
 	VCPUREQ__TRACE(vcpu->vm, vcpu, unpark, 0, 0);
 	if (w & VCPUREQ__PAUSE_DEAD)

@@ -236,6 +236,7 @@ int vcpureq_run_on_vcpu(struct vcpureq_vcpu *vcpu, vcpureq_work_fn fn,
 	r = vcpureq__make_and_kick(vcpu, VCPUREQ__REQ_WORK);
 	(void)r; /* a kick that could not be sent: the item waits for the
 		    vCPU's next exit, and so do we */
+	vcpureq__park_work_notify(vcpu); /* a paused vCPU runs it parked */
 	vcpureq__work_cancel_if_dead(vcpu);
 	/* A vCPU thread waiting here counts as parked for a pause (as one
 	 * waiting in vcpureq_pause() does): it is outside guest mode and
@@ -277,6 +278,7 @@ int vcpureq_run_on_vcpu_async(struct vcpureq_vcpu *vcpu, vcpureq_work_fn fn,
 	w->async = true;
 	push(vcpu, w);
 	vcpureq__make_and_kick(vcpu, VCPUREQ__REQ_WORK);
+	vcpureq__park_work_notify(vcpu);
 	vcpureq__work_cancel_if_dead(vcpu);
 	return 0;
 }

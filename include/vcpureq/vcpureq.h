@@ -764,7 +764,9 @@ int vcpureq_make_vcpus_request_deadline(struct vcpureq_vm *vm, unsigned int req,
  * guest code again (so that a kvmclock guest does not report soft
  * lock-ups; the EINVAL of a guest without kvmclock is ignored).  A vCPU asleep in vcpureq_vcpu_block(), or
  * with no bound thread, counts as parked without being woken: it parks at
- * its next vcpureq_vcpu_enter().  A vCPU halted inside KVM_RUN (in-kernel
+ * its next vcpureq_vcpu_enter().  A parked vCPU's thread runs the
+ * run-on-vCPU items queued to it (vcpureq_run_on_vcpu()) and stays
+ * parked.  A vCPU halted inside KVM_RUN (in-kernel
  * irqchip) is kicked like a running one: KVM can wake it there without
  * returning to user space.  Pauses are counted: a vCPU paused twice needs
  * two resumes.  Parked vCPU threads wait inside vcpureq_vcpu_enter() /
@@ -835,7 +837,11 @@ typedef int (*vcpureq_work_fn)(struct vcpureq_vcpu *vcpu, void *arg);
  * coalesce.  From the vCPU's own thread outside guest mode it runs inline
  * (so a function may call it again); @fn may queue more work.  The item is
  * queued with a request (WORK) and a kick, so a vCPU asleep in
- * vcpureq_vcpu_block() is woken for it and one in guest mode exits.
+ * vcpureq_vcpu_block() is woken for it and one in guest mode exits.  A
+ * paused vCPU runs it in its parking, without leaving the pause (it runs
+ * no guest code and stays parked for every pauser): how a VMM reads or
+ * writes a paused vCPU's registers on the vCPU's own thread (QEMU's
+ * run_on_cpu() on a stopped vCPU).
  * Returns 0, or -ECANCELED (*@result too) if the VM died or was destroyed
  * before it ran, or if the vCPU thread that took it exited
  * (pthread_exit() or cancellation inside a work function: the items it
@@ -857,7 +863,8 @@ typedef int (*vcpureq_work_fn)(struct vcpureq_vcpu *vcpu, void *arg);
 int vcpureq_run_on_vcpu(struct vcpureq_vcpu *vcpu, vcpureq_work_fn fn,
 			void *arg, int *result);
 /*
- * The same without waiting: @done(@arg, result) is called after @fn ran
+ * The same without waiting (a paused vCPU runs it parked, as above):
+ * @done(@arg, result) is called after @fn ran
  * (on the vCPU thread), or with -ECANCELED if it never will (at VM_DEAD on
  * the vCPU thread; on a thread that exits inside a work function; on
  * vcpureq_vm_dead()'s thread for a vCPU with no bound thread; or from
