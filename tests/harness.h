@@ -122,6 +122,11 @@ uint64_t h_guest_irqs(struct h_vm *h, unsigned int id);
 /* Byte the H_IN program stored. */
 uint8_t h_guest_in_byte(struct h_vm *h, unsigned int id);
 
+/* The port of an I/O exit handed to the hooks (@reason KVM_EXIT_IO: the
+ * x86 port; arm64: the MMIO report address's, tests/guest_arm64.S), else
+ * -1. */
+int h_exit_port(struct h_vm *h, unsigned int id, int reason);
+
 /* One vcpureq_vcpu_run(), or the same over the enter/exit pair with the
  * harness's own KVM_RUN when $VCPUREQ_TEST_LOOP=own. */
 int h_run(struct h_vm *h, struct vcpureq_vcpu *v);

@@ -103,9 +103,7 @@ static _Atomic uint64_t port_reports;
 
 static bool on_exit_count(struct h_vm *h, unsigned int id, int reason)
 {
-	struct kvm_run *run = vcpureq_vcpu_kvm_run(vcpureq_vm_vcpu(h->vm, id));
-
-	if (reason == KVM_EXIT_IO && run->io.port == H_PORT_IRQ)
+	if (h_exit_port(h, id, reason) == H_PORT_IRQ)
 		atomic_fetch_add(&port_reports, 1);
 	return true;
 }
