@@ -302,6 +302,8 @@ void h_vm_destroy(struct h_vm *h)
 		if (h->own_vcpu_fd[i] > 0)
 			close(h->own_vcpu_fd[i]);
 	}
+	if (h->irqchip_fd > 0)
+		close(h->irqchip_fd);
 	if (h->own_vm_fd > 0)
 		close(h->own_vm_fd);
 	if (h->own_kvm_fd > 0)

@@ -33,6 +33,10 @@ enum h_prog {
 #define H_PORT_IRQ 0x11
 #define H_PORT_IN 0x12
 #define H_PORT_IN_REPORT 0x13
+/* The in-kernel irqchip's input the H_PIC guest takes, as KVM_IRQ_LINE's
+ * irq: x86 IRQ0 of the PIC (vector H_PIC_VECTOR), arm64 SPI 32 of the
+ * vGICv3 (tests/harness_*.c). */
+extern const uint32_t h_irqchip_line;
 
 struct h_vm;
 
@@ -79,6 +83,7 @@ struct h_vm {
 	void *guest_opaque;
 	/* H_F_ADOPT: what the harness (the VMM) opened and closes itself. */
 	int own_kvm_fd, own_vm_fd;
+	int irqchip_fd; /* arm64 H_F_IRQCHIP: the vGIC device */
 	int own_vcpu_fd[H_CAP];
 	void *own_run[H_CAP];
 	size_t own_run_size;
@@ -119,6 +124,10 @@ uint32_t h_prog_gpa(enum h_prog prog);
 /* Guest-visible counters of a vCPU: iterations and interrupts taken. */
 uint64_t h_guest_iters(struct h_vm *h, unsigned int id);
 uint64_t h_guest_irqs(struct h_vm *h, unsigned int id);
+/* H_IN: the register its read went to (x86 AL, arm64 w10) and the PC,
+ * read from KVM (0 or -errno); the read instruction's length. */
+int h_in_regs(struct h_vm *h, unsigned int id, uint64_t *value, uint64_t *pc);
+extern const unsigned int h_in_insn_len;
 /* Byte the H_IN program stored. */
 uint8_t h_guest_in_byte(struct h_vm *h, unsigned int id);
 

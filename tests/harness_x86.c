@@ -13,6 +13,8 @@ extern const uint8_t vg_code_start[], vg_code_end[];
 extern const uint8_t vg_spin[], vg_out[], vg_halt[], vg_irq[],
 	vg_irq_handler[], vg_in[], vg_pic[], vg_pic_handler[];
 
+const uint32_t h_irqchip_line = 0; /* IRQ0 */
+
 uint32_t h_prog_gpa(enum h_prog p)
 {
 	const uint8_t *at = p == H_SPIN ? vg_spin : p == H_OUT ? vg_out :
@@ -120,4 +122,18 @@ void h_arch_answer(struct vcpureq_vcpu *v, struct kvm_run *run,
 	if (run->exit_reason == KVM_EXIT_IO &&
 	    run->io.direction == KVM_EXIT_IO_IN)
 		*((uint8_t *)run + run->io.data_offset) = in_value;
+}
+
+const unsigned int h_in_insn_len = 2; /* in al, 0x12 */
+
+int h_in_regs(struct h_vm *h, unsigned int id, uint64_t *value, uint64_t *pc)
+{
+	struct kvm_regs regs;
+
+	if (ioctl(vcpureq_vcpu_kvm_fd(vcpureq_vm_vcpu(h->vm, id)),
+		  KVM_GET_REGS, &regs) < 0)
+		return -errno;
+	*value = regs.rax & 0xff;
+	*pc = regs.rip;
+	return 0;
 }

@@ -124,7 +124,7 @@ TEST(irqchip_irq_line_wakes_guest)
 {
 	struct h_vm h;
 	struct vcpureq_stats s0, s1;
-	struct kvm_irq_level irq = { .irq = 0 };
+	struct kvm_irq_level irq = { .irq = h_irqchip_line };
 	unsigned int k;
 
 	H_VM_CFG(&h, be, 1, H_PIC, NULL, H_F_IRQCHIP, NULL);
