@@ -14,7 +14,7 @@ FULL_TORTURE_SECONDS ?= 180
 
 .PHONY: all configure demo deps test test-full unit unit-soak torture torture-long \
 	test-asan test-tsan bench consumer-check cross usdt-check trace-picture \
-	clean
+	test-arm64 clean
 
 configure:
 	cmake -S . -B $(BUILD) -DVCPUREQ_WERROR=ON $(CMAKE_FLAGS) >/dev/null
@@ -111,6 +111,14 @@ cross:
 		examples/minimal.c build-aarch64-static/libvcpureq.a
 	qemu-aarch64 -L /usr/aarch64-linux-gnu build-aarch64-static/minimal
 
+# The KVM cases of the unit tier, torture (both kick mechanisms),
+# torture-ops and the examples on real arm64 KVM: Debian's arm64 kernel
+# under qemu-system-aarch64, the tests cross-built static in an initramfs
+# (tools/arm64/test-arm64.sh; installs and downloads what it lacks into
+# build-arm64/).  ARM64_CASES=regex for some cases only.
+test-arm64:
+	tools/arm64/test-arm64.sh
+
 # The library with USDT probes (-DVCPUREQ_USDT=ON; <sys/sdt.h> from
 # systemtap-sdt-dev): every trace event has its stapsdt note, in the
 # library and in the demo linked with it (readelf -n; docs/usdt.md).
@@ -132,4 +140,4 @@ trace-picture: deps all
 
 clean:
 	rm -rf build build-asan build-tsan build-consumer build-aarch64-static build-aarch64-shared \
-		build-usdt
+		build-usdt build-arm64

@@ -38,7 +38,7 @@ int vcpureq__kvm_arch_vcpu_init(struct vcpureq_vcpu *vcpu, int vm_fd)
 
 /* The vCPU's IRQ line as KVM_IRQ_LINE names it: type CPU, the vCPU's
  * index (KVM's creation order, taken to be its id: see
- * vcpureq_vcpu_lapic_in_kernel() in the header), line @num. */
+ * vcpureq_post_interrupt() in the header), line @num. */
 static uint32_t cpu_line(unsigned long idx, uint32_t num)
 {
 	return (uint32_t)KVM_ARM_IRQ_TYPE_CPU << KVM_ARM_IRQ_TYPE_SHIFT |

@@ -149,6 +149,11 @@ static int setup_memory(struct h_vm *h, int vm_fd)
 	return 0;
 }
 
+int h_vcpu_init(struct h_vm *h, int vcpu_fd)
+{
+	return h_arch_vcpu_init(vcpureq_vm_kvm_fd(h->vm), vcpu_fd);
+}
+
 /* The harness as a VMM that made the fds itself: KVM_CREATE_VCPU, mmap of
  * kvm_run, then vcpureq adopts both. */
 static int adopt_vcpu(struct h_vm *h, unsigned long id)

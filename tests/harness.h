@@ -113,6 +113,9 @@ int h_vm_create(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
 int h_vm_create_cfg(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
 		    enum h_prog prog, const struct vcpureq_vm_opts *opts,
 		    unsigned int flags, const unsigned long *ids);
+/* Make a vCPU fd the test created itself runnable, as the harness does
+ * for H_F_ADOPT (x86: nothing; arm64: KVM_ARM_VCPU_INIT).  0 or -errno. */
+int h_vcpu_init(struct h_vm *h, int vcpu_fd);
 /* Add one more vCPU (index h->nr) with @id, running @prog. */
 int h_add_vcpu(struct h_vm *h, unsigned long id, enum h_prog prog);
 void h_vm_destroy(struct h_vm *h);

@@ -27,7 +27,7 @@ echo "== cross-build (aarch64, static) in $work/build"
 cmake -S . -B "$work/build" -DVCPUREQ_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	-DCMAKE_TOOLCHAIN_FILE="$src/cmake/aarch64-linux-gnu.cmake" \
 	-DCMAKE_EXE_LINKER_FLAGS=-static >/dev/null
-targets="torture torture-ops example-minimal"
+targets="torture torture-ops example-minimal example-kvm-vmm"
 for f in tests/test_*.c; do targets="$targets $(basename "$f" .c)"; done
 # shellcheck disable=SC2086
 cmake --build "$work/build" -j"${JOBS:-2}" --target $targets >/dev/null
@@ -57,7 +57,7 @@ timeout -s KILL "${ARM64_RUN_SECONDS:-1500}" qemu-system-aarch64 \
 	-cpu max,pauth=off,sve=off -smp 2 -m 1024 -nographic -no-reboot \
 	-nic none -kernel "$work/cache/kernel" -initrd "$work/initrd.cpio.gz" \
 	-append "console=ttyAMA0 panic=-1 rdinit=/init quiet" </dev/null |
-	tr -d '\r' | tee "$log" |
+	sed -u 's/\r$//' | tee "$log" |
 	sed -n --unbuffered 's/^@@\(BEGIN\|KVM\|CASE\|OUT\|END\)/\1/p' || true
 set -e
 t2=$(date +%s)
