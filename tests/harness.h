@@ -37,6 +37,10 @@ enum h_prog {
  * irq: x86 IRQ0 of the PIC (vector H_PIC_VECTOR), arm64 SPI 32 of the
  * vGICv3 (tests/harness_*.c). */
 extern const uint32_t h_irqchip_line;
+/* Whether a kick out of the in-kernel halt ends it: x86 false (KVM keeps
+ * the vCPU halted across the exit), arm64 true (KVM has stepped past the
+ * wfi; the guest sees a wake-up with no interrupt, which wfi allows). */
+extern const bool h_kick_ends_inkernel_halt;
 
 struct h_vm;
 

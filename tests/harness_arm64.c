@@ -32,6 +32,8 @@ extern const uint8_t vg_spin[], vg_out[], vg_halt[], vg_irq[], vg_in[],
 const uint32_t h_irqchip_line =
 	(uint32_t)KVM_ARM_IRQ_TYPE_SPI << KVM_ARM_IRQ_TYPE_SHIFT | 32u;
 
+const bool h_kick_ends_inkernel_halt = true;
+
 uint32_t h_prog_gpa(enum h_prog p)
 {
 	const uint8_t *at = p == H_SPIN ? vg_spin : p == H_OUT ? vg_out :

@@ -15,6 +15,8 @@ extern const uint8_t vg_spin[], vg_out[], vg_halt[], vg_irq[],
 
 const uint32_t h_irqchip_line = 0; /* IRQ0 */
 
+const bool h_kick_ends_inkernel_halt = false;
+
 uint32_t h_prog_gpa(enum h_prog p)
 {
 	const uint8_t *at = p == H_SPIN ? vg_spin : p == H_OUT ? vg_out :
