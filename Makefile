@@ -97,7 +97,7 @@ cross:
 	set -e; for kind in static shared; do \
 		shared=OFF; [ $$kind = static ] || shared=ON; \
 		cmake -S . -B build-aarch64-$$kind -DVCPUREQ_WERROR=ON \
-			-DBUILD_SHARED_LIBS=$$shared \
+			-DBUILD_SHARED_LIBS=$$shared -DVCPUREQ_BUILD_TESTS=OFF \
 			-DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake >/dev/null; \
 		cmake --build build-aarch64-$$kind -j$(JOBS) >/dev/null; \
 	done
