@@ -53,8 +53,9 @@ static int open_dev(void)
 		return fd;
 	if (e == ENOENT || e == ENODEV || e == ENXIO)
 		return vcpureq__errf(-e,
-				     "%s: %s; load the kvm module (kvm_intel/kvm_amd) and enable virtualization, or use the thread backend",
-				     KVM_DEV, strerror(e));
+				     "%s: %s; %s, or use the thread backend",
+				     KVM_DEV, strerror(e),
+				     vcpureq__kvm_arch_no_kvm_hint);
 	if (e == EACCES || e == EPERM)
 		return vcpureq__errf(-e,
 				     "%s: %s; add this user to the 'kvm' group (or fix the device's permissions)",

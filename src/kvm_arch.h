@@ -15,6 +15,9 @@
 
 struct vcpureq_vcpu;
 
+/* What to do when /dev/kvm is missing (the architecture's words). */
+extern const char vcpureq__kvm_arch_no_kvm_hint[];
+
 /* A vCPU vcpureq created itself (KVM_CREATE_VCPU), before its kvm_run is
  * mapped: make it runnable (x86: nothing; arm64: KVM_ARM_PREFERRED_TARGET
  * + KVM_ARM_VCPU_INIT with PSCI 0.2).  Adopted vCPUs are the VMM's: not

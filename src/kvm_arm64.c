@@ -20,6 +20,9 @@
 #include "internal.h"
 #include "kvm_arch.h"
 
+const char vcpureq__kvm_arch_no_kvm_hint[] =
+	"boot the kernel at EL2 with KVM built in or loaded (dmesg | grep kvm says why not)";
+
 int vcpureq__kvm_arch_vcpu_init(struct vcpureq_vcpu *vcpu, int vm_fd)
 {
 	struct kvm_vcpu_init init;

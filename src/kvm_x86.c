@@ -11,6 +11,9 @@
 #include "internal.h"
 #include "kvm_arch.h"
 
+const char vcpureq__kvm_arch_no_kvm_hint[] =
+	"load the kvm module (kvm_intel/kvm_amd) and enable virtualization";
+
 int vcpureq__kvm_arch_vcpu_init(struct vcpureq_vcpu *vcpu, int vm_fd)
 {
 	(void)vcpu; /* a created x86 vCPU runs from its reset state */
