@@ -29,6 +29,7 @@ skipped = [n for n in names if res.get(n) == 77]
 failed = [n for n in names if n in res and res[n] not in (0, 77)]
 missing = [n for n in names if n not in res]
 x86_only = [n for n in skipped if "x86-only" in skips.get(n, "")]
+no_python = [n for n in skipped if "python3" in skips.get(n, "")]
 
 x86_count = None
 if x86_build and os.path.exists(os.path.join(x86_build, "CTestTestfile.cmake")):
@@ -56,8 +57,8 @@ print("slowest: " + ", ".join("%s %.1f s" % (n, v / 1000.0) for n, v in slow))
 total = len(names)
 print("\narm64 (real KVM in qemu-system-aarch64, TCG): %d%% tests passed, %d failed, %d not run, out of %d"
       % (100 * len(passed) // max(total, 1), len(failed), len(missing), total))
-print("  passed %d, skipped %d (x86-only by nature: %d), failed %d" %
-      (len(passed), len(skipped), len(x86_only), len(failed)))
+print("  passed %d, skipped %d (x86-only by nature: %d; the trace checker, host Python, absent in the VM: %d), failed %d" %
+      (len(passed), len(skipped), len(x86_only), len(no_python), len(failed)))
 print("  ran on arm64: %d cases; not run here: %s thread-backend, %s host-tool checks"
       % (len(passed) + len(failed), left.get("thread", "?"), left.get("host-tool", "?")))
 if x86_count is not None:

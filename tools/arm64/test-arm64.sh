@@ -10,7 +10,7 @@
 #   ARM64_TIMEOUT_SCALE    per-case timeout = CTest's x this (3)
 #   ARM64_TORTURE_SECONDS  each torture run's budget (6; 15/7/6 on x86-64)
 #   ARM64_RUN_SECONDS      the whole VM run's timeout (1500)
-#   ARM64_THREAD=0         without the thread-backend cases
+#   ARM64_THREAD=1         also the thread-backend cases
 #   ARM64_CASES=regex      only the cases whose name matches
 set -eu
 cd "$(dirname "$0")/../.."
