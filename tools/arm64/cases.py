@@ -48,6 +48,9 @@ for t in tests:
     args = list(cmd[1:])
     if prog == "torture" and "-t" in args:
         args[args.index("-t") + 1] = torture_t
+    if prog == "torture":
+        # TCG and a loaded host: a WAIT may take seconds of process time.
+        args += ["-B", os.environ.get("ARM64_TORTURE_BOUND_MS", "30000")]
     timeout = int(float(props.get("TIMEOUT", 60)) * scale)
     lines.append("|".join([name, str(timeout), " ".join(env),
                            " ".join(["/t/" + prog] + args)]))
