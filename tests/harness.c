@@ -28,6 +28,14 @@ struct timespec h_in_ms(long ms)
 	return t;
 }
 
+int h_time_scale(void)
+{
+	const char *e = getenv("VCPUREQ_TEST_TIME_SCALE");
+	int n = e ? atoi(e) : 1;
+
+	return n >= 1 && n <= 100 ? n : 1;
+}
+
 uint64_t h_now_ns(void)
 {
 	struct timespec ts;

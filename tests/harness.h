@@ -173,6 +173,9 @@ bool h_wait_ge(_Atomic uint64_t *p, uint64_t want, unsigned int timeout_ms);
  * the library's default. */
 enum vcpureq_kick_mechanism h_kick_mechanism(void);
 
+/* The factor of the tests' hang bounds (HANG_MS): $VCPUREQ_TEST_TIME_SCALE
+ * (make test-arm64 sets 3: emulated arm64 on a loaded host), else 1. */
+int h_time_scale(void);
 uint64_t h_now_ns(void);
 /* A CLOCK_MONOTONIC deadline @ms from now (struct vcpureq_deadline.when). */
 struct timespec h_in_ms(long ms);

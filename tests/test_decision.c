@@ -15,7 +15,7 @@
 #define REQ_A VCPUREQ_ARCH_REQ(1)
 #define REQ_B VCPUREQ_ARCH_REQ(2)
 #define REQ_C VCPUREQ_ARCH_REQ(3)
-#define HANG_MS 10000
+#define HANG_MS (10000 * h_time_scale())
 
 static _Atomic int handled[64];
 

@@ -21,7 +21,7 @@
 #include "harness.h"
 
 #define REQ_A VCPUREQ_ARCH_REQ(1)
-#define HANG_MS 20000 /* a hang, not a deadline: the CTest timeout is 60 s */
+#define HANG_MS (20000 * h_time_scale()) /* a hang, not a deadline: the CTest timeout is 60 s */
 
 /* What the per-vCPU user pointer points to (user_data cases). */
 struct my_vcpu {

@@ -15,7 +15,7 @@
 
 #define REQ_A VCPUREQ_ARCH_REQ(1)
 #define REQ_WAIT VCPUREQ_ARCH_REQ_FLAGS(2, VCPUREQ_REQUEST_WAIT)
-#define HANG_MS 20000 /* a hang, not a deadline: the CTest timeout is 60 s */
+#define HANG_MS (20000 * h_time_scale()) /* a hang, not a deadline: the CTest timeout is 60 s */
 
 static _Atomic uint64_t handled[H_CAP];
 

@@ -52,6 +52,8 @@ for t in tests:
         # TCG and a loaded host: a WAIT may take seconds of process time.
         args += ["-B", os.environ.get("ARM64_TORTURE_BOUND_MS", "30000")]
     timeout = int(float(props.get("TIMEOUT", 60)) * scale)
+    # The cases' hang bounds grow with their timeout (harness.h).
+    env = env + ["VCPUREQ_TEST_TIME_SCALE=%d" % max(1, int(scale))]
     lines.append("|".join([name, str(timeout), " ".join(env),
                            " ".join(["/t/" + prog] + args)]))
 with open(os.path.join(root, "cases"), "w") as f:
