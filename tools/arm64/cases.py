@@ -6,7 +6,7 @@ registry of the aarch64 build (ctest --show-only=json-v1 on stdin).
 Writes <root>/cases (one case a line: name, timeout, environment, program
 and arguments, separated by '|') and copies the programs into <root>/t.
 Selected: the unit tier and the short torture runs (labels unit / torture,
-not full) that run a test program of ours.  Left out, and counted in
+not full) that run a test program of ours, and the demo.  Left out, and counted in
 <root>/left-out: the thread-backend cases (no KVM in them; they run on
 x86-64 in make test; ARM64_THREAD=1 adds them, about 3 minutes more), and
 the checks that run a host tool (Perl, Python, the mutation self-check's
@@ -56,6 +56,11 @@ for t in tests:
     env = env + ["VCPUREQ_TEST_TIME_SCALE=%d" % max(1, int(scale))]
     lines.append("|".join([name, str(timeout), " ".join(env),
                            " ".join(["/t/" + prog] + args)]))
+# The demo (make demo: a 4-vCPU VM, every kind of request, its checks).
+demo = os.path.join(build, "demo", "vcpureq-demo")
+if os.path.exists(demo):
+    shutil.copy2(demo, os.path.join(root, "t", "vcpureq-demo"))
+    lines.append("demo|%d||/t/vcpureq-demo -n 4" % int(60 * scale))
 with open(os.path.join(root, "cases"), "w") as f:
     f.write("\n".join(lines) + "\n")
 with open(os.path.join(root, "left-out"), "w") as f:

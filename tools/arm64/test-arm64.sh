@@ -1,10 +1,10 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # make test-arm64: the KVM cases of the unit tier, torture (both kick
-# mechanisms) and torture-ops, and the examples, on real arm64 KVM: Debian's
-# arm64 kernel under qemu-system-aarch64 (TCG, EL2 emulated: KVM runs in
-# the emulated machine), with the test programs cross-built static and
-# packed with busybox into an initramfs.  A ctest-style summary at the end;
+# mechanisms) and torture-ops, the examples and the demo on real arm64 KVM:
+# Debian's arm64 kernel under qemu-system-aarch64 (TCG, EL2 emulated: KVM
+# runs in the emulated machine), with the test programs cross-built static
+# and packed with busybox into an initramfs.  A ctest-style summary at the end;
 # non-zero on any failing case or if the VM did not reach the end.
 #   ARM64_BUILD            work directory (build-arm64)
 #   ARM64_TIMEOUT_SCALE    per-case timeout = CTest's x this (3)
@@ -27,7 +27,7 @@ echo "== cross-build (aarch64, static) in $work/build"
 cmake -S . -B "$work/build" -DVCPUREQ_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	-DCMAKE_TOOLCHAIN_FILE="$src/cmake/aarch64-linux-gnu.cmake" \
 	-DCMAKE_EXE_LINKER_FLAGS=-static >/dev/null
-targets="torture torture-ops example-minimal example-kvm-vmm"
+targets="torture torture-ops example-minimal example-kvm-vmm vcpureq-demo"
 for f in tests/test_*.c; do targets="$targets $(basename "$f" .c)"; done
 # shellcheck disable=SC2086
 cmake --build "$work/build" -j"${JOBS:-2}" --target $targets >/dev/null
