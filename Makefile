@@ -112,7 +112,7 @@ cross:
 	qemu-aarch64 -L /usr/aarch64-linux-gnu build-aarch64-static/minimal
 
 # The KVM cases of the unit tier, torture (both kick mechanisms),
-# torture-ops and the examples on real arm64 KVM: Debian's arm64 kernel
+# torture-ops, the examples and the demo on real arm64 KVM: Debian's arm64 kernel
 # under qemu-system-aarch64, the tests cross-built static in an initramfs
 # (tools/arm64/test-arm64.sh; installs and downloads what it lacks into
 # build-arm64/).  ARM64_CASES=regex for some cases only.
