@@ -227,7 +227,10 @@ static int handler(struct vcpureq_vcpu *v, void *opaque)
 static bool on_exit_hook(struct h_vm *h, unsigned int id, int reason)
 {
 	(void)reason;
-	if ((xs(&rw_state) & 3) == 0)
+	/* Only the random vCPUs walk: replace_table()'s WAIT covers them
+	 * alone (V_HALT's halt exits come here too; a walk there could read
+	 * a table its WAIT did not wait for). */
+	if (id >= first_random && (xs(&rw_state) & 3) == 0)
 		walk(vcpureq_vm_vcpu(h->vm, id));
 	return true;
 }
