@@ -20,11 +20,19 @@ if(VCPUREQ_USDT)
   set_tests_properties(usdt.library PROPERTIES LABELS "unit;usdt" TIMEOUT 60)
 endif()
 
-# The test guests are 16-bit x86 code (tests/guest.S) and the harness they
-# come with is used by the tests, demo, bench and tools: x86-64 only.
-if(NOT CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
-  message(STATUS "vcpureq: ${CMAKE_SYSTEM_PROCESSOR}: the x86-only tests, "
-                 "demo, bench, tools and examples are not built")
+# The test guests are x86 (tests/guest.S) or arm64 (tests/guest_arm64.S)
+# code, behind the harness's per-architecture part (tests/harness_arch.h).
+# On arm64 the tests, torture and examples are built (make test-arm64 runs
+# them under real arm64 KVM); the bench and the tools stay x86-64 only.
+set(VCPUREQ_ARCH_X86 OFF)
+set(VCPUREQ_ARCH_ARM64 OFF)
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
+  set(VCPUREQ_ARCH_X86 ON)
+elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64)$")
+  set(VCPUREQ_ARCH_ARM64 ON)
+else()
+  message(STATUS "vcpureq: ${CMAKE_SYSTEM_PROCESSOR}: the tests, demo, "
+                 "bench, tools and examples are not built (x86-64 and arm64 only)")
   return()
 endif()
 
@@ -37,6 +45,9 @@ include_directories(${VCPUREQ_GENERATED_INCLUDE})
 add_subdirectory(tests)
 add_subdirectory(examples)
 add_subdirectory(demo)
+if(NOT VCPUREQ_ARCH_X86)
+  return()
+endif()
 add_subdirectory(tools)
 add_subdirectory(bench)
 

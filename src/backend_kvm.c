@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "kvm_arch.h"
 
 #define KVM_DEV "/dev/kvm"
 
@@ -52,8 +53,9 @@ static int open_dev(void)
 		return fd;
 	if (e == ENOENT || e == ENODEV || e == ENXIO)
 		return vcpureq__errf(-e,
-				     "%s: %s; load the kvm module (kvm_intel/kvm_amd) and enable virtualization, or use the thread backend",
-				     KVM_DEV, strerror(e));
+				     "%s: %s; %s, or use the thread backend",
+				     KVM_DEV, strerror(e),
+				     vcpureq__kvm_arch_no_kvm_hint);
 	if (e == EACCES || e == EPERM)
 		return vcpureq__errf(-e,
 				     "%s: %s; add this user to the 'kvm' group (or fix the device's permissions)",
@@ -214,20 +216,6 @@ static void kvm_vm_close(struct vcpureq_vm *vm)
 	vm->own_vm_fd = false;
 }
 
-/* An in-kernel LAPIC (KVM_CREATE_IRQCHIP or split irqchip) answers
- * KVM_GET_LAPIC; without one KVM refuses it with EINVAL. */
-static bool probe_lapic(int fd)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	struct kvm_lapic_state lapic;
-
-	return ioctl(fd, KVM_GET_LAPIC, &lapic) == 0;
-#else
-	(void)fd;
-	return false;
-#endif
-}
-
 static int map_run(struct vcpureq_vcpu *vcpu)
 {
 	size_t size = vcpu->vm->run_size;
@@ -295,8 +283,11 @@ static int kvm_vcpu_create(struct vcpureq_vcpu *vcpu)
 				     strerror(errno));
 	vcpu->fd = fd;
 	vcpu->own_fd = true;
-	vcpu->lapic_in_kernel = probe_lapic(fd);
-	r = map_run(vcpu);
+	vcpu->lapic_in_kernel =
+		vcpureq__kvm_arch_irqchip_in_kernel(vcpu->vm->vm_fd, fd);
+	r = vcpureq__kvm_arch_vcpu_init(vcpu, vcpu->vm->vm_fd);
+	if (!r)
+		r = map_run(vcpu);
 	if (r && keep_stray(vcpu->vm, vcpu->id, fd)) {
 		char msg[160];
 
@@ -456,7 +447,8 @@ static int kvm_vcpu_adopt(struct vcpureq_vcpu *vcpu, int fd,
 	if (run && run_size < sizeof(struct kvm_run))
 		return vcpureq__err(-EINVAL, "run_size is below sizeof(struct kvm_run)");
 	vcpu->fd = fd;
-	vcpu->lapic_in_kernel = probe_lapic(fd);
+	vcpu->lapic_in_kernel =
+		vcpureq__kvm_arch_irqchip_in_kernel(vcpu->vm->vm_fd, fd);
 	if (!run)
 		return map_run(vcpu);
 	vcpu->run = run;
@@ -567,21 +559,6 @@ static void ie_prepare_entry(struct vcpureq_vcpu *vcpu)
 
 /* ---- common ---- */
 
-/* Exits whose operation completes only on the next KVM_RUN (api.rst). */
-static bool needs_completion(uint32_t reason)
-{
-	switch (reason) {
-	case KVM_EXIT_IO:
-	case KVM_EXIT_MMIO:
-	case KVM_EXIT_X86_RDMSR:
-	case KVM_EXIT_X86_WRMSR:
-	case KVM_EXIT_HYPERCALL:
-		return true;
-	default:
-		return false;
-	}
-}
-
 static int kvm_complete_io(struct vcpureq_vcpu *vcpu)
 {
 	int r;
@@ -599,34 +576,11 @@ static int kvm_complete_io(struct vcpureq_vcpu *vcpu)
 	return 0;
 }
 
-/* Inject from the IRR with KVM_INTERRUPT when the guest takes it, else ask
- * for an interrupt-window exit (user-space irqchip only: the mailbox
- * refuses vCPUs with an in-kernel LAPIC, so the IRR stays empty there).
- * request_interrupt_window is touched only while vcpureq needs it
- * (window_requested), so a VMM that asks for the window itself keeps it. */
+/* The mailbox's delivery, after the final check: the architecture's
+ * (kvm_arch.h). */
 static void kvm_inject(struct vcpureq_vcpu *vcpu)
 {
-	struct kvm_run *run = vcpu->run;
-
-	if (!vcpureq__irr_pending(vcpu)) {
-		if (vcpu->window_requested) {
-			run->request_interrupt_window = 0;
-			vcpu->window_requested = false;
-		}
-		return;
-	}
-	if (run->ready_for_interrupt_injection && run->if_flag) {
-		struct kvm_interrupt irq;
-		int v = vcpureq__irr_take_highest(vcpu);
-
-		irq.irq = (uint32_t)v;
-		if (ioctl(vcpu->fd, KVM_INTERRUPT, &irq) == 0)
-			VCPUREQ__STAT_INC(vcpu, vstats, interrupts_injected);
-		else
-			vcpu->irr[v / 64] |= UINT64_C(1) << (v % 64);
-	}
-	vcpu->window_requested = vcpureq__irr_pending(vcpu);
-	run->request_interrupt_window = vcpu->window_requested;
+	vcpureq__kvm_arch_inject(vcpu);
 }
 
 static int kvm_run_guest(struct vcpureq_vcpu *vcpu)
@@ -664,23 +618,18 @@ static int kvm_classify_exit(struct vcpureq_vcpu *vcpu, int ret, int left)
 		return VCPUREQ__EXIT_AGAIN;
 	if (ret < 0)
 		return vcpureq__errf(ret, "KVM_RUN: %s", strerror(-ret));
-	if (vcpu->run->exit_reason == KVM_EXIT_IRQ_WINDOW_OPEN &&
-	    vcpu->window_requested)
+	if (vcpureq__kvm_arch_own_exit(vcpu))
 		return VCPUREQ__EXIT_AGAIN; /* ours: inject on re-entry */
-	vcpu->io_pending = needs_completion(vcpu->run->exit_reason);
+	vcpu->io_pending =
+		vcpureq__kvm_arch_needs_completion(vcpu->run->exit_reason);
 	return VCPUREQ__EXIT_GUEST;
 }
 
-/* A paused kvmclock guest must not take the stopped time for a soft
- * lock-up: KVM_KVMCLOCK_CTRL sets PVCLOCK_GUEST_STOPPED for it (what
- * Firecracker and cloud-hypervisor do on every pause).  A guest without
- * kvmclock answers EINVAL: nothing to tell it. */
+/* A parked vCPU: what its architecture tells the guest (x86:
+ * KVM_KVMCLOCK_CTRL). */
 static void kvm_on_park(struct vcpureq_vcpu *vcpu)
 {
-	(void)vcpu;
-#ifdef KVM_KVMCLOCK_CTRL
-	(void)ioctl(vcpu->fd, KVM_KVMCLOCK_CTRL, 0);
-#endif
+	vcpureq__kvm_arch_on_park(vcpu);
 }
 
 const struct vcpureq__backend vcpureq__backend_kvm_sigmask = {

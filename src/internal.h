@@ -160,6 +160,7 @@ struct vcpureq_vcpu {
 	bool entered;      /* between vcpureq_vcpu_enter() and _exit() */
 	bool io_pending;   /* last KVM exit needs a KVM_RUN to complete */
 	bool window_requested; /* vcpureq set request_interrupt_window */
+	bool irq_line;     /* arm64: vcpureq raised the vCPU's IRQ line */
 	bool drain_pending; /* SIGMASK: a kick signal may be pending: take it
 			       before the next IN_GUEST_MODE publish */
 	int guest_ret;

@@ -25,7 +25,7 @@ int vcpureq_post_interrupt(struct vcpureq_vcpu *vcpu, unsigned int vector)
 		return vcpureq__err(-EINVAL, "interrupt vector above 255");
 	if (vcpu->lapic_in_kernel)
 		return vcpureq__err(-ENOTSUP,
-				    "the vCPU has an in-kernel LAPIC: deliver interrupts with KVM_IRQ_LINE, KVM_SIGNAL_MSI or an irqfd (KVM posts them itself, no kick needed)");
+				    "the vCPU has an in-kernel irqchip (x86 LAPIC, arm64 vGIC): deliver interrupts with KVM_IRQ_LINE, KVM_SIGNAL_MSI or an irqfd (KVM posts them itself, no kick needed)");
 	atomic_fetch_or_explicit(&vcpu->pir[vector / 64],
 				 UINT64_C(1) << (vector % 64),
 				 memory_order_relaxed);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "harness.h"
+#include "harness_arch.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -10,14 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-extern const uint8_t vg_code_start[], vg_code_end[];
-extern const uint8_t vg_spin[], vg_out[], vg_halt[], vg_irq[],
-	vg_irq_handler[], vg_in[], vg_pic[], vg_pic_handler[];
-
-#define MEM_SIZE 0x100000u
-#define CODE_GPA 0x1000u
-#define DATA_GPA(id) (0x80000u + (id) * 64u)
-#define STACK_GPA(id) (0x20000u + (id) * 256u)
+#define MEM_SIZE H_MEM_SIZE
+#define DATA_GPA(id) H_DATA_GPA(id)
 
 struct timespec h_in_ms(long ms)
 {
@@ -31,6 +26,14 @@ struct timespec h_in_ms(long ms)
 		t.tv_sec++;
 	}
 	return t;
+}
+
+int h_time_scale(void)
+{
+	const char *e = getenv("VCPUREQ_TEST_TIME_SCALE");
+	int n = e ? atoi(e) : 1;
+
+	return n >= 1 && n <= 100 ? n : 1;
 }
 
 uint64_t h_now_ns(void)
@@ -49,57 +52,13 @@ void h_sleep_us(unsigned int us)
 		;
 }
 
-uint32_t h_prog_gpa(enum h_prog p)
-{
-	const uint8_t *at = p == H_SPIN ? vg_spin : p == H_OUT ? vg_out :
-			    p == H_HALT ? vg_halt : p == H_IRQ ? vg_irq :
-			    p == H_PIC ? vg_pic : vg_in;
-
-	return CODE_GPA + (uint32_t)(at - vg_code_start);
-}
-
-static void set_seg(struct kvm_segment *s, uint32_t base)
-{
-	s->base = base;
-	s->selector = (uint16_t)(base >> 4);
-	s->limit = 0xffff;
-}
-
 int h_set_prog(struct h_vm *h, unsigned int id, enum h_prog prog)
 {
-	struct h_vcpu *hv = &h->vcpus[id];
-	struct kvm_regs regs;
-	struct kvm_sregs sregs;
-	int fd;
-
-	atomic_store(&hv->prog, prog);
+	atomic_store(&h->vcpus[id].prog, prog);
 	if (h->backend != VCPUREQ_BACKEND_KVM)
 		return 0;
-	fd = vcpureq_vcpu_kvm_fd(vcpureq_vm_vcpu(h->vm, id));
-	if (ioctl(fd, KVM_GET_SREGS, &sregs) < 0)
-		return -errno;
-	set_seg(&sregs.cs, 0);
-	set_seg(&sregs.ds, DATA_GPA(id));
-	set_seg(&sregs.es, DATA_GPA(id));
-	set_seg(&sregs.ss, STACK_GPA(id));
-	if (ioctl(fd, KVM_SET_SREGS, &sregs) < 0)
-		return -errno;
-	memset(&regs, 0, sizeof(regs));
-	regs.rip = h_prog_gpa(prog);
-	regs.rsp = 0xfe;
-	regs.rflags = 0x2;
-	if (ioctl(fd, KVM_SET_REGS, &regs) < 0)
-		return -errno;
-	if (h->flags & (H_F_IRQCHIP | H_F_SPLIT_IRQCHIP)) {
-		/* With an in-kernel LAPIC, application processors wait for
-		 * INIT/SIPI; start every vCPU at once, as VMMs that load
-		 * the guest's state themselves do. */
-		struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
-
-		if (ioctl(fd, KVM_SET_MP_STATE, &mp) < 0)
-			return -errno;
-	}
-	return 0;
+	return h_arch_set_regs(h, id, prog,
+			       vcpureq_vcpu_kvm_fd(vcpureq_vm_vcpu(h->vm, id)));
 }
 
 uint64_t h_guest_iters(struct h_vm *h, unsigned int id)
@@ -181,21 +140,13 @@ static bool kvm_really_absent(void)
 static int setup_memory(struct h_vm *h, int vm_fd)
 {
 	struct kvm_userspace_memory_region reg;
-	uint16_t *ivt;
 
 	h->mem_size = MEM_SIZE;
 	h->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE,
 		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (h->mem == MAP_FAILED)
 		return -errno;
-	memcpy(h->mem + CODE_GPA, vg_code_start,
-	       (size_t)(vg_code_end - vg_code_start));
-	ivt = (uint16_t *)(h->mem + H_IRQ_VECTOR * 4);
-	ivt[0] = (uint16_t)(CODE_GPA + (vg_irq_handler - vg_code_start));
-	ivt[1] = 0;
-	ivt = (uint16_t *)(h->mem + H_PIC_VECTOR * 4);
-	ivt[0] = (uint16_t)(CODE_GPA + (vg_pic_handler - vg_code_start));
-	ivt[1] = 0;
+	h_arch_load(h->mem);
 	memset(&reg, 0, sizeof(reg));
 	reg.slot = 0;
 	reg.guest_phys_addr = 0;
@@ -206,20 +157,9 @@ static int setup_memory(struct h_vm *h, int vm_fd)
 	return 0;
 }
 
-/* VM-wide setup a production VMM does before its first vCPU: a full
- * in-kernel irqchip, or a split one (LAPIC in the kernel, PIC and IOAPIC
- * in user space: QEMU's and cloud-hypervisor's default). */
-static int setup_irqchip(int vm_fd, bool split)
+int h_vcpu_init(struct h_vm *h, int vcpu_fd)
 {
-	struct kvm_enable_cap cap = { .cap = KVM_CAP_SPLIT_IRQCHIP,
-				      .args = { 24 } };
-
-	if (ioctl(vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000ul) < 0)
-		return -errno;
-	if (split ? ioctl(vm_fd, KVM_ENABLE_CAP, &cap) < 0 :
-		    ioctl(vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
-		return -errno;
-	return 0;
+	return h_arch_vcpu_init(vcpureq_vm_kvm_fd(h->vm), vcpu_fd);
 }
 
 /* The harness as a VMM that made the fds itself: KVM_CREATE_VCPU, mmap of
@@ -233,6 +173,10 @@ static int adopt_vcpu(struct h_vm *h, unsigned long id)
 
 	if (fd < 0 || size <= 0)
 		return -errno;
+	if ((r = h_arch_vcpu_init(vcpureq_vm_kvm_fd(h->vm), fd))) {
+		close(fd);
+		return r;
+	}
 	run = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED,
 		   fd, 0);
 	if (run == MAP_FAILED) {
@@ -338,8 +282,7 @@ int h_vm_create_cfg(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
 		return r;
 	if (be == VCPUREQ_BACKEND_KVM) {
 		vm_fd = vcpureq_vm_kvm_fd(h->vm);
-		if ((flags & (H_F_IRQCHIP | H_F_SPLIT_IRQCHIP)) &&
-		    (r = setup_irqchip(vm_fd, flags & H_F_SPLIT_IRQCHIP)))
+		if ((r = h_arch_vm_setup(h, vm_fd)))
 			return r;
 		if ((r = setup_memory(h, vm_fd)))
 			return r;
@@ -347,6 +290,8 @@ int h_vm_create_cfg(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
 	for (i = 0; i < nr; i++)
 		if ((r = h_add_vcpu(h, ids ? ids[i] : i, prog)))
 			return r;
+	if (be == VCPUREQ_BACKEND_KVM)
+		return h_arch_vm_finish(h, vm_fd);
 	return 0;
 }
 
@@ -370,6 +315,8 @@ void h_vm_destroy(struct h_vm *h)
 		if (h->own_vcpu_fd[i] > 0)
 			close(h->own_vcpu_fd[i]);
 	}
+	if (h->irqchip_fd > 0)
+		close(h->irqchip_fd);
 	if (h->own_vm_fd > 0)
 		close(h->own_vm_fd);
 	if (h->own_kvm_fd > 0)
@@ -382,9 +329,21 @@ void h_vm_destroy(struct h_vm *h)
 
 static int exit_reason(struct h_vm *h, struct vcpureq_vcpu *v)
 {
+	int port;
+
 	if (h->backend == VCPUREQ_BACKEND_KVM)
-		return (int)vcpureq_vcpu_kvm_run(v)->exit_reason;
+		return h_arch_exit(vcpureq_vcpu_kvm_run(v), &port);
 	return vcpureq_vcpu_guest_ret(v);
+}
+
+int h_exit_port(struct h_vm *h, unsigned int id, int reason)
+{
+	int port = -1;
+
+	if (h->backend == VCPUREQ_BACKEND_KVM && reason == KVM_EXIT_IO)
+		h_arch_exit(vcpureq_vcpu_kvm_run(vcpureq_vm_vcpu(h->vm, id)),
+			    &port);
+	return port;
 }
 
 /* $VCPUREQ_TEST_LOOP=own: the VMM-owned loop over the enter/exit pair,
@@ -455,13 +414,10 @@ static void *vcpu_main(void *arg)
 		atomic_fetch_add(&hv->vmm_exits, 1);
 		if (h->hooks.on_exit && !h->hooks.on_exit(h, hv->id, r))
 			break;
-		if (r == KVM_EXIT_IO && h->backend == VCPUREQ_BACKEND_KVM) {
-			struct kvm_run *run = vcpureq_vcpu_kvm_run(v);
-
-			if (run->io.direction == KVM_EXIT_IO_IN)
-				*((uint8_t *)run + run->io.data_offset) =
-					(uint8_t)atomic_load(&hv->in_value);
-		} else if (r == KVM_EXIT_HLT) {
+		if (h->backend == VCPUREQ_BACKEND_KVM)
+			h_arch_answer(v, vcpureq_vcpu_kvm_run(v),
+				      (uint8_t)atomic_load(&hv->in_value));
+		if (r == KVM_EXIT_HLT) {
 			int why = vcpureq_vcpu_block(v);
 
 			if (why < 0) {

@@ -33,6 +33,14 @@ enum h_prog {
 #define H_PORT_IRQ 0x11
 #define H_PORT_IN 0x12
 #define H_PORT_IN_REPORT 0x13
+/* The in-kernel irqchip's input the H_PIC guest takes, as KVM_IRQ_LINE's
+ * irq: x86 IRQ0 of the PIC (vector H_PIC_VECTOR), arm64 SPI 32 of the
+ * vGICv3 (tests/harness_*.c). */
+extern const uint32_t h_irqchip_line;
+/* Whether a kick out of the in-kernel halt ends it: x86 false (KVM keeps
+ * the vCPU halted across the exit), arm64 true (KVM has stepped past the
+ * wfi; the guest sees a wake-up with no interrupt, which wfi allows). */
+extern const bool h_kick_ends_inkernel_halt;
 
 struct h_vm;
 
@@ -79,6 +87,7 @@ struct h_vm {
 	void *guest_opaque;
 	/* H_F_ADOPT: what the harness (the VMM) opened and closes itself. */
 	int own_kvm_fd, own_vm_fd;
+	int irqchip_fd; /* arm64 H_F_IRQCHIP: the vGIC device */
 	int own_vcpu_fd[H_CAP];
 	void *own_run[H_CAP];
 	size_t own_run_size;
@@ -108,6 +117,9 @@ int h_vm_create(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
 int h_vm_create_cfg(struct h_vm *h, enum vcpureq_backend be, unsigned int nr,
 		    enum h_prog prog, const struct vcpureq_vm_opts *opts,
 		    unsigned int flags, const unsigned long *ids);
+/* Make a vCPU fd the test created itself runnable, as the harness does
+ * for H_F_ADOPT (x86: nothing; arm64: KVM_ARM_VCPU_INIT).  0 or -errno. */
+int h_vcpu_init(struct h_vm *h, int vcpu_fd);
 /* Add one more vCPU (index h->nr) with @id, running @prog. */
 int h_add_vcpu(struct h_vm *h, unsigned long id, enum h_prog prog);
 void h_vm_destroy(struct h_vm *h);
@@ -119,8 +131,17 @@ uint32_t h_prog_gpa(enum h_prog prog);
 /* Guest-visible counters of a vCPU: iterations and interrupts taken. */
 uint64_t h_guest_iters(struct h_vm *h, unsigned int id);
 uint64_t h_guest_irqs(struct h_vm *h, unsigned int id);
+/* H_IN: the register its read went to (x86 AL, arm64 w10) and the PC,
+ * read from KVM (0 or -errno); the read instruction's length. */
+int h_in_regs(struct h_vm *h, unsigned int id, uint64_t *value, uint64_t *pc);
+extern const unsigned int h_in_insn_len;
 /* Byte the H_IN program stored. */
 uint8_t h_guest_in_byte(struct h_vm *h, unsigned int id);
+
+/* The port of an I/O exit handed to the hooks (@reason KVM_EXIT_IO: the
+ * x86 port; arm64: the MMIO report address's, tests/guest_arm64.S), else
+ * -1. */
+int h_exit_port(struct h_vm *h, unsigned int id, int reason);
 
 /* One vcpureq_vcpu_run(), or the same over the enter/exit pair with the
  * harness's own KVM_RUN when $VCPUREQ_TEST_LOOP=own. */
@@ -152,6 +173,9 @@ bool h_wait_ge(_Atomic uint64_t *p, uint64_t want, unsigned int timeout_ms);
  * the library's default. */
 enum vcpureq_kick_mechanism h_kick_mechanism(void);
 
+/* The factor of the tests' hang bounds (HANG_MS): $VCPUREQ_TEST_TIME_SCALE
+ * (make test-arm64 sets 3: emulated arm64 on a loaded host), else 1. */
+int h_time_scale(void);
 uint64_t h_now_ns(void);
 /* A CLOCK_MONOTONIC deadline @ms from now (struct vcpureq_deadline.when). */
 struct timespec h_in_ms(long ms);

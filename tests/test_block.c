@@ -7,7 +7,7 @@
 #include "harness.h"
 
 #define REQ_A VCPUREQ_ARCH_REQ(1)
-#define HANG_MS 10000
+#define HANG_MS (10000 * h_time_scale())
 
 static _Atomic int handled, runnable_flag, why_seen;
 

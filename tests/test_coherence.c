@@ -16,7 +16,7 @@
 #include <sched.h>
 #include <stdarg.h>
 
-#define HANG_MS 10000 /* 10 s: a lost request/wake-up, not slowness */
+#define HANG_MS (10000 * h_time_scale()) /* 10 s: a lost request/wake-up, not slowness */
 #define HANG_NS (HANG_MS * 1000000ull)
 
 /* ---- helpers ---- */

@@ -23,7 +23,7 @@
 #define REQ_A VCPUREQ_ARCH_REQ(1)
 #define REQ_B VCPUREQ_ARCH_REQ(2)
 #define REQ_T VCPUREQ_ARCH_REQ(3)
-#define HANG_MS 20000
+#define HANG_MS (20000 * h_time_scale())
 
 static struct vcpureq_stats stats(struct vcpureq_vcpu *v)
 {

@@ -21,7 +21,7 @@
 #include "harness.h"
 
 #define REQ_A VCPUREQ_ARCH_REQ(1)
-#define HANG_MS 20000 /* a hang, not a deadline: the CTest timeout is 60 s */
+#define HANG_MS (20000 * h_time_scale()) /* a hang, not a deadline: the CTest timeout is 60 s */
 
 /* What the per-vCPU user pointer points to (user_data cases). */
 struct my_vcpu {
@@ -146,6 +146,7 @@ TEST(adopt_hostile_fds)
 	CHECK(other_vm >= 0);
 	other_vcpu = ioctl(other_vm, KVM_CREATE_VCPU, 1);
 	id5 = ioctl(h.own_vm_fd, KVM_CREATE_VCPU, 5);
+	CHECK(id5 < 0 || h_vcpu_init(&h, id5) == 0); /* arm64: VCPU_INIT */
 	dup0 = dup(h.own_vcpu_fd[0]);
 	CHECK(other_vcpu >= 0 && id5 >= 0 && dup0 >= 0);
 
@@ -306,6 +307,7 @@ TEST(hostile_fds_without_proc)
 	CHECK(other_vm >= 0);
 	other_vcpu = ioctl(other_vm, KVM_CREATE_VCPU, 1);
 	id5 = ioctl(h.own_vm_fd, KVM_CREATE_VCPU, 5);
+	CHECK(id5 < 0 || h_vcpu_init(&h, id5) == 0); /* arm64: VCPU_INIT */
 	dup0 = dup(h.own_vcpu_fd[0]);
 	CHECK(other_vcpu >= 0 && id5 >= 0 && dup0 >= 0);
 	r = hide_proc();
@@ -571,6 +573,9 @@ TEST_BOTH(accessors_full_vm)
  */
 #define PUB_ROUNDS 30
 #define PUB_VCPUS 100
+/* The ids: not the indexes (a mix-up shows), and below arm64's
+ * KVM_MAX_VCPU_IDS (512; x86's is 4096). */
+#define PUB_ID0 200
 #define REQ_B VCPUREQ_ARCH_REQ(3)
 
 struct pub {
@@ -600,11 +605,11 @@ static void *pub_reader(void *arg)
 			continue;
 		v = vcpureq_vm_vcpu(vm, n - 1);
 		if (!v || vcpureq_vcpu_index(v) != n - 1 ||
-		    vcpureq_vcpu_id(v) != 1000 + n - 1) {
+		    vcpureq_vcpu_id(v) != PUB_ID0 + n - 1) {
 			snprintf(p->why, sizeof(p->why),
 				 "count %u read, vCPU %u is %p (index %u, id %lu; want id %u)",
 				 n, n - 1, (void *)v, v ? vcpureq_vcpu_index(v) : 0,
-				 v ? vcpureq_vcpu_id(v) : 0, 1000 + n - 1);
+				 v ? vcpureq_vcpu_id(v) : 0, PUB_ID0 + n - 1);
 			atomic_store(&p->failed, 1);
 			break;
 		}
@@ -678,7 +683,7 @@ TEST_BOTH(publish_slot_before_count)
 		}
 		prev = vm;
 		for (i = 0; i < PUB_VCPUS && !atomic_load(&p.failed); i++) {
-			CHECK_EQ(vcpureq_vcpu_create(vm, 1000 + i, NULL), 0);
+			CHECK_EQ(vcpureq_vcpu_create(vm, PUB_ID0 + i, NULL), 0);
 			/* Let the reader run against few vCPUs too. */
 			if (i % 16 == 0)
 				sched_yield();

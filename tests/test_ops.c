@@ -11,7 +11,7 @@
 
 #define REQ_A VCPUREQ_ARCH_REQ(1)
 #define REQ_WAIT VCPUREQ_ARCH_REQ_FLAGS(2, VCPUREQ_REQUEST_WAIT)
-#define HANG_MS 20000
+#define HANG_MS (20000 * h_time_scale())
 
 static bool parked(struct h_vm *h, unsigned int i)
 {

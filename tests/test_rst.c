@@ -15,7 +15,7 @@
 #include <linux/kvm.h>
 #include <sched.h>
 
-#define HANG_MS 10000
+#define HANG_MS (10000 * h_time_scale())
 #define HANG_NS (HANG_MS * 1000000ull)
 
 static struct vcpureq_vcpu *V(struct h_vm *h, unsigned int id)

@@ -10,7 +10,7 @@
 #include "harness.h"
 
 /* Longer than any real wait here: only a hang reaches it. */
-#define HANG_MS 20000
+#define HANG_MS (20000 * h_time_scale())
 
 /* ---- RUN_REQUEST only for the caller's bits ---- */
 

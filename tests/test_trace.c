@@ -14,7 +14,7 @@
 #define REQ_A VCPUREQ_ARCH_REQ(1)
 #define REQ_B VCPUREQ_ARCH_REQ(2)
 #define REQ_WAIT VCPUREQ_ARCH_REQ_FLAGS(3, VCPUREQ_REQUEST_WAIT)
-#define HANG_MS 20000
+#define HANG_MS (20000 * h_time_scale())
 
 static uint64_t recorded(struct vcpureq_vm *vm)
 {

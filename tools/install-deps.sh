@@ -10,6 +10,11 @@
 #                                binutils (nm, objdump, readelf),
 #                                systemtap-sdt-dev (sys/sdt.h: make
 #                                usdt-check)
+#   tools/install-deps.sh arm64  what `make test-arm64` needs on the host:
+#                                the aarch64 cross compiler and libc (its
+#                                linux/kvm.h), qemu-system-arm, cpio,
+#                                python3 (the arm64 kernel and busybox are
+#                                downloaded by tools/arm64/fetch.sh)
 # As root it runs apt-get (apt-get update first, once); otherwise it prints
 # the exact command to run and exits 1 if something is missing.
 set -eu
@@ -17,8 +22,9 @@ tier=${1:-test}
 pkgs="build-essential cmake spin gnuplot-nox pkg-config python3"
 case $tier in
 test) ;;
+arm64) pkgs="cmake python3 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm cpio" ;;
 ci) pkgs="$pkgs linux-libc-dev binutils gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user systemtap-sdt-dev" ;;
-*) echo "install-deps: unknown tier '$tier' (test or ci)" >&2; exit 2 ;;
+*) echo "install-deps: unknown tier '$tier' (test, ci or arm64)" >&2; exit 2 ;;
 esac
 
 missing=

@@ -322,7 +322,10 @@ int vcpureq_vm_create(const struct vcpureq_vm_opts *opts,
  * Add a vCPU with the VMM's choice of @vcpu_id (KVM: the KVM_CREATE_VCPU
  * id, e.g. a sparse x86 APIC id; thread backend: a label).  KVM backend:
  * vcpureq creates the vCPU fd and maps its kvm_run, and closes/unmaps them
- * at destroy.  The new vCPU gets the next index (0, 1, ...: its bit in
+ * at destroy; on arm64 it also initialises the vCPU (KVM_ARM_VCPU_INIT
+ * with KVM_ARM_PREFERRED_TARGET's target and the PSCI 0.2 feature: a VMM
+ * that needs other features, e.g. POWER_OFF for secondaries, PMU or SVE,
+ * creates and initialises its vCPUs itself and adopts them).  The new vCPU gets the next index (0, 1, ...: its bit in
  * request masks, see vcpureq_vm_vcpu()).  May be called while other vCPUs
  * run and requests fly: a broadcast that started before the vCPU was
  * published does not target it, one that starts after does (release on
@@ -428,6 +431,10 @@ struct kvm_run *vcpureq_vcpu_kvm_run(const struct vcpureq_vcpu *vcpu);
  * HLT sleeps inside KVM_RUN and interrupts go through KVM_IRQ_LINE,
  * KVM_SIGNAL_MSI or irqfd: KVM delivers them itself, no kick needed; the
  * interrupt mailbox (vcpureq_post_interrupt()) is refused with -ENOTSUP.
+ * arm64: whether the VM has an in-kernel vGIC (KVM_CREATE_DEVICE of
+ * KVM_DEV_TYPE_ARM_VGIC_V3 or _V2, probed with a KVM_IRQ_LINE that changes
+ * nothing: create the vGIC before adding the vCPUs); same consequences
+ * for the mailbox and interrupts (wfi sleeps inside KVM_RUN either way).
  * Any thread; never blocks; async-signal-safe; no ordering (fixed when the
  * vCPU is added, published with it). */
 bool vcpureq_vcpu_lapic_in_kernel(const struct vcpureq_vcpu *vcpu);
@@ -1041,7 +1048,12 @@ int vcpureq_trace_counts(const struct vcpureq_vm *vm,
  * with a fully ordered RMW before reading the mode, and kick (no request
  * bit: ON takes its place).  The vCPU syncs PIR after publishing
  * IN_GUEST_MODE and its fence, and injects with KVM_INTERRUPT when the guest
- * accepts it (interrupt window).  Wakes a sleeper.  For the user-space
+ * accepts it (interrupt window).  arm64 (no in-kernel vGIC): the vCPU's IRQ
+ * line (KVM_IRQ_LINE, KVM_ARM_IRQ_TYPE_CPU, the vCPU's id taken as KVM's
+ * vCPU index: create vCPUs with ids 0, 1, ... in order) is high while a
+ * vector is pending; the guest acknowledges at the VMM's interrupt
+ * controller, whose handler takes the vector with
+ * vcpureq_vcpu_take_interrupt().  Wakes a sleeper.  For the user-space
  * irqchip only: -ENOTSUP for a vCPU with an in-kernel LAPIC (see
  * vcpureq_vcpu_lapic_in_kernel()).  Returns 1 if a signal was sent, 0 if
  * not, -EINVAL.  Any thread; never blocks; async-signal-safe.

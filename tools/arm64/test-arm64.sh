@@ -1,0 +1,64 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# make test-arm64: the KVM cases of the unit tier, torture (both kick
+# mechanisms) and torture-ops, the examples and the demo on real arm64 KVM:
+# Debian's arm64 kernel under qemu-system-aarch64 (TCG, EL2 emulated: KVM
+# runs in the emulated machine), with the test programs cross-built static
+# and packed with busybox into an initramfs.  A ctest-style summary at the end;
+# non-zero on any failing case or if the VM did not reach the end.
+#   ARM64_BUILD            work directory (build-arm64)
+#   ARM64_TIMEOUT_SCALE    per-case timeout = CTest's x this (3)
+#   ARM64_TORTURE_SECONDS  each torture run's budget (6; 15/7/6 on x86-64)
+#   ARM64_RUN_SECONDS      the whole VM run's timeout (1500)
+#   ARM64_THREAD=1         also the thread-backend cases
+#   ARM64_CASES=regex      only the cases whose name matches
+set -eu
+cd "$(dirname "$0")/../.."
+src=$(pwd)
+work=${ARM64_BUILD:-build-arm64}
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+t0=$(date +%s)
+
+tools/install-deps.sh arm64
+tools/arm64/fetch.sh "$work/cache"
+
+echo "== cross-build (aarch64, static) in $work/build"
+cmake -S . -B "$work/build" -DVCPUREQ_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	-DCMAKE_TOOLCHAIN_FILE="$src/cmake/aarch64-linux-gnu.cmake" \
+	-DCMAKE_EXE_LINKER_FLAGS=-static >/dev/null
+targets="torture torture-ops example-minimal example-kvm-vmm vcpureq-demo"
+for f in tests/test_*.c; do targets="$targets $(basename "$f" .c)"; done
+# shellcheck disable=SC2086
+cmake --build "$work/build" -j"${JOBS:-2}" --target $targets >/dev/null
+
+echo "== initramfs"
+root=$work/root
+rm -rf "$root"
+mkdir -p "$root/bin" "$root/t" "$root/proc" "$root/sys" "$root/dev" "$root/tmp"
+(cd "$work/build" && ctest --show-only=json-v1) |
+	python3 tools/arm64/cases.py "$work/build" "$root"
+if [ -n "${ARM64_CASES:-}" ]; then
+	grep -E "^[^|]*(${ARM64_CASES})" "$root/cases" >"$root/cases.sel" || true
+	mv "$root/cases.sel" "$root/cases"
+fi
+aarch64-linux-gnu-strip "$root"/t/*
+cp "$work/cache/busybox" "$root/bin/busybox"
+cp tools/arm64/init "$root/init"
+chmod +x "$root/init"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.cpio.gz"
+
+echo "== boot: qemu-system-aarch64 (TCG), $(cat "$work/cache/kernel.name"), $(grep -c . "$root/cases") cases"
+log=$work/console.log
+t1=$(date +%s)
+set +e
+timeout -s KILL "${ARM64_RUN_SECONDS:-1500}" qemu-system-aarch64 \
+	-M virt,virtualization=on,gic-version=3,its=off \
+	-cpu max,pauth=off,sve=off -smp 2 -m 1024 -nographic -no-reboot \
+	-nic none -kernel "$work/cache/kernel" -initrd "$work/initrd.cpio.gz" \
+	-append "console=ttyAMA0 panic=-1 rdinit=/init quiet" </dev/null |
+	sed -u 's/\r$//' | tee "$log" |
+	sed -n --unbuffered 's/^@@\(BEGIN\|KVM\|CASE\|OUT\|END\)/\1/p' || true
+set -e
+t2=$(date +%s)
+python3 tools/arm64/summary.py "$log" "$root" "$((t2 - t1))" "$((t2 - t0))" "$src/build"
