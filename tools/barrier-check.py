@@ -77,6 +77,10 @@ REQUIRED = [
      "pause.c", "take_pause", r"atomic_compare_exchange_weak_explicit\(", "release"),
     ("park-resume", "acquire load of the pause word / resume's release",
      "pause.c", "vcpureq__park_if_paused", r"atomic_load_explicit\(&vcpu->pause_word", "acquire"),
+    ("work-notify", "release WORK bit after a push / the parked thread's acquire clear",
+     "park.h", "vcpureq__park_work_notify", r"atomic_fetch_or_explicit\(&vcpu->pause_word", "release"),
+    ("work-parked", "acquire clear of the WORK bit by a parked thread / the pusher's release",
+     "pause.c", "vcpureq__park_if_paused", r"atomic_fetch_and_explicit\(&vcpu->pause_word", "acquire"),
 ]
 # Every full fence of the protocol, wherever it is written: [R], [V], [S]
 # (VCPUREQ__MB_*) and the others (vcpureq__smp_mb(): [W], [E], [W'], [E']).
