@@ -37,7 +37,9 @@
  *     least the pause), and the gaps of consecutive pauses must be
  *     distinct (the guest ran between them);
  *   - no RCU stall, soft lockup, clocksource or other kernel warning on
- *     the guest console; the guest powers off; every vCPU loop ends;
+ *     the guest console (the guest's /init also greps its dmesg, of every
+ *     level, and prints what it finds); the guest powers off; every vCPU
+ *     loop ends;
  *   - --trace FILE: the vcpureq trace of the whole run (nothing lost),
  *     for tools/trace-check.py.
  * Exit 0: booted (and with --test, every check passed); 77: no /dev/kvm;
@@ -132,7 +134,8 @@ static struct {
 	pthread_mutex_t lock;         /* console, records, failures */
 	char line[512];
 	size_t len;
-	unsigned int warnings, failures;
+	unsigned int warnings, failures, lines;
+	bool dmesg_checked;           /* the guest's /init grepped dmesg */
 	uint64_t rec_a, rec_b, rec_c;
 	struct gap gaps[MAX_VCPUS][512];
 	unsigned int nr_gaps[MAX_VCPUS];
@@ -208,6 +211,11 @@ static void console_line(const char *s)
 			g.warnings++;
 			fprintf(stderr, "FAIL: guest console: \"%s\"\n", s);
 		}
+	if (!g.lines++)
+		printf("[%7.3f] milestone: the guest kernel's first console line\n",
+		       now() - g.t0);
+	if (!strncmp(s, "@@G dmesg:", 10))
+		g.dmesg_checked = true;
 	if (!strncmp(s, "@@G init", 8))
 		atomic_store_explicit(&g.init_seen, true, memory_order_release);
 }
@@ -679,7 +687,8 @@ struct reg_check {
 	_Atomic int state;        /* 0 queued, 1 equal, -1 differ/error */
 };
 
-static struct reg_check checks[64][MAX_VCPUS];
+#define MAX_PAUSES 64
+static struct reg_check checks[MAX_PAUSES][MAX_VCPUS];
 static _Atomic unsigned int reg_reads, reg_mismatch;
 
 /* On the vCPU thread, as it leaves its parking, before its next guest
@@ -705,20 +714,37 @@ static void reread_done(void *arg, int result)
 			      memory_order_release);
 }
 
-static uint64_t vm_offset; /* guest CNTVCT = ours - vm_offset */
-static uint64_t freq;
+static uint64_t freq; /* CNTFRQ_EL0 */
 
+static double ticks_ms(int64_t t)
+{
+	return (double)t * 1e3 / (double)freq;
+}
+
+static uint64_t vm_offset; /* guest CNTVCT = ours - vm_offset */
+static uint64_t vm_offset_err; /* its uncertainty, in ticks */
+
+/* KVM's per-VM counter offset, from the guest's counter (the vCPU's
+ * KVM_REG_ARM_TIMER_CNT) read between two reads of ours: the best of 200
+ * tries (this thread may be preempted between the reads). */
 static bool measure_offset(void)
 {
-	uint64_t before = cntvct(), guest = 0, after;
+	uint64_t best = UINT64_MAX;
 
-	if (get_reg(g.vcpus[0].fd, KVM_REG_ARM_TIMER_CNT, &guest))
-		return false;
-	after = cntvct();
-	vm_offset = before + (after - before) / 2 - guest;
+	for (int i = 0; i < 200; i++) {
+		uint64_t before = cntvct(), guest = 0, after;
+
+		if (get_reg(g.vcpus[0].fd, KVM_REG_ARM_TIMER_CNT, &guest))
+			return false;
+		after = cntvct();
+		if (after - before < best) {
+			best = after - before;
+			vm_offset = before + best / 2 - guest;
+		}
+	}
+	vm_offset_err = best / 2 + 1;
 	say("virtual counter: %" PRIu64 " Hz, the VM's offset %" PRIu64
-	    " (measured within %" PRIu64 " ticks)\n",
-	    freq, vm_offset, after - before);
+	    " (+- %.3f ms)\n", freq, vm_offset, ticks_ms((int64_t)vm_offset_err));
 	return true;
 }
 
@@ -729,7 +755,7 @@ struct pause_rec {
 	bool witnessed;        /* the witness was running */
 };
 
-static struct pause_rec pauses[64];
+static struct pause_rec pauses[MAX_PAUSES];
 static unsigned int nr_pauses;
 
 static bool one_pause(unsigned int ms, unsigned int k)
@@ -810,10 +836,17 @@ static bool guest_ran(void)
 	return all;
 }
 
+/* Pause lengths (ms): during the boot (cycled until /init runs, at most
+ * MAX_BOOT_PAUSES), then with the witness running. */
 static const unsigned int boot_ms[] = { 150, 400, 250, 700, 120, 1000, 300,
 					 500, 200, 800 };
 static const unsigned int run_ms[] = { 120, 250, 400, 600, 900, 1300,
-					1800, 2400, 3000, 200, 500, 1500 };
+					1800, 2400, 3000, 200, 500, 1500,
+					100, 350, 150, 700, 2000, 300, 1000,
+					450 };
+#define MAX_BOOT_PAUSES 16
+_Static_assert(MAX_BOOT_PAUSES + sizeof(run_ms) / sizeof(run_ms[0]) <=
+		       MAX_PAUSES, "pauses[] and checks[] hold every pause");
 
 static void broadcast_wait(void)
 {
@@ -821,16 +854,12 @@ static void broadcast_wait(void)
 		fail("broadcast WAIT: %s\n", vcpureq_errmsg());
 }
 
-static double ticks_ms(uint64_t t)
-{
-	return (double)t * 1e3 / (double)freq;
-}
-
 /* Every witnessed pause inside a gap of every guest CPU; consecutive
  * pauses in different gaps. */
 static void check_witness(void)
 {
-	uint64_t tol = freq / 1000; /* 1 ms: offset and read slack */
+	/* The offset's uncertainty and 1 ms of slack. */
+	uint64_t tol = vm_offset_err + freq / 1000;
 	unsigned int confirmed = 0, witnessed = 0;
 	int prev_gap[MAX_VCPUS];
 
@@ -881,7 +910,8 @@ static void check_witness(void)
 			}
 			struct gap *gp = &g.gaps[i][found];
 
-			if (gp->ns + 1000000 < (uint64_t)ticks_ms(p->p1 - p->p0) * 1000000) {
+			if (gp->ns + 1000000 <
+			    (uint64_t)(ticks_ms((int64_t)(p->p1 - p->p0)) * 1e6)) {
 				ok = false;
 				fail("pause %u: guest CPU %u's gap %.1f ms is shorter than the pause\n",
 				     k, i, gp->ns / 1e6);
@@ -898,8 +928,8 @@ static void check_witness(void)
 			n += (size_t)snprintf(buf + n, sizeof(buf) - n,
 					      "  %7.1f (%+.1f..%+.1f)",
 					      gp->ns / 1e6,
-					      -ticks_ms(p->p0 - (gp->a + vm_offset)),
-					      ticks_ms(gp->b + vm_offset - p->p1));
+					      ticks_ms((int64_t)(gp->a + vm_offset - p->p0)),
+					      ticks_ms((int64_t)(gp->b + vm_offset - p->p1)));
 		}
 		if (ok)
 			confirmed++;
@@ -919,13 +949,14 @@ static void control_run(void)
 	/* During the boot: pauses of varying length, as soon as the kernel
 	 * runs, until /init starts (or the list ends). */
 	msleep(300);
-	for (unsigned int i = 0; i < sizeof(boot_ms) / sizeof(boot_ms[0]) &&
+	for (unsigned int i = 0; i < MAX_BOOT_PAUSES &&
 	     !atomic_load_explicit(&g.init_seen, memory_order_acquire);
 	     i++) {
-		if (!one_pause(boot_ms[i], k++))
+		if (!one_pause(boot_ms[i % (sizeof(boot_ms) / sizeof(boot_ms[0]))],
+			       k++))
 			return;
 		broadcast_wait();
-		msleep(300);
+		msleep(500);
 	}
 	say("%u pauses during the boot\n", k);
 	/* After it, with the witness running. */
@@ -1052,6 +1083,8 @@ int main(int argc, char **argv)
 	    argv[a], pc, isize, INITRD_GPA, dsize, DTB_GPA, g.nr,
 	    RAM_SIZE >> 20);
 	say("bootargs: %s\n", bootargs);
+	say("clock: [0.000] is CLOCK_MONOTONIC %.6f s (the trace's time base)\n",
+	    g.t0);
 
 	/* vcpureq wraps our VM fd and adopts each vCPU; then the vGIC's
 	 * interrupt count and init, after the vCPUs, before any runs. */
@@ -1109,7 +1142,8 @@ int main(int argc, char **argv)
 	for (unsigned int i = 0; i < g.nr; i++)
 		pthread_join(g.vcpus[i].thread, NULL);
 	say("milestone: every vCPU loop ended (%s)\n",
-	    atomic_load(&g.powered_off) ? "guest powered off" : "no poweroff");
+	    atomic_load_explicit(&g.powered_off, memory_order_acquire) ?
+		    "guest powered off" : "no poweroff");
 	atomic_store_explicit(&g.quit, true, memory_order_release);
 	if (g.test) {
 		pthread_join(ctl, NULL);
@@ -1145,7 +1179,8 @@ int main(int argc, char **argv)
 							     memory_order_acquire);
 
 				if (s == -1) {
-					atomic_fetch_add(&reg_mismatch, 1);
+					atomic_fetch_add_explicit(&reg_mismatch, 1,
+							  memory_order_relaxed);
 					fail("pause %u: vCPU %u's registers changed between the pause and its unparking\n",
 					     k, i);
 				} else if (s == 0) {
@@ -1154,22 +1189,24 @@ int main(int argc, char **argv)
 				}
 			}
 		say("registers: %u reads of %d registers while paused, %u run-on-vCPU re-reads at unparking, %u differences\n",
-		    atomic_load(&reg_reads), NR_REGS, nr_pauses * g.nr,
-		    atomic_load(&reg_mismatch));
+		    atomic_load_explicit(&reg_reads, memory_order_relaxed), NR_REGS, nr_pauses * g.nr,
+		    atomic_load_explicit(&reg_mismatch, memory_order_relaxed));
 		for (unsigned int i = 0; i < g.nr; i++) {
-			notes += atomic_load(&g.vcpus[i].notes);
-			syncs += atomic_load(&g.vcpus[i].syncs);
-			items += atomic_load(&g.vcpus[i].items);
+			notes += atomic_load_explicit(&g.vcpus[i].notes, memory_order_relaxed);
+			syncs += atomic_load_explicit(&g.vcpus[i].syncs, memory_order_relaxed);
+			items += atomic_load_explicit(&g.vcpus[i].items, memory_order_relaxed);
 		}
 		vcpureq_vm_request_stats(g.vm, REQ_NOTE, &rs, sizeof(rs));
 		say("requests from another thread: %" PRIu64 " made, %" PRIu64 " handled (coalesced: %" PRIu64 "); broadcast WAITs handled: %" PRIu64 "; run-on-vCPU items: %" PRIu64 " run\n",
-		    atomic_load(&notes_made), notes, rs.made - notes, syncs, items);
+		    atomic_load_explicit(&notes_made, memory_order_relaxed), notes, rs.made - notes, syncs, items);
 		if (!notes || !items || syncs < g.nr)
 			fail("requests, items or WAITs did not flow\n");
 		if (nr_pauses < 20)
 			fail("only %u pause/resume cycles\n", nr_pauses);
-		if (!atomic_load(&g.powered_off))
+		if (!atomic_load_explicit(&g.powered_off, memory_order_relaxed))
 			fail("the guest did not power off\n");
+		if (!g.dmesg_checked)
+			fail("the guest did not report its dmesg check\n");
 		if (g.warnings)
 			fail("%u kernel warnings on the guest console\n",
 			     g.warnings);

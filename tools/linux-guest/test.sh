@@ -72,6 +72,11 @@ elif [ "$rc" != 0 ]; then
 	echo "FAIL: linux-vmm exited with $rc"
 	fail=1
 fi
+if grep -q '^@@HOST-DMESG' "$log"; then
+	echo "FAIL: the emulated machine's kernel (KVM's host) warned:"
+	grep '^@@HOST-DMESG' "$log"
+	fail=1
+fi
 rm -f "$trace"
 if grep -q '^@@TRACE-END' "$log"; then
 	sed -n '/^@@TRACE-BEGIN/,/^@@TRACE-END/p' "$log" | sed '1d;$d' |

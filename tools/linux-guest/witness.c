@@ -81,10 +81,11 @@ static void *run(void *arg)
 	if (sched_setaffinity(0, sizeof(set), &set) ||
 	    sched_getcpu() != (int)t->cpu) {
 		t->err = errno ? errno : EINVAL;
-		atomic_fetch_add(&started, 1);
+		/* Release: main's acquire load of started sees t->err. */
+		atomic_fetch_add_explicit(&started, 1, memory_order_release);
 		return NULL;
 	}
-	atomic_fetch_add(&started, 1);
+	atomic_fetch_add_explicit(&started, 1, memory_order_release);
 	prev_ns = beat = ns_now();
 	prev_c = cntvct();
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
@@ -127,20 +128,21 @@ int main(void)
 		if (pthread_create(&thr[n].t, NULL, run, &thr[n]) == 0)
 			n++;
 	}
-	while (atomic_load(&started) < n)
+	while (atomic_load_explicit(&started, memory_order_acquire) < n)
 		nanosleep(&poll, NULL);
 	for (int i = 0; i < n; i++)
 		if (thr[i].err) {
 			printf("witness: cannot pin a thread to CPU %u: %s\n",
 			       thr[i].cpu, strerror(thr[i].err));
-			atomic_store(&stop, 1);
+			atomic_store_explicit(&stop, 1, memory_order_relaxed);
 		}
 	printf("witness: %d threads, one pinned to each CPU\n", n);
 	fflush(stdout);
 	wr(0x08, (uint64_t)n);
-	while (!atomic_load(&stop) && wit[0] != 1)
+	while (!atomic_load_explicit(&stop, memory_order_relaxed) &&
+	       wit[0] != 1)
 		nanosleep(&poll, NULL);
-	atomic_store(&stop, 1);
+	atomic_store_explicit(&stop, 1, memory_order_relaxed);
 	for (int i = 0; i < n; i++)
 		pthread_join(thr[i].t, NULL);
 	for (int i = 0; i < n; i++) {
