@@ -19,8 +19,9 @@
  *
  * --test (make test-linux-guest) adds a control thread doing to the live
  * guest what a VMM does, and checks it:
- *   - pauses all vCPUs (vcpureq_pause) and resumes them, more than 20
- *     times, of lengths from 0.1 to 3 s, during the boot and after it;
+ *   - pauses all vCPUs (vcpureq_pause) and resumes them, for 0.1 to 3 s:
+ *     during the boot until /init runs (at most 16 times), then 20 times
+ *     with the witness running;
  *   - while paused, reads each vCPU's registers (KVM_GET_ONE_REG) twice:
  *     they must be equal; and queues a run-on-vCPU item that reads them
  *     again on the vCPU's own thread: the library runs it when the vCPU
@@ -42,6 +43,8 @@
  *     loop ends;
  *   - --trace FILE: the vcpureq trace of the whole run (nothing lost),
  *     for tools/trace-check.py.
+ * Without --test it boots the guest and runs it until it powers off.
+ * ARGS replaces "quiet" in the kernel's command line.
  * Exit 0: booted (and with --test, every check passed); 77: no /dev/kvm;
  * 1: failure (named on stderr).  arm64 only.
  *
@@ -131,6 +134,7 @@ static struct {
 	_Atomic bool init_seen;
 	_Atomic bool powered_off;
 	_Atomic bool quit;            /* the helper threads' end */
+	_Atomic bool control_done;    /* the control thread is through */
 	pthread_mutex_t lock;         /* console, records, failures */
 	char line[512];
 	size_t len;
@@ -997,10 +1001,13 @@ static void *control(void *arg)
 	atomic_store_explicit(&g.stop_witness, true, memory_order_relaxed);
 	t = now();
 	while (!atomic_load_explicit(&g.witness_done, memory_order_acquire) &&
+	       !atomic_load_explicit(&g.powered_off, memory_order_acquire) &&
 	       now() - t < 120)
 		msleep(10);
 	if (!atomic_load_explicit(&g.witness_done, memory_order_acquire))
-		fail("the witness did not report (120 s)\n");
+		fail("the witness did not report\n");
+	/* Release: pairs with main's acquire load (its deadline). */
+	atomic_store_explicit(&g.control_done, true, memory_order_release);
 	return NULL;
 }
 
@@ -1119,10 +1126,23 @@ int main(int argc, char **argv)
 
 	/* Milestones, until every vCPU loop has ended. */
 	{
-		bool init = false, ready = false, ended;
+		bool init = false, ready = false, ended, killed = false;
+		double done_at = 0;
 
 		do {
 			msleep(5);
+			/* The guest powers off once the witness has reported;
+			 * a guest that does not within 120 s is ended. */
+			if (!killed && atomic_load_explicit(&g.control_done,
+							    memory_order_acquire)) {
+				if (!done_at)
+					done_at = now();
+				else if (now() - done_at > 120) {
+					fail("the guest did not power off (120 s after the test's end): VM_DEAD\n");
+					vcpureq_vm_dead(g.vm);
+					killed = true;
+				}
+			}
 			if (!init && atomic_load_explicit(&g.init_seen,
 							  memory_order_acquire)) {
 				init = true;
