@@ -68,6 +68,9 @@ rc=$(sed -n 's/^@@VMM \([0-9]*\)$/\1/p' "$log" | tail -n1)
 if [ -z "$rc" ]; then
 	echo "FAIL: the VMM did not finish (no @@VMM line; the machine's run took $((t2 - t1)) s)"
 	fail=1
+elif [ "$rc" = 77 ]; then
+	echo "SKIP: linux-vmm found no /dev/kvm inside the emulated machine ($(grep -m1 '^SKIP' "$log"))"
+	exit 77
 elif [ "$rc" != 0 ]; then
 	echo "FAIL: linux-vmm exited with $rc"
 	fail=1
