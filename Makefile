@@ -130,6 +130,15 @@ barrier-check:
 test-arm64:
 	tools/arm64/test-arm64.sh
 
+# examples/linux-vmm.c boots Debian's arm64 kernel as a KVM guest inside
+# the same emulated arm64 machine, pauses and resumes it 22 times during
+# and after its boot (the guest's witness confirms each pause), and its
+# whole-run trace must pass tools/trace-check.py (tools/linux-guest/test.sh;
+# shares build-arm64/ with test-arm64).  About 1.5 min.
+.PHONY: test-linux-guest
+test-linux-guest:
+	tools/linux-guest/test.sh
+
 # The library with USDT probes (-DVCPUREQ_USDT=ON; <sys/sdt.h> from
 # systemtap-sdt-dev): every trace event has its stapsdt note, in the
 # library and in the demo linked with it (readelf -n; docs/usdt.md).

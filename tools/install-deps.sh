@@ -15,6 +15,10 @@
 #                                linux/kvm.h), qemu-system-arm, cpio,
 #                                python3 (the arm64 kernel and busybox are
 #                                downloaded by tools/arm64/fetch.sh)
+#   tools/install-deps.sh linux-guest  make test-linux-guest: the arm64
+#                                tier and libfdt-dev:arm64 (the VMM's
+#                                device tree; after fetch.sh has added
+#                                the arm64 architecture)
 # As root it runs apt-get (apt-get update first, once); otherwise it prints
 # the exact command to run and exits 1 if something is missing.
 set -eu
@@ -23,8 +27,9 @@ pkgs="build-essential cmake spin gnuplot-nox pkg-config python3"
 case $tier in
 test) ;;
 arm64) pkgs="cmake python3 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm cpio" ;;
+linux-guest) pkgs="cmake python3 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm cpio libfdt-dev:arm64" ;;
 ci) pkgs="$pkgs linux-libc-dev binutils gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user systemtap-sdt-dev" ;;
-*) echo "install-deps: unknown tier '$tier' (test, ci or arm64)" >&2; exit 2 ;;
+*) echo "install-deps: unknown tier '$tier' (test, ci, arm64 or linux-guest)" >&2; exit 2 ;;
 esac
 
 missing=
