@@ -23,10 +23,9 @@
  *     during the boot until /init runs (at most 16 times), then 20 times
  *     with the witness running;
  *   - while paused, reads each vCPU's registers (KVM_GET_ONE_REG) twice:
- *     they must be equal; and queues a run-on-vCPU item that reads them
- *     again on the vCPU's own thread: the library runs it when the vCPU
- *     leaves its parking, before its next guest entry, so it must find
- *     the same values (nothing ran in between);
+ *     they must be equal; then once more with vcpureq_run_on_vcpu(), on
+ *     the vCPU's own thread, which runs the item in its parking: it must
+ *     still be paused and parked, and find the same values;
  *   - a broadcast WAIT request per cycle; a requester thread making
  *     requests and a worker thread running run-on-vCPU items on random
  *     vCPUs the whole time;
@@ -688,34 +687,27 @@ static int read_regs(int fd, uint64_t *out)
 struct reg_check {
 	struct vcpu *v;
 	uint64_t paused[NR_REGS]; /* read by the control thread */
-	_Atomic int state;        /* 0 queued, 1 equal, -1 differ/error */
+	_Atomic int state;        /* 0 not read, 1 equal, -1 differ/error, -2 ran unparked */
 };
 
 #define MAX_PAUSES 64
 static struct reg_check checks[MAX_PAUSES][MAX_VCPUS];
 static _Atomic unsigned int reg_reads, reg_mismatch;
 
-/* On the vCPU thread, as it leaves its parking, before its next guest
- * entry: the registers must be those read while it was parked. */
+/* On the vCPU's own thread, in its parking: a paused vCPU runs the items
+ * queued to it there, without leaving the pause.  It must still be
+ * parked, and its registers those the control thread read. */
 static int reread_regs(struct vcpureq_vcpu *req, void *arg)
 {
 	struct reg_check *c = arg;
 	uint64_t now_regs[NR_REGS];
 
-	(void)req;
+	if (!vcpureq_vcpu_parked(req) || !vcpureq_vcpu_paused(req))
+		return -2;
 	if (read_regs(c->v->fd, now_regs) ||
 	    memcmp(now_regs, c->paused, sizeof(now_regs)))
 		return -1;
 	return 1;
-}
-
-static void reread_done(void *arg, int result)
-{
-	struct reg_check *c = arg;
-
-	/* -ECANCELED: the VM died first (the last pause); not a mismatch. */
-	atomic_store_explicit(&c->state, result == -ECANCELED ? 2 : result,
-			      memory_order_release);
 }
 
 static uint64_t freq; /* CNTFRQ_EL0 */
@@ -768,7 +760,7 @@ static bool one_pause(unsigned int ms, unsigned int k)
 	struct pause_rec *p = &pauses[nr_pauses];
 	uint64_t again[NR_REGS];
 	double t;
-	int r;
+	int r, res = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &dl.when);
 	dl.when.tv_sec += 120;
@@ -796,9 +788,12 @@ static bool one_pause(unsigned int ms, unsigned int k)
 						  memory_order_relaxed);
 		}
 		atomic_fetch_add_explicit(&reg_reads, 2, memory_order_relaxed);
-		if (vcpureq_run_on_vcpu_async(c->v->req, reread_regs,
-					      reread_done, c))
-			fail("run_on_vcpu_async: %s\n", vcpureq_errmsg());
+		/* The same registers read on the vCPU's thread, while paused. */
+		r = vcpureq_run_on_vcpu(c->v->req, reread_regs, c, &res);
+		if (r)
+			fail("pause %u: run_on_vcpu: %s\n", k, vcpureq_errmsg());
+		atomic_store_explicit(&c->state, r ? -1 : res,
+				      memory_order_release);
 	}
 	if (k == 0 && !measure_offset())
 		fail("KVM_REG_ARM_TIMER_CNT: %s\n", strerror(errno));
@@ -1201,14 +1196,17 @@ int main(int argc, char **argv)
 				if (s == -1) {
 					atomic_fetch_add_explicit(&reg_mismatch, 1,
 							  memory_order_relaxed);
-					fail("pause %u: vCPU %u's registers changed between the pause and its unparking\n",
+					fail("pause %u: vCPU %u's registers read on its thread differ from the control thread's\n",
 					     k, i);
-				} else if (s == 0) {
-					fail("pause %u: vCPU %u's re-read never completed\n",
+				} else if (s == -2) {
+					fail("pause %u: vCPU %u ran the run-on-vCPU item unparked\n",
+					     k, i);
+				} else if (s != 1) {
+					fail("pause %u: vCPU %u's read on its thread never completed\n",
 					     k, i);
 				}
 			}
-		say("registers: %u reads of %d registers while paused, %u run-on-vCPU re-reads at unparking, %u differences\n",
+		say("registers: %u reads of %d registers while paused, %u more by run-on-vCPU on the parked vCPUs' threads, %u differences\n",
 		    atomic_load_explicit(&reg_reads, memory_order_relaxed), NR_REGS, nr_pauses * g.nr,
 		    atomic_load_explicit(&reg_mismatch, memory_order_relaxed));
 		for (unsigned int i = 0; i < g.nr; i++) {
