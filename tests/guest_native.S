@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The native guest (tests/harness_x86.c, "native" programs): 64-bit long
- * mode code whose busy part runs at CPL3.  On a machine whose KVM runs
+ * The native guest: the programs of tests/guest.S as 64-bit long-mode
+ * code whose busy part (spin, and the exit-per-iteration loop) runs at
+ * CPL3.  On a machine whose KVM runs
  * CPL0 and real-mode guest code in its instruction emulator (nested KVM
  * without hardware virtualization in the guest, as here), CPL3 code runs
  * on the CPU: the spinning vCPU of these programs is a guest running
  * natively, as a user's guest is, not a thread inside KVM's emulator.
  *
- * The VMM (h_native_setup()) builds identity page tables (one 2 MiB page,
+ * The x86 harness (tests/harness_x86.c, VCPUREQ_TEST_GUEST=native)
+ * builds identity page tables (one 2 MiB page,
  * user-accessible), a GDT per vCPU (kernel code 0x08, kernel data 0x10,
  * user data 0x1b, user code 0x23, the vCPU's TSS 0x28), a TSS whose RSP0
  * is the vCPU's kernel stack, and one IDT (vector 0x20: vn_handler, 0x28:
@@ -28,7 +30,8 @@
 	.set	VN_MMIO_REPORT, 0x1ff000
 
 	.globl vn_code_start, vn_code_end
-	.globl vn_spin, vn_out, vn_halt, vn_irq, vn_handler, vn_pic_handler
+	.globl vn_spin, vn_out, vn_halt, vn_irq, vn_in, vn_pic
+	.globl vn_handler, vn_pic_handler
 vn_code_start:
 
 /* Drop to CPL3 at the address in %rdi, IF = 1. */
@@ -71,6 +74,35 @@ vn_irq:
 	sti
 	hlt
 	jmp	vn_irq
+
+/* Read port 0x12, store the byte at 8(%rbx), report it on port 0x13,
+ * halt (CPL0). */
+vn_in:
+	inb	$0x12, %al
+	movb	%al, 8(%rbx)
+	outb	%al, $0x13
+	hlt
+	jmp	vn_in
+
+/* In-kernel irqchip: program the in-kernel 8259 PIC (IRQ0..7 at vectors
+ * 0x28..0x2f, only IRQ0 unmasked), then wait for interrupts with sti; hlt
+ * at CPL0 (KVM halts the vCPU inside KVM_RUN). */
+vn_pic:
+	movb	$0x11, %al	/* ICW1: edge, cascade, ICW4 follows */
+	outb	%al, $0x20
+	movb	$0x28, %al	/* ICW2: vector base */
+	outb	%al, $0x21
+	movb	$0x04, %al	/* ICW3: a slave on IRQ2 */
+	outb	%al, $0x21
+	movb	$0x01, %al	/* ICW4: 8086 mode, normal EOI */
+	outb	%al, $0x21
+	movb	$0xfe, %al	/* OCW1: unmask IRQ0 only */
+	outb	%al, $0x21
+vn_pic_loop:
+	addl	$1, (%rbx)
+	sti
+	hlt
+	jmp	vn_pic_loop
 
 /* Vector 0x20 (the mailbox's, KVM_INTERRUPT): count at 4(%rbx), report
  * on port 0x11. */

@@ -172,6 +172,10 @@ bool h_wait_ge(_Atomic uint64_t *p, uint64_t want, unsigned int timeout_ms);
  * "immediate_exit"; CTest registers each KVM case once per mechanism), else
  * the library's default. */
 enum vcpureq_kick_mechanism h_kick_mechanism(void);
+/* Whether the KVM programs run as the native guest (x86:
+ * VCPUREQ_TEST_GUEST=native, tests/guest_native.S: 64-bit, the spin and
+ * exit loops at CPL3); always false elsewhere. */
+bool h_native_guest(void);
 
 /* The factor of the tests' hang bounds (HANG_MS): $VCPUREQ_TEST_TIME_SCALE
  * (make test-arm64 sets 3: emulated arm64 on a loaded host), else 1. */

@@ -203,3 +203,9 @@ int h_in_regs(struct h_vm *h, unsigned int id, uint64_t *value, uint64_t *pc)
 
 	return r ? r : get_reg(fd, CORE_REG(regs.pc), pc);
 }
+
+/* One guest form on arm64: its programs run at EL1. */
+bool h_native_guest(void)
+{
+	return false;
+}
