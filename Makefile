@@ -106,10 +106,14 @@ cross:
 	@echo "cross: libvcpureq.a and libvcpureq.so built for aarch64"
 	@# The README's example (thread backend) on aarch64 under qemu-user:
 	@# functional only (the x86 host's memory order, not aarch64's).
-	aarch64-linux-gnu-gcc -std=c11 -D_GNU_SOURCE -O2 -pthread -Iinclude \
+	@# Linked static: a dynamic one goes through the loader of
+	@# /usr/aarch64-linux-gnu, and once the arm64 tiers have installed
+	@# Debian's libc6:arm64 (libfdt-dev:arm64 for make test-linux-guest)
+	@# qemu-user hangs in it (a plain pthread_create() program too).
+	aarch64-linux-gnu-gcc -std=c11 -D_GNU_SOURCE -O2 -pthread -static -Iinclude \
 		-Ibuild-aarch64-static/include -o build-aarch64-static/minimal \
 		examples/minimal.c build-aarch64-static/libvcpureq.a
-	qemu-aarch64 -L /usr/aarch64-linux-gnu build-aarch64-static/minimal
+	timeout 300 qemu-aarch64 build-aarch64-static/minimal
 
 # User-space instructions per guest entry and per request, counted by
 # callgrind and held to the budget docs/performance.md states.
