@@ -4,7 +4,9 @@
 #   tools/install-deps.sh test   what `make test` needs: build-essential,
 #                                cmake, spin (the model), gnuplot-nox (the
 #                                bench plot), pkg-config, python3 (the
-#                                trace checker, the bench report)
+#                                trace checker, the bench report),
+#                                valgrind (callgrind.h for the instruction
+#                                budget tool, and callgrind to run it)
 #   tools/install-deps.sh ci     also what .ci/run needs: the aarch64 cross
 #                                compiler, qemu-user to run its output,
 #                                binutils (nm, objdump, readelf),
@@ -23,7 +25,7 @@
 # the exact command to run and exits 1 if something is missing.
 set -eu
 tier=${1:-test}
-pkgs="build-essential cmake spin gnuplot-nox pkg-config python3"
+pkgs="build-essential cmake spin gnuplot-nox pkg-config python3 valgrind"
 case $tier in
 test) ;;
 arm64) pkgs="cmake python3 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm cpio" ;;
