@@ -6,6 +6,8 @@
  * dword 0 counts loop iterations and dword 1 interrupts taken) and its own
  * SS:SP.  Assembled here as data: the host never executes it.
  */
+#include "guest_pic.inc"
+
 	.section .rodata
 	.code16
 
@@ -58,16 +60,7 @@ vg_in:
  * (KVM halts the vCPU inside KVM_RUN).  Each pass counts at ds:0.
  */
 vg_pic:
-	movb	$0x11, %al	/* ICW1: edge, cascade, ICW4 follows */
-	outb	%al, $0x20
-	movb	$0x28, %al	/* ICW2: vector base */
-	outb	%al, $0x21
-	movb	$0x04, %al	/* ICW3: a slave on IRQ2 */
-	outb	%al, $0x21
-	movb	$0x01, %al	/* ICW4: 8086 mode, normal EOI */
-	outb	%al, $0x21
-	movb	$0xfe, %al	/* OCW1: unmask IRQ0 only */
-	outb	%al, $0x21
+	PIC_INIT
 vg_pic_loop:
 	addl	$1, %ds:0
 	sti

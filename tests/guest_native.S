@@ -21,6 +21,8 @@
  * the VMM are MMIO stores (vn_out).
  * Assembled here as data: the host never executes it.
  */
+#include "guest_pic.inc"
+
 	.section .rodata
 	.code64
 
@@ -88,16 +90,7 @@ vn_in:
  * 0x28..0x2f, only IRQ0 unmasked), then wait for interrupts with sti; hlt
  * at CPL0 (KVM halts the vCPU inside KVM_RUN). */
 vn_pic:
-	movb	$0x11, %al	/* ICW1: edge, cascade, ICW4 follows */
-	outb	%al, $0x20
-	movb	$0x28, %al	/* ICW2: vector base */
-	outb	%al, $0x21
-	movb	$0x04, %al	/* ICW3: a slave on IRQ2 */
-	outb	%al, $0x21
-	movb	$0x01, %al	/* ICW4: 8086 mode, normal EOI */
-	outb	%al, $0x21
-	movb	$0xfe, %al	/* OCW1: unmask IRQ0 only */
-	outb	%al, $0x21
+	PIC_INIT
 vn_pic_loop:
 	addl	$1, (%rbx)
 	sti
