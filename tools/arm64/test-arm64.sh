@@ -13,20 +13,10 @@
 #   ARM64_THREAD=1         also the thread-backend cases
 #   ARM64_CASES=regex      only the cases whose name matches
 set -eu
-cd "$(dirname "$0")/../.."
-src=$(pwd)
-work=${ARM64_BUILD:-build-arm64}
-mkdir -p "$work"
-work=$(cd "$work" && pwd)
-t0=$(date +%s)
-
-tools/install-deps.sh arm64
-tools/arm64/fetch.sh "$work/cache"
+. "$(dirname "$0")/../arm64/setup.sh"
 
 echo "== cross-build (aarch64, static) in $work/build"
-cmake -S . -B "$work/build" -DVCPUREQ_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	-DCMAKE_TOOLCHAIN_FILE="$src/cmake/aarch64-linux-gnu.cmake" \
-	-DCMAKE_EXE_LINKER_FLAGS=-static >/dev/null
+arm64_configure
 targets="torture torture-ops example-minimal example-kvm-vmm vcpureq-demo"
 for f in tests/test_*.c; do targets="$targets $(basename "$f" .c)"; done
 # shellcheck disable=SC2086

@@ -13,21 +13,11 @@
 #                             make test-arm64: the download and the build)
 #   LINUX_GUEST_RUN_SECONDS   the emulated machine's timeout (600)
 set -eu
-cd "$(dirname "$0")/../.."
-src=$(pwd)
-work=${ARM64_BUILD:-build-arm64}
-mkdir -p "$work"
-work=$(cd "$work" && pwd)
-t0=$(date +%s)
-
-tools/install-deps.sh arm64
-tools/arm64/fetch.sh "$work/cache"
+. "$(dirname "$0")/../arm64/setup.sh"
 tools/install-deps.sh linux-guest
 
 echo "== cross-build (aarch64, static): example-linux-vmm, the witness"
-cmake -S . -B "$work/build" -DVCPUREQ_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	-DCMAKE_TOOLCHAIN_FILE="$src/cmake/aarch64-linux-gnu.cmake" \
-	-DCMAKE_EXE_LINKER_FLAGS=-static >/dev/null
+arm64_configure
 cmake --build "$work/build" -j"${JOBS:-2}" --target example-linux-vmm >/dev/null
 aarch64-linux-gnu-gcc -static -O2 -Wall -Wextra -Werror -pthread \
 	-o "$work/witness" tools/linux-guest/witness.c
