@@ -21,9 +21,7 @@
  */
 #include <errno.h>
 #include <limits.h>
-#include <linux/kvm.h>
 #include <sched.h>
-#include <sys/ioctl.h>
 #include <time.h>
 
 #include "futex.h"
