@@ -554,15 +554,27 @@ TEST_BOTH(trace_export_empty)
  * slot was published before its fields were written (the
  * TRACE_PUBLISH_EARLY mutant) mixes a new timestamp with an old tseq, and
  * shows as a thread's event that comes after a later one.
+ *
+ * The tear is a window of a few stores, hit only by an export that runs while
+ * the recorder records, and on a busy machine the two threads share a core
+ * for long stretches (5,000 exports missed the mutant in one CI run out of
+ * a few).  So the loop counts the exports during which the recorder made
+ * progress (both ran at once) and goes on until 100,000 of them, about 4 s
+ * quiet, with a 20 s cap for a machine too busy to run them together.  With
+ * the mutant, 12 runs needed 23 to 10,916 such exports (mean 4,300): a miss
+ * in 100,000 has odds about e^-23.
  */
 static _Atomic int tear_stop;
+static _Atomic unsigned long tear_kicks;
 
 static void *tear_recorder(void *arg)
 {
 	struct vcpureq_vcpu *v = arg;
 
-	while (!atomic_load_explicit(&tear_stop, memory_order_relaxed))
+	while (!atomic_load_explicit(&tear_stop, memory_order_relaxed)) {
 		vcpureq_vcpu_kick(v);
+		atomic_fetch_add_explicit(&tear_kicks, 1, memory_order_relaxed);
+	}
 	return NULL;
 }
 
@@ -598,7 +610,9 @@ TEST(trace_events_whole_under_rewrite)
 	struct vcpureq_trace_opts o = VCPUREQ_TRACE_OPTS_INIT;
 	struct h_vm h;
 	pthread_t rec;
-	unsigned int tid = 0, bad = 0, i, with_events = 0;
+	unsigned int tid = 0, bad = 0, i, with_events = 0, overlapped = 0;
+	unsigned long k0;
+	struct timespec t0, now;
 	char *json, *t;
 	long n;
 
@@ -609,9 +623,18 @@ TEST(trace_events_whole_under_rewrite)
 	atomic_store(&tear_stop, 0);
 	CHECK_EQ(pthread_create(&rec, NULL, tear_recorder,
 				vcpureq_vm_vcpu(h.vm, 0)), 0);
-	for (i = 0; i < 5000 && !bad; i++) {
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; overlapped < 100000 && !bad; i++) {
+		if (!(i & 255)) {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec - t0.tv_sec > 20)
+				break;
+		}
+		k0 = atomic_load_explicit(&tear_kicks, memory_order_relaxed);
 		json = export(h.vm, &n);
 		CHECK(json != NULL && n >= 0);
+		if (atomic_load_explicit(&tear_kicks, memory_order_relaxed) != k0)
+			overlapped++;
 		if (!tid && (t = strstr(json, "\"name\":\"kick: outside\"")) &&
 		    (t = strstr(t, "\"tid\":")))
 			tid = (unsigned int)strtoul(t + 6, NULL, 10);
@@ -626,6 +649,8 @@ TEST(trace_events_whole_under_rewrite)
 	}
 	atomic_store(&tear_stop, 1);
 	pthread_join(rec, NULL);
+	printf("%u exports, %u of them while the recorder recorded\n", i,
+	       overlapped);
 	CHECK_EQ(bad, 0);
 	CHECK(tid != 0);
 	CHECK(with_events > 100);
