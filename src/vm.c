@@ -149,6 +149,14 @@ int vcpureq_vm_open(const struct vcpureq_vm_opts *opts, int vm_fd,
 	vm->nr_cpus = ncpu > 0 ? (unsigned int)ncpu : 1;
 	vm->kick_signal = vm->opts.kick_signal ? vm->opts.kick_signal :
 						 SIGRTMIN + 5;
+	/* The kick signal is the process's, not the kernel's: taken before
+	 * /dev/kvm is opened, so that a signal the application already
+	 * handles is refused (-EBUSY) whether or not KVM is there. */
+	r = vcpureq__signal_acquire(vm->kick_signal);
+	if (r) {
+		vm_free_mem(vm);
+		return r;
+	}
 	r = vm->ops->vm_open(vm, vm_fd);
 	if (!r) {
 		/* The vCPU table never moves: adds publish into it while
@@ -157,10 +165,9 @@ int vcpureq_vm_open(const struct vcpureq_vm_opts *opts, int vm_fd,
 		if (!vm->vcpus)
 			r = vcpureq__err(-ENOMEM, "out of memory");
 	}
-	if (!r)
-		r = vcpureq__signal_acquire(vm->kick_signal);
 	if (r) {
 		vm->ops->vm_close(vm);
+		vcpureq__signal_release(vm->kick_signal);
 		vm_free_mem(vm);
 		return r;
 	}
@@ -178,6 +185,15 @@ int vcpureq_vm_create(const struct vcpureq_vm_opts *opts,
 	if (!opts || !out)
 		return vcpureq__err(-EINVAL, "opts or out is NULL");
 	nr = opts->size >= OPTS_SIZE_MIN ? opts->nr_vcpus : 0;
+	/* What the options alone make wrong is refused before /dev/kvm is
+	 * opened (the same error with or without KVM); a count above the
+	 * VM's limit is known only once the VM exists, below. */
+	if (opts->size >= OPTS_SIZE_MIN && nr == 0)
+		return vcpureq__err(-EINVAL, "nr_vcpus is 0: a VM is created with at least one vCPU");
+	if (opts->size >= OPTS_SIZE_MIN && opts->max_vcpus &&
+	    nr > opts->max_vcpus)
+		return vcpureq__errf(-EINVAL, "nr_vcpus %u is above opts.max_vcpus %u",
+				     nr, opts->max_vcpus);
 	r = vcpureq_vm_open(opts, -1, &vm);
 	if (r)
 		return r;

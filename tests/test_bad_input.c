@@ -582,11 +582,28 @@ TEST_BOTH(vm_create_bad_opts)
 	CHECK(vm == NULL);
 
 	printf(" nr_vcpus:\n");
+	/* Refused from the options alone, before /dev/kvm is opened: the
+	 * same error on a machine without KVM. */
 	EXPECT_ERR(-EINVAL, create_err(be, 0, 0, true));
-	EXPECT_ERR(-EINVAL, create_err(be, be == VCPUREQ_BACKEND_THREAD ?
-						   VCPUREQ_THREAD_MAX_VCPUS + 1 :
-						   100000, 0, true));
-	EXPECT_ERR(-EINVAL, create_err(be, UINT_MAX, 0, true));
+	o.backend = be;
+	o.nr_vcpus = 5;
+	o.max_vcpus = 4;
+	EXPECT_ERR(-EINVAL, vcpureq_vm_create(&o, &vm));
+	CHECK(strstr(vcpureq_errmsg(), "opts.max_vcpus") != NULL);
+	CHECK(vm == NULL);
+	o.max_vcpus = 0;
+	/* Above the VM's own limit (KVM_CAP_MAX_VCPUS): known once the VM
+	 * exists, so only where it can (without KVM the open fails first,
+	 * with the message naming /dev/kvm). */
+	if (be == VCPUREQ_BACKEND_THREAD || kvm_usable()) {
+		EXPECT_ERR(-EINVAL, create_err(be, be == VCPUREQ_BACKEND_THREAD ?
+							   VCPUREQ_THREAD_MAX_VCPUS + 1 :
+							   100000, 0, true));
+		EXPECT_ERR(-EINVAL, create_err(be, UINT_MAX, 0, true));
+	} else {
+		CHECK(create_err(be, UINT_MAX, 0, true) < 0);
+		CHECK(strstr(vcpureq_errmsg(), "/dev/kvm") != NULL);
+	}
 	/* A thread-backend VM without a guest callback is valid (a VMM
 	 * with its own loop over enter/exit); vcpureq_vcpu_run() refuses
 	 * it (test_vmm.run_without_guest_refused). */
@@ -664,6 +681,26 @@ TEST_BOTH(kick_signal_in_use)
 	/* Another signal is fine. */
 	if (be == VCPUREQ_BACKEND_THREAD || kvm_usable())
 		CHECK_EQ(create_err(be, 1, SIGRTMIN + 10, true), 0);
+
+	/* A VM whose KVM side fails after its kick signal was taken (here
+	 * a vm_fd that is not open) gives the signal back: the default
+	 * disposition again, not vcpureq's handler left behind. */
+	if (be == VCPUREQ_BACKEND_KVM) {
+		struct vcpureq_vm_opts vo = VCPUREQ_VM_OPTS_INIT;
+		struct vcpureq_vm *vm = NULL;
+
+		vo.kick_signal = SIGRTMIN + 10;
+		CHECK(vcpureq_vm_open(&vo, 1000, &vm) < 0);
+		CHECK(vm == NULL);
+		CHECK_EQ(sigaction(SIGRTMIN + 10, NULL, &cur), 0);
+		CHECK(!(cur.sa_flags & SA_SIGINFO) &&
+		      cur.sa_handler == SIG_DFL);
+		if (!kvm_usable()) {
+			CHECK(create_err(be, 1, SIGRTMIN + 10, true) < 0);
+			CHECK_EQ(sigaction(SIGRTMIN + 10, NULL, &cur), 0);
+			CHECK(cur.sa_handler == SIG_DFL);
+		}
+	}
 
 	/* The default (kick_signal 0: SIGRTMIN + 5) is checked the same way. */
 	memset(&sa, 0, sizeof(sa));
