@@ -27,14 +27,14 @@ root=$work/root
 rm -rf "$root"
 mkdir -p "$root/bin" "$root/t" "$root/proc" "$root/sys" "$root/dev" "$root/tmp"
 (cd "$work/build" && ctest --show-only=json-v1) |
-	python3 tools/arm64/cases.py "$work/build" "$root"
+	python3 tools/emu/cases.py "$work/build" "$root"
 if [ -n "${ARM64_CASES:-}" ]; then
 	grep -E "^[^|]*(${ARM64_CASES})" "$root/cases" >"$root/cases.sel" || true
 	mv "$root/cases.sel" "$root/cases"
 fi
 aarch64-linux-gnu-strip "$root"/t/*
 cp "$work/cache/busybox" "$root/bin/busybox"
-cp tools/arm64/init "$root/init"
+cp tools/emu/init "$root/init"
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.cpio.gz"
 
@@ -51,4 +51,4 @@ timeout -s KILL "${ARM64_RUN_SECONDS:-1500}" qemu-system-aarch64 \
 	sed -n --unbuffered 's/^@@\(BEGIN\|KVM\|CASE\|OUT\|END\)/\1/p' || true
 set -e
 t2=$(date +%s)
-python3 tools/arm64/summary.py "$log" "$root" "$((t2 - t1))" "$((t2 - t0))" "$src/build"
+python3 tools/emu/summary.py "$log" "$root" "$((t2 - t1))" "$((t2 - t0))" "$src/build"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """The ctest-style summary of `make test-arm64` from the VM's console log
-(tools/arm64/init's @@ lines).  Exit 1 if a case failed or did not run
+(tools/emu/init's @@ lines).  Exit 1 if a case failed or did not run
 (the VM stopped or timed out before @@END)."""
 import json
 import os
