@@ -9,7 +9,7 @@
 #
 #   tools/insn-budget.sh BUILD_DIR [N]     (N operations per part, 20000)
 # Exit 0 within budget, 1 over it (or a figure missing), 77 without
-# valgrind or /dev/kvm.
+# valgrind or /dev/kvm (make insn-budget then passes, saying SKIP).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:?usage: insn-budget.sh BUILD_DIR [N]}
