@@ -17,6 +17,11 @@
 #                                linux/kvm.h), qemu-system-arm, cpio,
 #                                python3 (the arm64 kernel and busybox are
 #                                downloaded by tools/arm64/fetch.sh)
+#   tools/install-deps.sh x86-emu  what `make test-x86-emu` needs on the
+#                                host: the C toolchain, qemu-system-x86,
+#                                cpio, python3 (the amd64 kernel and
+#                                busybox are downloaded by
+#                                tools/x86-emu/fetch.sh)
 #   tools/install-deps.sh linux-guest  make test-linux-guest: the arm64
 #                                tier and libfdt-dev:arm64 (the VMM's
 #                                device tree; after fetch.sh has added
@@ -29,9 +34,10 @@ pkgs="build-essential cmake spin gnuplot-nox pkg-config python3 valgrind"
 case $tier in
 test) ;;
 arm64) pkgs="cmake python3 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm cpio" ;;
+x86-emu) pkgs="build-essential cmake python3 qemu-system-x86 cpio" ;;
 linux-guest) pkgs="cmake python3 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm cpio libfdt-dev:arm64" ;;
 ci) pkgs="$pkgs linux-libc-dev binutils gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user systemtap-sdt-dev" ;;
-*) echo "install-deps: unknown tier '$tier' (test, ci, arm64 or linux-guest)" >&2; exit 2 ;;
+*) echo "install-deps: unknown tier '$tier' (test, ci, arm64, x86-emu or linux-guest)" >&2; exit 2 ;;
 esac
 
 missing=

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""The cases `make test-arm64` runs inside the arm64 VM, from the CTest
-registry of the aarch64 build (ctest --show-only=json-v1 on stdin).
+"""The cases `make test-arm64` (and `make test-x86-emu`) run inside the
+emulated machine, from the CTest registry of its static build (ctest
+--show-only=json-v1 on stdin).  Settings: EMU_<NAME>, else ARM64_<NAME>.
 
 Writes <root>/cases (one case a line: name, timeout, environment, program
 and arguments, separated by '|') and copies the programs into <root>/t.
@@ -18,10 +19,17 @@ import shutil
 import sys
 
 build, root = sys.argv[1], sys.argv[2]
-scale = float(os.environ.get("ARM64_TIMEOUT_SCALE", "3"))
-with_thread = os.environ.get("ARM64_THREAD") == "1"
-# torture budgets on arm64 (TCG is 10-100x slower than hardware): -t in s.
-torture_t = os.environ.get("ARM64_TORTURE_SECONDS", "6")
+
+
+def setting(name, default):
+    return os.environ.get("EMU_" + name, os.environ.get("ARM64_" + name, default))
+
+
+arch = setting("ARCH", "arm64")
+scale = float(setting("TIMEOUT_SCALE", "3"))
+with_thread = setting("THREAD", "0") == "1"
+# torture budgets under TCG (10-100x slower than hardware): -t in s.
+torture_t = setting("TORTURE_SECONDS", "6")
 
 tests = json.load(sys.stdin)["tests"]
 os.makedirs(os.path.join(root, "t"), exist_ok=True)
@@ -50,7 +58,7 @@ for t in tests:
         args[args.index("-t") + 1] = torture_t
     if prog == "torture":
         # TCG and a loaded host: a WAIT may take seconds of process time.
-        args += ["-B", os.environ.get("ARM64_TORTURE_BOUND_MS", "30000")]
+        args += ["-B", setting("TORTURE_BOUND_MS", "30000")]
     timeout = int(float(props.get("TIMEOUT", 60)) * scale)
     # The cases' hang bounds grow with their timeout (harness.h).
     env = env + ["VCPUREQ_TEST_TIME_SCALE=%d" % max(1, int(scale))]
@@ -65,5 +73,5 @@ with open(os.path.join(root, "cases"), "w") as f:
     f.write("\n".join(lines) + "\n")
 with open(os.path.join(root, "left-out"), "w") as f:
     f.write("thread %d\nhost-tool %d\n" % (left["thread"], left["host-tool"]))
-print("cases: %d to run on arm64; left out: %d thread-backend, %d host-tool"
-      % (len(lines), left["thread"], left["host-tool"]))
+print("cases: %d to run on %s; left out: %d thread-backend, %d host-tool"
+      % (len(lines), arch, left["thread"], left["host-tool"]))

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""The ctest-style summary of `make test-arm64` from the VM's console log
+"""The ctest-style summary of `make test-arm64` (`make test-x86-emu`) from
+the VM's console log
 (tools/emu/init's @@ lines).  Exit 1 if a case failed or did not run
 (the VM stopped or timed out before @@END)."""
 import json
@@ -11,6 +12,10 @@ import sys
 
 log, root, vm_s, all_s = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 x86_build = sys.argv[5] if len(sys.argv) > 5 else ""
+# EMU_ARCH: arm64 (the default) or x86-64; EMU_MACHINE: what ran it.
+arch = os.environ.get("EMU_ARCH", "arm64")
+machine = os.environ.get("EMU_MACHINE", "real KVM in qemu-system-aarch64, TCG")
+target = os.environ.get("EMU_TARGET", "make test-arm64")
 names = [l.split("|", 1)[0] for l in open(os.path.join(root, "cases")) if l.strip()]
 left = dict(l.split() for l in open(os.path.join(root, "left-out")))
 res, skips, ms, ended = {}, {}, {}, False
@@ -55,15 +60,15 @@ for n in missing:
 slow = sorted(ms.items(), key=lambda kv: -kv[1])[:5]
 print("slowest: " + ", ".join("%s %.1f s" % (n, v / 1000.0) for n, v in slow))
 total = len(names)
-print("\narm64 (real KVM in qemu-system-aarch64, TCG): %d%% tests passed, %d failed, %d not run, out of %d"
-      % (100 * len(passed) // max(total, 1), len(failed), len(missing), total))
+print("\n%s (%s): %d%% tests passed, %d failed, %d not run, out of %d"
+      % (arch, machine, 100 * len(passed) // max(total, 1), len(failed), len(missing), total))
 print("  passed %d, skipped %d (x86-only by nature: %d; the trace checker, host Python, absent in the VM: %d), failed %d" %
       (len(passed), len(skipped), len(x86_only), len(no_python), len(failed)))
-print("  ran on arm64: %d cases; not run here: %s thread-backend, %s host-tool checks"
-      % (len(passed) + len(failed), left.get("thread", "?"), left.get("host-tool", "?")))
+print("  ran on %s: %d cases; not run here: %s thread-backend, %s host-tool checks"
+      % (arch, len(passed) + len(failed), left.get("thread", "?"), left.get("host-tool", "?")))
 if x86_count is not None:
     print("  on x86-64 the same tiers (make test: unit + short torture) register %d cases" % x86_count)
-print("Total Test time (VM run) = %s s; make test-arm64 %s s" % (vm_s, all_s))
+print("Total Test time (VM run) = %s s; %s %s s" % (vm_s, target, all_s))
 if not ended:
     print("the VM did not reach the end of the run (@@END): crashed or timed out")
 sys.exit(0 if ended and not failed and not missing else 1)

@@ -1,0 +1,71 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# make test-x86-emu: the KVM cases of the unit tier, torture (both kick
+# mechanisms) and torture-ops, the examples and the demo on x86-64 KVM for
+# a machine without /dev/kvm: Debian's amd64 kernel under
+# qemu-system-x86_64 (TCG, with the SVM extension emulated: kvm-amd loads
+# and /dev/kvm exists in the emulated machine), the test programs built
+# static and packed with busybox and the KVM modules into an initramfs.
+# Functional only: every cycle is emulated, times are TCG's.  A ctest-style
+# summary at the end; non-zero on any failing case or if the VM did not
+# reach the end.
+#   X86EMU_BUILD            work directory (build-x86-emu)
+#   X86EMU_TIMEOUT_SCALE    per-case timeout = CTest's x this (3)
+#   X86EMU_TORTURE_SECONDS  each torture run's budget (6; 15/7/6 on KVM)
+#   X86EMU_RUN_SECONDS      the whole VM run's timeout (1800)
+#   X86EMU_CASES=regex      only the cases whose name matches
+set -eu
+cd "$(dirname "$0")/../.."
+src=$(pwd)
+work=${X86EMU_BUILD:-build-x86-emu}
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+t0=$(date +%s)
+
+[ "$(uname -m)" = x86_64 ] || { echo "test-x86-emu: an x86-64 host is needed (uname -m: $(uname -m))" >&2; exit 1; }
+tools/install-deps.sh x86-emu
+tools/x86-emu/fetch.sh "$work/cache"
+
+echo "== build (x86-64, static) in $work/build"
+cmake -S . -B "$work/build" -DVCPUREQ_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	-DCMAKE_EXE_LINKER_FLAGS=-static >/dev/null
+targets="torture torture-ops example-minimal example-kvm-vmm vcpureq-demo"
+for f in tests/test_*.c; do targets="$targets $(basename "$f" .c)"; done
+# shellcheck disable=SC2086
+cmake --build "$work/build" -j"${JOBS:-2}" --target $targets >/dev/null
+
+echo "== initramfs"
+root=$work/root
+rm -rf "$root"
+mkdir -p "$root/bin" "$root/t" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" "$root/mod"
+export EMU_ARCH=x86-64 EMU_TARGET="make test-x86-emu"
+export EMU_MACHINE="KVM in qemu-system-x86_64, TCG, SVM emulated"
+export EMU_TIMEOUT_SCALE=${X86EMU_TIMEOUT_SCALE:-3}
+export EMU_TORTURE_SECONDS=${X86EMU_TORTURE_SECONDS:-6}
+export EMU_THREAD=0
+(cd "$work/build" && ctest --show-only=json-v1) |
+	python3 tools/emu/cases.py "$work/build" "$root"
+if [ -n "${X86EMU_CASES:-}" ]; then
+	grep -E "^[^|]*(${X86EMU_CASES})" "$root/cases" >"$root/cases.sel" || true
+	mv "$root/cases.sel" "$root/cases"
+fi
+strip "$root"/t/*
+cp "$work/cache/busybox" "$root/bin/busybox"
+cp "$work/cache/mod/"* "$root/mod/"
+cp tools/emu/init "$root/init"
+chmod +x "$root/init"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.cpio.gz"
+
+echo "== boot: qemu-system-x86_64 (TCG, SVM), $(cat "$work/cache/kernel.name"), $(grep -c . "$root/cases") cases"
+log=$work/console.log
+t1=$(date +%s)
+set +e
+timeout -s KILL "${X86EMU_RUN_SECONDS:-1800}" qemu-system-x86_64 \
+	-M q35 -accel tcg,thread=single -cpu max,+svm -smp 2 -m 1024 -nographic -no-reboot -nic none \
+	-kernel "$work/cache/kernel" -initrd "$work/initrd.cpio.gz" \
+	-append "console=ttyS0 panic=-1 rdinit=/init quiet" </dev/null |
+	sed -u 's/\r$//' | tee "$log" |
+	sed -n --unbuffered 's/^@@\(BEGIN\|KVM\|CASE\|OUT\|END\)/\1/p' || true
+set -e
+t2=$(date +%s)
+python3 tools/emu/summary.py "$log" "$root" "$((t2 - t1))" "$((t2 - t0))"
