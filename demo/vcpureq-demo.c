@@ -265,7 +265,9 @@ static void explain_no_kvm(void)
 {
 	if (access("/dev/kvm", F_OK) != 0)
 		fprintf(stderr, "vcpureq-demo: /dev/kvm does not exist: load kvm_intel or kvm_amd "
-				"(virtualization enabled in the firmware or the host)\n");
+				"(virtualization enabled in the firmware or the host); "
+				"on an x86-64 machine without KVM, make test-x86-emu runs "
+				"the KVM tests and this demo on KVM emulated by qemu\n");
 	else
 		fprintf(stderr, "vcpureq-demo: no read/write access to /dev/kvm: add yourself to the "
 				"kvm group (usermod -aG kvm USER, then log in again)\n");
