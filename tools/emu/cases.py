@@ -15,6 +15,7 @@ shell driver).
 """
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -26,6 +27,11 @@ def setting(name, default):
 
 
 arch = setting("ARCH", "arm64")
+# EMU_EXCLUDE: a regex of cases this machine cannot run (left out, and
+# counted, with EMU_EXCLUDE_WHY); EMU_RETRY: a regex of cases run a second
+# time if the first run fails (the summary names them).
+exclude = re.compile(setting("EXCLUDE", "")) if setting("EXCLUDE", "") else None
+retry = re.compile(setting("RETRY", "")) if setting("RETRY", "") else None
 scale = float(setting("TIMEOUT_SCALE", "3"))
 with_thread = setting("THREAD", "0") == "1"
 # torture budgets under TCG (10-100x slower than hardware): -t in s.
@@ -33,7 +39,7 @@ torture_t = setting("TORTURE_SECONDS", "6")
 
 tests = json.load(sys.stdin)["tests"]
 os.makedirs(os.path.join(root, "t"), exist_ok=True)
-lines, left = [], {"thread": 0, "host-tool": 0}
+lines, left = [], {"thread": 0, "host-tool": 0, "emulation": 0}
 for t in tests:
     props = {p["name"]: p["value"] for p in t.get("properties", [])}
     labels = props.get("LABELS", [])
@@ -49,6 +55,9 @@ for t in tests:
     if thread and not with_thread:
         left["thread"] += 1
         continue
+    if exclude and exclude.search(name):
+        left["emulation"] += 1
+        continue
     prog = os.path.basename(cmd[0])
     dst = os.path.join(root, "t", prog)
     if not os.path.exists(dst):
@@ -63,7 +72,8 @@ for t in tests:
     # The cases' hang bounds grow with their timeout (harness.h).
     env = env + ["VCPUREQ_TEST_TIME_SCALE=%d" % max(1, int(scale))]
     lines.append("|".join([name, str(timeout), " ".join(env),
-                           " ".join(["/t/" + prog] + args)]))
+                           " ".join(["/t/" + prog] + args),
+                           "retry" if retry and retry.search(name) else ""]))
 # The demo (make demo: a 4-vCPU VM, every kind of request, its checks).
 demo = os.path.join(build, "demo", "vcpureq-demo")
 if os.path.exists(demo):
@@ -72,6 +82,7 @@ if os.path.exists(demo):
 with open(os.path.join(root, "cases"), "w") as f:
     f.write("\n".join(lines) + "\n")
 with open(os.path.join(root, "left-out"), "w") as f:
-    f.write("thread %d\nhost-tool %d\n" % (left["thread"], left["host-tool"]))
-print("cases: %d to run on %s; left out: %d thread-backend, %d host-tool"
-      % (len(lines), arch, left["thread"], left["host-tool"]))
+    f.write("thread %d\nhost-tool %d\nemulation %d\n"
+            % (left["thread"], left["host-tool"], left["emulation"]))
+print("cases: %d to run on %s; left out: %d thread-backend, %d host-tool, %d the emulation cannot run"
+      % (len(lines), arch, left["thread"], left["host-tool"], left["emulation"]))

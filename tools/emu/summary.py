@@ -18,12 +18,15 @@ machine = os.environ.get("EMU_MACHINE", "real KVM in qemu-system-aarch64, TCG")
 target = os.environ.get("EMU_TARGET", "make test-arm64")
 names = [l.split("|", 1)[0] for l in open(os.path.join(root, "cases")) if l.strip()]
 left = dict(l.split() for l in open(os.path.join(root, "left-out")))
-res, skips, ms, ended = {}, {}, {}, False
+res, skips, ms, retried, ended = {}, {}, {}, {}, False
 for line in open(log, errors="replace"):
     m = re.match(r"@@CASE (\S+) (\d+) (-?\d+)", line)
     if m:
         res[m.group(1)] = int(m.group(2))
         ms[m.group(1)] = int(m.group(3))
+    m = re.match(r"@@RETRY (\S+) (\d+)", line)
+    if m:
+        retried[m.group(1)] = int(m.group(2))
     m = re.match(r"@@SKIP (\S+) (.*)", line)
     if m:
         skips[m.group(1)] = m.group(2).strip()
@@ -57,6 +60,9 @@ for n in failed:
     print("  FAILED %s (exit %d%s)" % (n, rc, ", killed by the timeout" if rc in (137, 124) else ""))
 for n in missing:
     print("  NOT RUN %s" % n)
+for n, rc in sorted(retried.items()):
+    print("  RETRIED %s: failed (exit %d), then %s on its second run" %
+          (n, rc, "passed" if res.get(n) == 0 else "failed again"))
 slow = sorted(ms.items(), key=lambda kv: -kv[1])[:5]
 print("slowest: " + ", ".join("%s %.1f s" % (n, v / 1000.0) for n, v in slow))
 total = len(names)
@@ -66,6 +72,9 @@ print("  passed %d, skipped %d (x86-only by nature: %d; the trace checker, host 
       (len(passed), len(skipped), len(x86_only), len(no_python), len(failed)))
 print("  ran on %s: %d cases; not run here: %s thread-backend, %s host-tool checks"
       % (arch, len(passed) + len(failed), left.get("thread", "?"), left.get("host-tool", "?")))
+if int(left.get("emulation", 0)):
+    print("  left out, as this emulation cannot run them: %s (%s)"
+          % (left["emulation"], os.environ.get("EMU_EXCLUDE_WHY", "")))
 if x86_count is not None:
     print("  on x86-64 the same tiers (make test: unit + short torture) register %d cases" % x86_count)
 print("Total Test time (VM run) = %s s; %s %s s" % (vm_s, target, all_s))

@@ -14,6 +14,7 @@
 #   X86EMU_TORTURE_SECONDS  each torture run's budget (6; 15/7/6 on KVM)
 #   X86EMU_RUN_SECONDS      the whole VM run's timeout (1800)
 #   X86EMU_CASES=regex      only the cases whose name matches
+#   X86EMU_EXCLUDE, X86EMU_RETRY  regexes (defaults below; empty: none)
 set -eu
 cd "$(dirname "$0")/../.."
 src=$(pwd)
@@ -43,6 +44,21 @@ export EMU_MACHINE="KVM in qemu-system-x86_64, TCG, SVM emulated"
 export EMU_TIMEOUT_SCALE=${X86EMU_TIMEOUT_SCALE:-3}
 export EMU_TORTURE_SECONDS=${X86EMU_TORTURE_SECONDS:-6}
 export EMU_THREAD=0
+# What this emulation cannot run, measured (2026-12-03, QEMU 7.2):
+# - mailbox_racing_post_not_stranded: 50,000 two-thread busy-wait
+#   handshakes; single-threaded TCG switches between the emulated CPUs
+#   every 100 ms, so the case runs for hours (killed at 180 s).  Its
+#   thread-backend twin runs in make test, and both run in make test-arm64.
+# Multi-threaded TCG would switch at once, but with SVM emulated it froze
+#   the emulated machine in one run of two (test_decision, a spinning vCPU
+#   beside a halted one); hence -accel tcg,thread=single below.
+export EMU_EXCLUDE=${X86EMU_EXCLUDE-'^test_edges\.mailbox_racing_post_not_stranded\.'}
+export EMU_EXCLUDE_WHY="busy-wait handshakes between two threads, far too slow on single-threaded TCG"
+# Retried once if it fails, and named in the summary: in one full run of
+# two, irqchip_irq_line_wakes_guest counted 11 guest interrupts for 10
+# KVM_IRQ_LINE edges (never seen on hardware KVM; an event re-injected
+# by the emulated SVM is the likely cause).
+export EMU_RETRY=${X86EMU_RETRY-'^test_vmm\.irqchip_irq_line_wakes_guest'}
 (cd "$work/build" && ctest --show-only=json-v1) |
 	python3 tools/emu/cases.py "$work/build" "$root"
 if [ -n "${X86EMU_CASES:-}" ]; then
