@@ -35,6 +35,7 @@ struct bopts {
 	unsigned int pause_samples; /* samples per configuration; 0 = default */
 	unsigned int pause_impls;   /* bit set of implementations; 0 = all */
 	int finish_poll;        /* PR_POLL_*: the resume finish line's poll */
+	bool native;            /* the native guest (--guest native) */
 };
 extern struct bopts g_opt;
 

@@ -65,9 +65,9 @@ static void context(FILE *f, double seconds)
 		g_opt.quick ? "true" : "false", g_opt.reps, g_opt.max_n,
 		g_opt.only, g_opt.outside_requests);
 	json_num(f, g_opt.scale);
-	fprintf(f, ", \"pause_cfgs\": %u, \"pause_samples\": %u, \"pause_impls\": %u, \"finish_poll\": %d},\n",
+	fprintf(f, ", \"pause_cfgs\": %u, \"pause_samples\": %u, \"pause_impls\": %u, \"finish_poll\": %d, \"guest\": \"%s\"},\n",
 		g_opt.pause_cfgs, g_opt.pause_samples, g_opt.pause_impls,
-		g_opt.finish_poll);
+		g_opt.finish_poll, g_opt.native ? "native" : "real");
 	fputs("\"seconds\": ", f);
 	json_num(f, seconds);
 	fputs(",\n\"load\": {\"foreign_cpu_s\": ", f);

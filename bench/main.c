@@ -61,7 +61,8 @@ static void usage(FILE *f)
 		"                     [--only PART[,PART...]] [--outside-requests N] [--scale X]\n"
 		"                     [--pause-n N[,N...]] [--pause-samples K]\n"
 		"                     [--pause-impls IMPL[,IMPL...]]\n"
-		"                     [--finish-poll fixed|scaled|alt] [--no-output]\n"
+		"                     [--finish-poll fixed|scaled|alt] [--guest native|real]\n"
+		"                     [--no-output]\n"
 		"       vcpureq-bench --render-only DIR\n"
 		"  --quick    a run of a few tens of seconds (CI): 1 repeat, broadcast and\n"
 		"             pause/resume up to N = 64, few samples\n"
@@ -72,6 +73,11 @@ static void usage(FILE *f)
 		"  --no-output\n"
 		"             measure, write and render nothing (the system-call count\n"
 		"             of bench/run.sh)\n"
+		"  --guest native|real\n"
+		"             the guest code: 64-bit, its loops at CPL3 (native: run by the\n"
+		"             CPU where KVM emulates real-mode and CPL0 code; vCPUs 256 and\n"
+		"             up run real mode) or 16-bit real mode (default; also set by\n"
+		"             VCPUREQ_TEST_GUEST=native)\n"
 		"  --reps N   repeat runs (default 3; 1 with --quick)\n"
 		"  --max-n N  largest broadcast N (default 1024; 64 with --quick)\n"
 		"  --scale X  multiply the sample counts by X\n"
@@ -294,6 +300,18 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			i++;
+		} else if (!strcmp(a, "--guest") && v) {
+			/* The harness reads VCPUREQ_TEST_GUEST at each VM
+			 * it creates: set before the first. */
+			if (!strcmp(v, "native"))
+				setenv("VCPUREQ_TEST_GUEST", "native", 1);
+			else if (!strcmp(v, "real"))
+				unsetenv("VCPUREQ_TEST_GUEST");
+			else {
+				fprintf(stderr, "vcpureq-bench: --guest: native or real\n");
+				return 2;
+			}
+			i++;
 		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			usage(stdout);
 			return 0;
@@ -303,6 +321,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	g_opt.native = h_native_guest();
 	g_opt.reps = reps > 0 ? reps : g_opt.quick ? 1 : 3;
 	if (g_opt.reps > B_MAX_REP)
 		g_opt.reps = B_MAX_REP;

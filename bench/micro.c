@@ -430,7 +430,10 @@ int b_entry_batch(struct vcpureq_vcpu *v, bool lib, int b)
 		} else if (ioctl(fd, KVM_RUN, 0) < 0) {
 			return -errno;
 		}
-		if (run->exit_reason != KVM_EXIT_IO)
+		/* The H_OUT program's exit: an OUT (real mode), or the
+		 * native guest's MMIO store from CPL3. */
+		if (run->exit_reason != KVM_EXIT_IO &&
+		    run->exit_reason != KVM_EXIT_MMIO)
 			return -EPROTO;
 	}
 	return 0;

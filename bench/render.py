@@ -218,6 +218,15 @@ def header(run, out):
                "\"spread\" is the lowest and highest per-repeat p50.\n"
                % ("--quick" if d["options"]["quick"] else "full", d["options"]["reps"],
                   num(d["seconds"])))
+    if d["options"].get("guest") == "native":
+        out.append("Guest: **native**, 64-bit code whose spin and exit loops run at CPL3 "
+                   "(`tests/guest_native.S`), executed by the CPU where KVM emulates real-mode "
+                   "and CPL0 code on some machines; its exits are MMIO stores; vCPUs 256 and up "
+                   "run the real-mode programs.\n")
+    else:
+        out.append("Guest: real mode, the 16-bit programs of `tests/guest.S` (on a machine whose KVM "
+                   "emulates real-mode code, a vCPU \"in the guest\" runs in KVM's instruction "
+                   "emulator).\n")
     foreign, cap = num(d["load"]["foreign_cpu_s"]), num(d["load"]["capacity_s"])
     out.append("Other processes used %.1f CPU-seconds during the run (%.1f%% of the machine)%s.\n\n"
                % (foreign, 100 * foreign / cap if cap > 0 else 0,
