@@ -14,6 +14,7 @@
 #   ARM64_CASES=regex      only the cases whose name matches
 set -eu
 . "$(dirname "$0")/../arm64/setup.sh"
+. tools/emu/run.sh
 
 echo "== cross-build (aarch64, static) in $work/build"
 arm64_configure
@@ -26,29 +27,18 @@ echo "== initramfs"
 root=$work/root
 rm -rf "$root"
 mkdir -p "$root/bin" "$root/t" "$root/proc" "$root/sys" "$root/dev" "$root/tmp"
-(cd "$work/build" && ctest --show-only=json-v1) |
-	python3 tools/emu/cases.py "$work/build" "$root"
-if [ -n "${ARM64_CASES:-}" ]; then
-	grep -E "^[^|]*(${ARM64_CASES})" "$root/cases" >"$root/cases.sel" || true
-	mv "$root/cases.sel" "$root/cases"
-fi
+emu_cases "$work/build" "$root" "${ARM64_CASES:-}"
 aarch64-linux-gnu-strip "$root"/t/*
 cp "$work/cache/busybox" "$root/bin/busybox"
-cp tools/emu/init "$root/init"
-chmod +x "$root/init"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.cpio.gz"
+emu_pack "$root" "$work/initrd.cpio.gz"
 
 echo "== boot: qemu-system-aarch64 (TCG), $(cat "$work/cache/kernel.name"), $(grep -c . "$root/cases") cases"
 log=$work/console.log
 t1=$(date +%s)
-set +e
-timeout -s KILL "${ARM64_RUN_SECONDS:-1500}" qemu-system-aarch64 \
+emu_boot "${ARM64_RUN_SECONDS:-1500}" "$log" qemu-system-aarch64 \
 	-M virt,virtualization=on,gic-version=3,its=off \
 	-cpu max,pauth=off,sve=off -smp 2 -m 1024 -nographic -no-reboot \
 	-nic none -kernel "$work/cache/kernel" -initrd "$work/initrd.cpio.gz" \
-	-append "console=ttyAMA0 panic=-1 rdinit=/init quiet" </dev/null |
-	sed -u 's/\r$//' | tee "$log" |
-	sed -n --unbuffered 's/^@@\(BEGIN\|KVM\|CASE\|OUT\|END\)/\1/p' || true
-set -e
+	-append "console=ttyAMA0 panic=-1 rdinit=/init quiet"
 t2=$(date +%s)
 python3 tools/emu/summary.py "$log" "$root" "$((t2 - t1))" "$((t2 - t0))" "$src/build"

@@ -22,6 +22,7 @@ work=${X86EMU_BUILD:-build-x86-emu}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 t0=$(date +%s)
+. tools/emu/run.sh
 
 [ "$(uname -m)" = x86_64 ] || { echo "test-x86-emu: an x86-64 host is needed (uname -m: $(uname -m))" >&2; exit 1; }
 tools/install-deps.sh x86-emu
@@ -59,29 +60,18 @@ export EMU_EXCLUDE_WHY="busy-wait handshakes between two threads, far too slow o
 # KVM_IRQ_LINE edges (never seen on hardware KVM; an event re-injected
 # by the emulated SVM is the likely cause).
 export EMU_RETRY=${X86EMU_RETRY-'^test_vmm\.irqchip_irq_line_wakes_guest'}
-(cd "$work/build" && ctest --show-only=json-v1) |
-	python3 tools/emu/cases.py "$work/build" "$root"
-if [ -n "${X86EMU_CASES:-}" ]; then
-	grep -E "^[^|]*(${X86EMU_CASES})" "$root/cases" >"$root/cases.sel" || true
-	mv "$root/cases.sel" "$root/cases"
-fi
+emu_cases "$work/build" "$root" "${X86EMU_CASES:-}"
 strip "$root"/t/*
 cp "$work/cache/busybox" "$root/bin/busybox"
 cp "$work/cache/mod/"* "$root/mod/"
-cp tools/emu/init "$root/init"
-chmod +x "$root/init"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.cpio.gz"
+emu_pack "$root" "$work/initrd.cpio.gz"
 
 echo "== boot: qemu-system-x86_64 (TCG, SVM), $(cat "$work/cache/kernel.name"), $(grep -c . "$root/cases") cases"
 log=$work/console.log
 t1=$(date +%s)
-set +e
-timeout -s KILL "${X86EMU_RUN_SECONDS:-1800}" qemu-system-x86_64 \
+emu_boot "${X86EMU_RUN_SECONDS:-1800}" "$log" qemu-system-x86_64 \
 	-M q35 -accel tcg,thread=single -cpu max,+svm -smp 2 -m 1024 -nographic -no-reboot -nic none \
 	-kernel "$work/cache/kernel" -initrd "$work/initrd.cpio.gz" \
-	-append "console=ttyS0 panic=-1 rdinit=/init quiet" </dev/null |
-	sed -u 's/\r$//' | tee "$log" |
-	sed -n --unbuffered 's/^@@\(BEGIN\|KVM\|CASE\|OUT\|END\)/\1/p' || true
-set -e
+	-append "console=ttyS0 panic=-1 rdinit=/init quiet"
 t2=$(date +%s)
 python3 tools/emu/summary.py "$log" "$root" "$((t2 - t1))" "$((t2 - t0))"
