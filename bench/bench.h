@@ -163,7 +163,10 @@ int vr_start(struct h_vm *h, struct vr_rec *recs, unsigned int first,
 void vr_stop(struct h_vm *h, struct vr_rec *recs, unsigned int first,
 	     unsigned int n, bool paused);
 /* The pause flag the PAUSE request parks on, and resume. */
-void vr_pause_arm(void);
+/* Arm the pause of @n vCPUs: their handler parks them on B_REQ_PAUSE;
+ * vr_wait_parked() returns once all @n are parked. */
+void vr_pause_arm(unsigned int n);
+void vr_wait_parked(void);
 void vr_resume_all(void);
 /* Wait until guest counters of vCPUs [first, first+n) advanced past snap;
  * snap is updated.  false on timeout. */

@@ -8,12 +8,12 @@
  * The job is the peers' "pause": the requester returns once every vCPU has
  * left guest mode and acknowledged, and the vCPUs stay out.  The library
  * does it with one WAIT request (B_REQ_PAUSE) made of every vCPU with
- * vcpureq_make_all_cpus_request(); its handler parks the vCPU.  Not the
- * same finish line: the WAIT returns at the exit-epoch bump of each vCPU,
- * before its handler has parked it (up to tens of µs before), while each
- * peer returns once every vCPU is parked; this part compares vcpureq's
- * WAIT acknowledgement with the peers' pause (a bias in vcpureq's
- * favour).  The pause/resume part (pause.c) compares vcpureq_pause(),
+ * vcpureq_make_all_cpus_request(); its handler parks the vCPU, and the
+ * requester then waits until every handler has parked (vr_wait_parked()):
+ * the finish line each peer has, every vCPU parked.  (The WAIT alone
+ * returns at each vCPU's exit-epoch bump, before its handler has parked
+ * it: up to tens of µs earlier, a bias this part once had in vcpureq's
+ * favour.)  The pause/resume part (pause.c) compares vcpureq_pause(),
  * which returns at parked, with the same peers.  Each iteration
  * (run_iter()): start the vCPU threads, wait until every one has run
  * guest code (all spinning in the guest), time the pause, count the
@@ -39,10 +39,14 @@ static void vq_pause(struct bc_ctx *c)
 {
 	int r;
 
-	vr_pause_arm();
+	vr_pause_arm(c->n);
 	r = vcpureq_make_all_cpus_request(c->h->vm, B_REQ_PAUSE);
 	if (r < 0)
 		b_die("vcpureq_make_all_cpus_request: %d", r);
+	/* The peers' finish line: every vCPU parked, not only past its
+	 * acknowledgement (the WAIT returns at each exit-epoch bump,
+	 * before the handler has parked the vCPU). */
+	vr_wait_parked();
 }
 
 static void vq_stop(struct bc_ctx *c)
@@ -52,7 +56,7 @@ static void vq_stop(struct bc_ctx *c)
 
 static const struct bc_impl bc_vcpureq = {
 	.name = "vcpureq",
-	.source = "vcpureq_make_all_cpus_request() of a WAIT request; the handler parks the vCPU (the call returns at the acknowledgement, before the park)",
+	.source = "vcpureq_make_all_cpus_request() of a WAIT request whose handler parks the vCPU, then a futex wait until every handler has parked (the peers' finish line)",
 	.start = vq_start,
 	.pause = vq_pause,
 	.stop = vq_stop,

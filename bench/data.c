@@ -171,7 +171,9 @@ static void broadcast(FILE *f)
 	int i, ni;
 	bool first = true;
 
-	fputs("\"broadcast\": {", f);
+	/* "finish": where vcpureq's pause is timed to, every vCPU "parked"
+	 * as for the peers (absent in data of runs before it was: "ack"). */
+	fputs("\"broadcast\": {\"finish\": \"parked\", ", f);
 	impls(f, B_NIMPL, bc_impl_name, bc_impl_source);
 	fputs(",\n\"cells\": [", f);
 	for (ni = 0; ni < B_NN; ni++)

@@ -39,7 +39,9 @@ taken next to sample k of its partner series (the pairs the report forms).
   requesters    [{repeat, k, r, requests_made, kicks, signals_sent,
                  signals_coalesced, handled, entries, kicked_exits,
                  spurious_exits, ms}]: K requesters, one row per repeat and K
-  broadcast     {impls: [{name, source}] (0 is vcpureq, then the peers),
+  broadcast     {finish: "parked" (vcpureq timed until every vCPU parked, the
+                 peers' finish line; absent in older data: until the WAIT's
+                 acknowledgement), impls: [{name, source}] (0 is vcpureq, then the peers),
                  cells: [{n, impl, iterations, failures, rep_p50_ns,
                  latency_ns, signals, requester_cpu_ns}]}: cells that ran;
                  the three series per iteration in the order taken,
@@ -299,8 +301,9 @@ def summary(run, out, tg):
         vp, pp = pct(v["seq"], 50), pct(run.bc[(bp, n)]["seq"], 50)
         vs, ps = mean(v["sig"]), bc_min_peer_signals(run, n)
         r50 = bc_ratio_pct(run, n, bp, 50)
-        out.append("| Broadcast WAIT acknowledgement vs the peers' pause, N = %d (signals/pause: %.1f, fewest of any peer %.1f) | %s | %s | %s | %s | best peer: %s | %s | %.2f× the best peer (paired-ratio median, p25–p75 %.2f–%.2f) | ≤ best peer, signals ≤ every peer | %s |\n"
-                   % (n, vs, ps, fmt_t(vp), fmt_t(pct(v["seq"], 90)), fmt_t(pct(v["seq"], 99)),
+        out.append("| Broadcast WAIT %s vs the peers' pause, N = %d (signals/pause: %.1f, fewest of any peer %.1f) | %s | %s | %s | %s | best peer: %s | %s | %.2f× the best peer (paired-ratio median, p25–p75 %.2f–%.2f) | ≤ best peer, signals ≤ every peer | %s |\n"
+                   % ("until every vCPU parked" if parked_finish(run) else "acknowledgement",
+                      n, vs, ps, fmt_t(vp), fmt_t(pct(v["seq"], 90)), fmt_t(pct(v["seq"], 99)),
                       fmt_spread(v["rep"]), run.bc_impls[bp]["name"], fmt_t(pp), r50,
                       bc_ratio_pct(run, n, bp, 25), bc_ratio_pct(run, n, bp, 75),
                       yesno(r50 <= 1 and vs <= ps)))
@@ -441,16 +444,27 @@ def requesters(run, out):
     out.append("\n")
 
 
+def parked_finish(run):
+    """Whether vcpureq's broadcast was timed until every vCPU parked (the
+    peers' finish line), as since the "finish" member; before, until the
+    WAIT's acknowledgement."""
+    return run.d["broadcast"].get("finish") == "parked"
+
+
 def broadcast(run, out, tg, plot_note):
     if not run.bc:
         return
     out.append("## Broadcast WAIT: N vCPUs spinning in the guest, oversubscribed on the cores\n\n")
     out.append("Job: every vCPU leaves guest mode and acknowledges, and stays out (the peers' pause). "
                "Each iteration starts the N vCPU threads, waits until every one has run guest code, then times one pause "
-               "from the call to its return; signals and requester CPU time (getrusage RUSAGE_THREAD) are per pause. "
-               "Not one finish line: vcpureq's WAIT returns at each vCPU's exit-epoch bump, before its handler has parked the vCPU, "
-               "while every peer returns once all are parked (a bias in vcpureq's favour; the pause/resume section compares vcpureq_pause(), which returns at parked). "
-               "The four are interleaved iteration by iteration; \"paired\" is the median (p25–p75) of the per-iteration ratios vcpureq / peer. "
+               "from the call to its return; signals and requester CPU time (getrusage RUSAGE_THREAD) are per pause. ")
+    if parked_finish(run):
+        out.append("One finish line: vcpureq's WAIT request parks each vCPU in its handler, and the requester waits "
+                   "until every handler has parked, as every peer returns once all are parked. ")
+    else:
+        out.append("Not one finish line (a run before the broadcast part waited for parked): vcpureq's WAIT returns at each vCPU's exit-epoch bump, before its handler has parked the vCPU, "
+                   "while every peer returns once all are parked (a bias in vcpureq's favour; the pause/resume section compares vcpureq_pause(), which returns at parked). ")
+    out.append("The four are interleaved iteration by iteration; \"paired\" is the median (p25–p75) of the per-iteration ratios vcpureq / peer. "
                "Implementations:\n\n")
     out.append(impl_list(run.bc_impls))
     out.append("\n| N | implementation | p50 | p90 | p99 | spread of p50 | signals/pause mean (min–max) | requester CPU/pause | iterations | p50 / best peer | vcpureq / this peer, paired |\n")
@@ -482,7 +496,9 @@ def broadcast(run, out, tg, plot_note):
             continue
         vs, ps = mean(v["sig"]), bc_min_peer_signals(run, n)
         r50 = bc_ratio_pct(run, n, bp, 50)
-        tg.append(("broadcast WAIT acknowledgement (not parked) vs the peers' pause: signals ≤ every peer's, latency ≤ the best peer's",
+        tg.append(("broadcast WAIT until every vCPU parked vs the peers' pause: signals ≤ every peer's, latency ≤ the best peer's"
+                   if parked_finish(run) else
+                   "broadcast WAIT acknowledgement (not parked) vs the peers' pause: signals ≤ every peer's, latency ≤ the best peer's",
                    r50 <= 1 and vs <= ps,
                    "N = %d: %s vs %s (%s), paired %.2f× (p25–p75 %.2f–%.2f); signals %.1f vs fewest %.1f"
                    % (n, fmt_t(pct(v["seq"], 50)), fmt_t(pct(run.bc[(bp, n)]["seq"], 50)),

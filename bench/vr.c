@@ -12,6 +12,10 @@
 #include "bench.h"
 
 static _Atomic uint32_t pause_flag;
+/* The vCPUs parked in the handler since vr_pause_arm(), and how many make
+ * "all" (the requester sleeps on parked_count until it is reached). */
+static _Atomic uint32_t parked_count;
+static _Atomic uint32_t park_target;
 
 int vr_handler(struct vcpureq_vcpu *v, void *opaque)
 {
@@ -25,6 +29,12 @@ int vr_handler(struct vcpureq_vcpu *v, void *opaque)
 	}
 	if (vcpureq_check_request(B_REQ_PAUSE, v) > 0) {
 		atomic_store_explicit(&rec->pause_t, t, memory_order_relaxed);
+		/* Parked from here: counted (the broadcast part's finish
+		 * line, the peers' own: every vCPU parked), the last one
+		 * wakes the requester. */
+		if (atomic_fetch_add(&parked_count, 1) + 1 ==
+		    atomic_load(&park_target))
+			b_futex_wake(&parked_count, 1);
 		/* Paused: stay out of the guest until resumed. */
 		while (atomic_load(&pause_flag))
 			b_futex_wait(&pause_flag, 1);
@@ -45,9 +55,19 @@ struct vcpureq_vm_opts vr_opts(struct vr_rec *recs)
 	return o;
 }
 
-void vr_pause_arm(void)
+void vr_pause_arm(unsigned int n)
 {
+	atomic_store(&parked_count, 0);
+	atomic_store(&park_target, n);
 	atomic_store(&pause_flag, 1);
+}
+
+void vr_wait_parked(void)
+{
+	uint32_t seen;
+
+	while ((seen = atomic_load(&parked_count)) < atomic_load(&park_target))
+		b_futex_wait(&parked_count, seen);
 }
 
 void vr_resume_all(void)
