@@ -32,8 +32,13 @@ int vr_handler(struct vcpureq_vcpu *v, void *opaque)
 		/* Parked from here: counted (the broadcast part's finish
 		 * line, the peers' own: every vCPU parked), the last one
 		 * wakes the requester. */
-		if (atomic_fetch_add(&parked_count, 1) + 1 ==
-		    atomic_load(&park_target))
+		/* Release: pairs with the acquire load in vr_wait_parked(),
+		 * which then sees this vCPU's pause_t.  park_target was
+		 * stored before the request was made (the request's release
+		 * and this handler's check order it). */
+		if (atomic_fetch_add_explicit(&parked_count, 1,
+					      memory_order_release) + 1 ==
+		    atomic_load_explicit(&park_target, memory_order_relaxed))
 			b_futex_wake(&parked_count, 1);
 		/* Paused: stay out of the guest until resumed. */
 		while (atomic_load(&pause_flag))
@@ -57,16 +62,21 @@ struct vcpureq_vm_opts vr_opts(struct vr_rec *recs)
 
 void vr_pause_arm(unsigned int n)
 {
-	atomic_store(&parked_count, 0);
-	atomic_store(&park_target, n);
+	/* Before the request is made: its release publishes these. */
+	atomic_store_explicit(&parked_count, 0, memory_order_relaxed);
+	atomic_store_explicit(&park_target, n, memory_order_relaxed);
 	atomic_store(&pause_flag, 1);
 }
 
 void vr_wait_parked(void)
 {
-	uint32_t seen;
+	uint32_t seen, n = atomic_load_explicit(&park_target,
+						memory_order_relaxed);
 
-	while ((seen = atomic_load(&parked_count)) < atomic_load(&park_target))
+	/* Acquire: pairs with the handlers' release increments.  The futex
+	 * wait returns at once if the count moved past @seen meanwhile. */
+	while ((seen = atomic_load_explicit(&parked_count,
+					    memory_order_acquire)) < n)
 		b_futex_wait(&parked_count, seen);
 }
 
