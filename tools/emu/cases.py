@@ -5,13 +5,14 @@ emulated machine, from the CTest registry of its static build (ctest
 --show-only=json-v1 on stdin).  Settings: EMU_<NAME>, else ARM64_<NAME>.
 
 Writes <root>/cases (one case a line: name, timeout, environment, program
-and arguments, separated by '|') and copies the programs into <root>/t.
+and arguments, and "retry" or nothing, separated by '|') and copies the
+programs into <root>/t.
 Selected: the unit tier and the short torture runs (labels unit / torture,
 not full) that run a test program of ours, and the demo.  Left out, and counted in
 <root>/left-out: the thread-backend cases (no KVM in them; they run on
 x86-64 in make test; ARM64_THREAD=1 adds them, about 3 minutes more), and
 the checks that run a host tool (Perl, Python, the mutation self-check's
-shell driver).
+shell driver), and the cases EMU_EXCLUDE names.
 """
 import json
 import os
