@@ -18,15 +18,11 @@ set -eu
 
 echo "== cross-build (aarch64, static) in $work/build"
 arm64_configure
-targets="torture torture-ops example-minimal example-kvm-vmm vcpureq-demo"
-for f in tests/test_*.c; do targets="$targets $(basename "$f" .c)"; done
-# shellcheck disable=SC2086
-cmake --build "$work/build" -j"${JOBS:-2}" --target $targets >/dev/null
+emu_build "$work/build"
 
 echo "== initramfs"
 root=$work/root
-rm -rf "$root"
-mkdir -p "$root/bin" "$root/t" "$root/proc" "$root/sys" "$root/dev" "$root/tmp"
+emu_root "$root"
 emu_cases "$work/build" "$root" "${ARM64_CASES:-}"
 aarch64-linux-gnu-strip "$root"/t/*
 cp "$work/cache/busybox" "$root/bin/busybox"

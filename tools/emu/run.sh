@@ -2,6 +2,22 @@
 # Sourced by tools/arm64/test-arm64.sh and tools/x86-emu/test-x86-emu.sh:
 # the steps both emulated machines share.  Each runs from the source root.
 
+# emu_build BUILD: the programs the emulated machine runs (every test
+# program, torture, torture-ops, the examples, the demo), in the configured
+# static tree BUILD.
+emu_build() {
+	_targets="torture torture-ops example-minimal example-kvm-vmm vcpureq-demo"
+	for _f in tests/test_*.c; do _targets="$_targets $(basename "$_f" .c)"; done
+	# shellcheck disable=SC2086
+	cmake --build "$1" -j"${JOBS:-2}" --target $_targets >/dev/null
+}
+
+# emu_root ROOT: an empty initramfs tree.
+emu_root() {
+	rm -rf "$1"
+	mkdir -p "$1/bin" "$1/t" "$1/proc" "$1/sys" "$1/dev" "$1/tmp" "$1/mod"
+}
+
 # emu_cases BUILD ROOT [REGEX]: ROOT/cases (and ROOT/t, ROOT/left-out) from
 # BUILD's CTest registry (tools/emu/cases.py; settings EMU_*), only the
 # cases whose name matches REGEX if one is given.

@@ -31,15 +31,11 @@ tools/x86-emu/fetch.sh "$work/cache"
 echo "== build (x86-64, static) in $work/build"
 cmake -S . -B "$work/build" -DVCPUREQ_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	-DCMAKE_EXE_LINKER_FLAGS=-static >/dev/null
-targets="torture torture-ops example-minimal example-kvm-vmm vcpureq-demo"
-for f in tests/test_*.c; do targets="$targets $(basename "$f" .c)"; done
-# shellcheck disable=SC2086
-cmake --build "$work/build" -j"${JOBS:-2}" --target $targets >/dev/null
+emu_build "$work/build"
 
 echo "== initramfs"
 root=$work/root
-rm -rf "$root"
-mkdir -p "$root/bin" "$root/t" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" "$root/mod"
+emu_root "$root"
 export EMU_ARCH=x86-64 EMU_TARGET="make test-x86-emu"
 export EMU_MACHINE="KVM in qemu-system-x86_64, TCG, SVM emulated"
 export EMU_TIMEOUT_SCALE=${X86EMU_TIMEOUT_SCALE:-3}
