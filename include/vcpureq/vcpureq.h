@@ -325,8 +325,9 @@ int vcpureq_vm_create(const struct vcpureq_vm_opts *opts,
  * at destroy; on arm64 it also initialises the vCPU (KVM_ARM_VCPU_INIT
  * with KVM_ARM_PREFERRED_TARGET's target and the PSCI 0.2 feature: a VMM
  * that needs other features, e.g. POWER_OFF for secondaries, PMU or SVE,
- * creates and initialises its vCPUs itself and adopts them).  The new vCPU gets the next index (0, 1, ...: its bit in
- * request masks, see vcpureq_vm_vcpu()).  May be called while other vCPUs
+ * creates and initialises its vCPUs itself and adopts them).  The new
+ * vCPU gets the next index (0, 1, ...: its bit in request masks, see
+ * vcpureq_vm_vcpu()).  May be called while other vCPUs
  * run and requests fly: a broadcast that started before the vCPU was
  * published does not target it, one that starts after does (release on
  * the published count, pairing with the acquire load of every broadcast
@@ -769,13 +770,13 @@ int vcpureq_make_vcpus_request_deadline(struct vcpureq_vm *vm, unsigned int req,
  * KVM_KVMCLOCK_CTRL is issued by every parked KVM vCPU's thread, after it
  * reported parked (off the pause's critical path) and before it can run
  * guest code again (so that a kvmclock guest does not report soft
- * lock-ups; the EINVAL of a guest without kvmclock is ignored).  A vCPU asleep in vcpureq_vcpu_block(), or
- * with no bound thread, counts as parked without being woken: it parks at
- * its next vcpureq_vcpu_enter().  A parked vCPU's thread runs the
- * run-on-vCPU items queued to it (vcpureq_run_on_vcpu()) and stays
- * parked.  A vCPU halted inside KVM_RUN (in-kernel
- * irqchip) is kicked like a running one: KVM can wake it there without
- * returning to user space.  Pauses are counted: a vCPU paused twice needs
+ * lock-ups; the EINVAL of a guest without kvmclock is ignored).  A vCPU
+ * asleep in vcpureq_vcpu_block(), or with no bound thread, counts as
+ * parked without being woken: it parks at its next vcpureq_vcpu_enter().
+ * A parked vCPU's thread runs the run-on-vCPU items queued to it
+ * (vcpureq_run_on_vcpu()) and stays parked.  A vCPU halted inside KVM_RUN
+ * (in-kernel irqchip) is kicked like a running one: KVM can wake it there
+ * without returning to user space.  Pauses are counted: a vCPU paused twice needs
  * two resumes.  Parked vCPU threads wait inside vcpureq_vcpu_enter() /
  * vcpureq_vcpu_run(), and return -EIO from there at VM_DEAD.
  * No lock is held while waiting.  From a vCPU thread, its own vCPU may be
