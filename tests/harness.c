@@ -491,10 +491,35 @@ bool h_wait_until(bool (*pred)(struct h_vm *, unsigned int), struct h_vm *h,
 	return true;
 }
 
+/*
+ * IN_GUEST_MODE alone is not "in the guest": the mode is published before
+ * the entry's final request check (the kernel's order), so a request made
+ * in that window is seen by the check and the vCPU leaves without a kick
+ * (no signal, nothing for the kick to report).  A test that waited for the
+ * mode alone and then asserts "this request needs a signal" fails when the
+ * vCPU thread is preempted in that window (seen under ASan on a loaded
+ * machine).  The entry is counted (stats.entries) only after the check
+ * passed, and the exit before the next publish; so read the mode first,
+ * then the counters (vcpureq_vcpu_stats() reads entries before exits):
+ * while instance k is in its window, entries <= k-1 and, the mode being
+ * read first, exits >= k-1, so entries > exits holds only once instance
+ * k has passed its check.  The fence keeps the reader's mode load before
+ * its counter loads.  The vCPU's side is in store order on x86-64 (and on
+ * the arm64 runs here, emulated on x86-64); on weakly ordered hardware the
+ * relaxed publish may be seen before the previous exit's count, so the
+ * predicate could hold a few instructions early there.
+ */
 bool h_in_guest(struct h_vm *h, unsigned int id)
 {
-	return vcpureq_vcpu_mode(vcpureq_vm_vcpu(h->vm, id)) ==
-	       VCPUREQ_IN_GUEST_MODE;
+	struct vcpureq_vcpu *v = vcpureq_vm_vcpu(h->vm, id);
+	struct vcpureq_stats s;
+
+	if (vcpureq_vcpu_mode(v) != VCPUREQ_IN_GUEST_MODE)
+		return false;
+	atomic_thread_fence(memory_order_seq_cst);
+	if (vcpureq_vcpu_stats(v, &s, sizeof(s)) < 0)
+		return false;
+	return s.entries > s.exits;
 }
 
 bool h_sleeping(struct h_vm *h, unsigned int id)

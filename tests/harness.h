@@ -159,7 +159,9 @@ void h_join_all(struct h_vm *h);
 /* Wait until @pred(h, id) or timeout (ms): returns true if it held. */
 bool h_wait_until(bool (*pred)(struct h_vm *, unsigned int), struct h_vm *h,
 		  unsigned int id, unsigned int timeout_ms);
-bool h_in_guest(struct h_vm *h, unsigned int id);   /* mode IN and progressing */
+/* In guest mode and past the final request check of the instance: a
+ * request made now needs a kick (harness.c says how that is read). */
+bool h_in_guest(struct h_vm *h, unsigned int id);
 bool h_sleeping(struct h_vm *h, unsigned int id);   /* asleep in block */
 /* In guest mode and past its first 100 guest iterations. */
 bool h_spinning(struct h_vm *h, unsigned int id);
