@@ -838,12 +838,6 @@ static int stubborn_guest(struct vcpureq_vcpu *v, void *opaque)
 	}
 }
 
-static bool in_guest_mode(struct h_vm *h, unsigned int i)
-{
-	return vcpureq_vcpu_mode(vcpureq_vm_vcpu(h->vm, i)) ==
-	       VCPUREQ_IN_GUEST_MODE;
-}
-
 /*
  * 70 vCPUs (thread backend): a WAIT with a deadline names exactly the
  * stubborn ones in a 128-bit pending mask filled with ones before the
@@ -866,7 +860,7 @@ TEST(pending_mask_70_vcpus)
 	for (i = 0; i < MANY; i++) {
 		if (is_stubborn(i)) {
 			want[i / 64] |= UINT64_C(1) << (i % 64);
-			CHECK(h_wait_until(in_guest_mode, &h, i, HANG_MS));
+			CHECK(h_wait_until(h_in_guest, &h, i, HANG_MS));
 		} else {
 			CHECK(h_wait_until(h_sleeping, &h, i, HANG_MS));
 		}
