@@ -290,7 +290,8 @@ int part_trace(int rep);
 void trace_data(FILE *f);
 
 /* ---- pause / resume results (pause.c) ---- */
-#define PR_NIMPL 4      /* vcpureq, QEMU, cloud-hypervisor, kvmtool */
+#define PR_NIMPL 5      /* vcpureq, QEMU, cloud-hypervisor, kvmtool, floor */
+#define PR_FLOOR 4      /* the scheduler floor (resume_floor.c), not a peer */
 #define PR_NCFG 7       /* N = 1 ... 1024 spinning, then the mix */
 #define PR_MAX_SAMPLES 64
 /* The resume finish line's poll interval (the same for every

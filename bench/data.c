@@ -233,6 +233,7 @@ static void pause_data(FILE *f)
 
 	fputs("\"pause\": {", f);
 	impls(f, PR_NIMPL, pr_impl_name, pr_impl_source);
+	fprintf(f, ",\n\"floor\": %d", PR_FLOOR);
 	fputs(",\n\"cells\": [", f);
 	for (ci = 0; ci < PR_NCFG; ci++) {
 		const struct pr_cell *c = &g_pr[ci];

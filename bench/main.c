@@ -90,7 +90,8 @@ static void usage(FILE *f)
 		"             repeat only)\n"
 		"  --pause-impls\n"
 		"             pause/resume: only these implementations (vcpureq qemu\n"
-		"             cloud-hypervisor kvmtool; the others' cells say \"not run\")\n"
+		"             cloud-hypervisor kvmtool floor; the others' cells say\n"
+		"             \"not run\"; floor: the scheduler floor of a resume)\n"
 		"  --finish-poll RULE\n"
 		"             pause/resume: the resume finish line's poll interval, the\n"
 		"             same for every implementation: fixed (default) sleeps\n"
@@ -155,11 +156,11 @@ static int pause_cfg_bit(const char *tok)
 	return -1;
 }
 
-/* --pause-impls: vcpureq, qemu, cloud-hypervisor, kvmtool. */
+/* --pause-impls: vcpureq, qemu, cloud-hypervisor, kvmtool, floor. */
 static int pause_impl_bit(const char *tok)
 {
 	static const char *const names[PR_NIMPL] = {
-		"vcpureq", "qemu", "cloud-hypervisor", "kvmtool",
+		"vcpureq", "qemu", "cloud-hypervisor", "kvmtool", "floor",
 	};
 	int i;
 

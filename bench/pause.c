@@ -35,16 +35,17 @@
  *   resume's finish line (the counters are read between the two, inside
  *   the window, the same for all).
  *
- * Interleaving: a *sample* is one run of each of the four implementations,
- * in an order rotated from sample to sample; within it each
- * implementation starts its N vCPU threads (behind the start gate, not
- * timed), waits until every vCPU has run guest code (and every halted
- * vCPU's thread sleeps), then times a pause, a resume and a cycle, and
- * stops its threads from a last (untimed) pause.  So the four
+ * Interleaving: a *sample* is one run of each of the five implementations
+ * (the four above and the scheduler floor of resume_floor.c, plain
+ * threads standing in for the vCPUs), in an order rotated from sample to
+ * sample; within it each implementation starts its N threads (behind the
+ * start gate, not timed), waits until every vCPU has run guest code (and
+ * every halted vCPU's thread sleeps), then times a pause, a resume and a
+ * cycle, and stops its threads from a last (untimed) pause.  So the five
  * measurements of a sample are taken within seconds of each other, and
- * the report gives, for each peer, the median and p25-p75 of the per-sample
- * ratios vcpureq / peer: a busy neighbour that slows one sample slows the
- * four implementations of that sample alike.
+ * the report gives, for each peer and the floor, the median and p25-p75
+ * of the per-sample ratios vcpureq / other: a busy neighbour that slows
+ * one sample slows the five of that sample alike.
  *
  * Signals per pause: the library's signals_sent summed over the vCPUs,
  * the peers' own pthread_kill()s; requester CPU: getrusage(RUSAGE_THREAD)
@@ -104,6 +105,7 @@ static const struct bc_impl pr_vcpureq = {
 
 static const struct bc_impl *const impls[PR_NIMPL] = {
 	&pr_vcpureq, &bc_qemu, &bc_cloud_hypervisor, &bc_kvmtool,
+	&bc_resume_floor,
 };
 
 static const char *const resume_names[PR_NIMPL] = {
@@ -111,6 +113,7 @@ static const char *const resume_names[PR_NIMPL] = {
 	"QEMU pause_all_vcpus / resume_all_vcpus",
 	"cloud-hypervisor CpuManager::pause / resume",
 	"kvmtool kvm__pause / kvm__continue",
+	"floor: N plain threads resumed by one FUTEX_WAKE",
 };
 
 const char *pr_impl_name(int i)

@@ -52,7 +52,9 @@ taken next to sample k of its partner series (the pairs the report forms).
                  kick_{raw,off,on}_ns, outside_{off,on}_ns, and the per-pair
                  entry_on_off, entry_off_raw, entry_on_minus_off_ns, the same
                  for kick_ and outside_ (outside: on_off, on_minus_off)}
-  pause         {impls: [{name, source}], cells: [{n, mix, impls: [{skipped,
+  pause         {impls: [{name, source}], floor (the index of the scheduler
+                 floor among impls, bench/resume_floor.c; absent in older
+                 data), cells: [{n, mix, impls: [{skipped,
                  failures, samples: [{pause_ns, resume_ns, cycle_ns,
                  pause_signals, resume_signals, pause_cpu_ns, resume_cpu_ns,
                  failed, resume_timed_out, finish_poll, resume_call_ns,
@@ -154,8 +156,9 @@ def div(a, b):
     return a / b
 
 
-def impl_list(impls):
-    return "".join("- **%s**: %s%s\n" % (m["name"], m["source"], PEERS_NOTE if i else "")
+def impl_list(impls, floor=None):
+    return "".join("- **%s**: %s%s\n" % (m["name"], m["source"],
+                                         PEERS_NOTE if i and i != floor else "")
                    for i, m in enumerate(impls))
 
 
@@ -261,30 +264,38 @@ def summary(run, out, tg):
                   "kick latency p50 ≤ 1.05× raw signal floor")
     if run.has("entry-io-exit") and run.has("floor-io-exit"):
         ov = run.p("entry-ratio") - 1
-        out.append("| Guest entry: I/O-exit loop through vcpureq_vcpu_run() | %s | raw KVM_RUN I/O-exit loop | %s | %+.2f%% (paired) | ≤ +2%% | %s |\n"
+        out.append("| Guest entry: I/O-exit loop through vcpureq_vcpu_run() | %s | raw KVM_RUN I/O-exit loop | %s | %+.2f%% (paired) | ≤ +1%% | %s |\n"
                    % (fig_cols(run, "entry-io-exit"), fmt_t(run.p("floor-io-exit")), ov * 100,
-                      yesno(ov <= 0.02)))
-        tg.append(("guest-entry overhead ≤ 2% over the raw loop", ov <= 0.02,
+                      yesno(ov <= 0.01)))
+        tg.append(("guest-entry overhead ≤ 1% over the raw loop (make insn-budget counts the instructions behind it)", ov <= 0.01,
                    "%+.2f%% (median of per-batch-pair ratios; p50 %s vs %s)"
                    % (ov * 100, fmt_t(run.p("entry-io-exit")), fmt_t(run.p("floor-io-exit")))))
+    # Against the cache-line round trip (issue 19): with the vCPU polling,
+    # each request's bit moves to the requester and back to the polling
+    # vCPU, one round trip of that line, so the floor is 1x and the target
+    # 2x (the fences and the mode's line on top); with the vCPU busy
+    # elsewhere nothing crosses the cores and even 1x would be a bug.
     cache = run.p("floor-cacheline") if run.has("floor-cacheline") else NAN
     for i, key in enumerate(("outside-polling", "outside-busy")):
         ev = run.d["outside"][i]
         if not run.has(key):
             continue
         zero = ev["signals_sent"] == 0 and ev["wakeups"] == 0 and ev["syscalls"] <= 0
-        met = run.p(key) <= 100 and zero
-        out.append("| Request to an awake vCPU outside guest mode, %s (ns per make + kick) | %s | cache-line round trip | %s | %s | ≤ 100 ns, 0 syscalls | %s |\n"
+        limit = 1.0 if i else 2.0
+        r = div(run.p(key), cache)
+        met = not math.isnan(r) and r <= limit and zero
+        out.append("| Request to an awake vCPU outside guest mode, %s (ns per make + kick) | %s | cache-line round trip | %s | %s | ≤ %g× the round trip, 0 syscalls | %s |\n"
                    % ("vCPU busy elsewhere" if i else "vCPU polling its requests",
-                      fig_cols(run, key), fmt_t(cache), fmt_ratio(div(run.p(key), cache)),
+                      fig_cols(run, key), fmt_t(cache), fmt_ratio(r), limit,
                       yesno(met)))
         value = "%s per request; signals %d, wake-ups %d, syscalls %s" % (
             fmt_t(run.p(key)), ev["signals_sent"], ev["wakeups"],
             "not counted in-process (see run.sh)" if ev["syscalls"] < 0 else "counted")
         if ev["syscalls"] >= 0:
             value += ": %d" % ev["syscalls"]
-        tg.append(("request to an awake vCPU outside guest mode ≤ 100 ns, zero syscalls (vCPU %s)"
-                   % ("busy elsewhere" if i else "polling"), met, value))
+        value = "%s; %s the cache-line round trip (%s)" % (value, fmt_ratio(r), fmt_t(cache))
+        tg.append(("request to an awake vCPU outside guest mode ≤ %g× the cache-line round trip, zero syscalls (vCPU %s)"
+                   % (limit, "busy elsewhere" if i else "polling"), met, value))
     if run.has("outside-busy-vcpureq_request"):
         key = "outside-busy-vcpureq_request"
         out.append("| (information) the same, vCPU busy elsewhere, with the one-call vcpureq_request() | %s | cache-line round trip | %s | %s | — | — |\n"
@@ -513,8 +524,12 @@ Q_FIELD = ("pause_ns", "resume_ns", "cycle_ns")
 
 
 class PauseCell:
-    def __init__(self, c):
-        self.n, self.mix = c["n"], c["mix"]
+    """One configuration (N, mix) of the pause part. @floor: the index of
+    the scheduler floor's implementation (bench/resume_floor.c), None in
+    data from before it was measured."""
+
+    def __init__(self, c, floor=None):
+        self.n, self.mix, self.floor = c["n"], c["mix"], floor
         self.skipped = [m["skipped"] for m in c["impls"]]
         self.failures = [m["failures"] for m in c["impls"]]
         self.s = [[{k: num(v) if k != "finish_poll" else v for k, v in x.items()}
@@ -532,9 +547,15 @@ class PauseCell:
         return pct([a[f] / b[f] for a, b in zip(self.s[0], self.s[pi])
                     if b[f] > 0 and not math.isnan(a[f])], p)
 
+    def peers(self):
+        return [i for i in range(1, len(self.s)) if i != self.floor]
+
+    def floor_ran(self):
+        return self.floor is not None and not self.skipped[self.floor]
+
     def best_peer(self, q):
         best, bi = math.inf, 1
-        for i in range(1, len(self.s)):
+        for i in self.peers():
             v = self.impl_pct(i, q, 50)
             if v < best:
                 best, bi = v, i
@@ -548,14 +569,32 @@ class PauseCell:
             return "%d mixed (⅓ spin, ⅓ I/O, ⅓ halted)" % self.n
         return "%d" % self.n
 
-    def target(self, q):
+    def verdict(self, q, names):
+        """Issue 19's target for quantity @q, as (text, met or None when
+        it cannot be judged, value): pause at most 0.9x the best peer;
+        resume and cycle at most 1.1x the scheduler floor and at most every
+        peer's (paired-ratio medians)."""
+        bp = self.best_peer(q)
+        m = self.ratio_pct(bp, q, 50)
+        vs_peer = "%.2f× %s" % (m, short_name(names[bp]))
         if q == 0:
-            return 1.0
-        return 0.5 if self.n >= 64 else 0
+            return ("≤ 0.9× the best peer", None if math.isnan(m) else m <= 0.9, vs_peer)
+        if not self.floor_ran():
+            return ("≤ 1.1× the floor, ≤ every peer", None,
+                    vs_peer + "; floor not measured")
+        f = self.ratio_pct(self.floor, q, 50)
+        if math.isnan(f) or math.isnan(m):
+            return ("≤ 1.1× the floor, ≤ every peer", None, "%s; %.2f× the floor" % (vs_peer, f))
+        return ("≤ 1.1× the floor, ≤ every peer", f <= 1.1 and m <= 1.0,
+                "%.2f× the floor, %s" % (f, vs_peer))
 
 
 def short_name(name):
-    return name.split(" ")[0]
+    return name.split(" ")[0].rstrip(":")
+
+
+def verdict_text(met):
+    return "not judged" if met is None else yesno(met)
 
 
 def q_table(cells, names, out, q):
@@ -566,7 +605,7 @@ def q_table(cells, names, out, q):
         out.append(" %s p50 |" % (short_name(names[i]) if i else "vcpureq"))
     for i in range(1, nimpl):
         out.append(" vcpureq / %s: median of paired ratios (p25–p75) |" % short_name(names[i]))
-    out.append(" target vs best peer | result |\n|---|---|" + "---|" * (nimpl * 2 - 1 + 2) + "\n")
+    out.append(" target | result |\n|---|---|" + "---|" * (nimpl * 2 - 1 + 2) + "\n")
     for c in cells:
         if not c.ns:
             continue
@@ -590,28 +629,29 @@ def q_table(cells, names, out, q):
                 out.append(" %s%.2f× (%.2f–%.2f) |" % (
                     "≤ " if q != 0 and c.timeouts(i) else "", r, c.ratio_pct(i, q, 25),
                     c.ratio_pct(i, q, 75)))
-        bp, t = c.best_peer(q), c.target(q)
-        m = c.ratio_pct(bp, q, 50)
-        if t > 0:
-            out.append(" ≤ %.1f× %s | %s %.2f× |\n" % (t, short_name(names[bp]),
-                                                       yesno(m <= t), m))
-        else:
-            out.append(" — | (%.2f× %s) |\n" % (m, short_name(names[bp])))
+        what, met, value = c.verdict(q, names)
+        out.append(" %s | %s: %s |\n" % (what, verdict_text(met), value))
     out.append("\n")
 
 
 def pause(run, out):
     pr = run.d["pause"]
-    cells = [PauseCell(c) for c in pr["cells"]]
+    floor = pr.get("floor")
+    cells = [PauseCell(c, floor) for c in pr["cells"]]
     if not cells:
         return
     names = [m["name"] for m in pr["impls"]]
     out.append("## Pause and resume: vcpureq against the peers, interleaved\n\n")
-    out.append("Each sample runs the four implementations one after the other (order rotated from sample to sample) on the same VM, vCPU fds and guest: "
+    out.append("Each sample runs the %s implementations one after the other (order rotated from sample to sample) on the same VM, vCPU fds and guest: "
                "start the vCPU threads, wait until all run guest code, then time a pause (until the call returns: every implementation returns once every vCPU is parked), "
                "a resume (until the call has returned and every vCPU that was running has run guest code again: its guest counter moved; halted vCPUs stay halted and are not waited for) "
-               "and a pause + resume cycle. Ratios are vcpureq / peer per sample, then the median and p25–p75 of those ratios. Implementations:\n\n")
-    out.append(impl_list(pr["impls"]))
+               "and a pause + resume cycle. Ratios are vcpureq / other per sample, then the median and p25–p75 of those ratios.%s Implementations:\n\n"
+               % ("five" if floor is not None else "four",
+                  " The floor is not a VMM: plain threads stand in for the vCPUs (no KVM_RUN), a pause is a flag they poll "
+                  "and a resume one FUTEX_WAKE of all of them, so its resume and cycle are what the scheduler alone costs "
+                  "(every thread must get a CPU once); its pause is no floor of anything a VMM can do and has no target."
+                  if floor is not None else ""))
+    out.append(impl_list(pr["impls"], floor))
     out.append("\n")
     for q in range(3):
         q_table(cells, names, out, q)
@@ -626,26 +666,24 @@ def pause(run, out):
                 c.name(), nm, c.impl_mean(i, "pause_signals"),
                 fmt_ns(c.impl_mean(i, "pause_cpu_ns")), c.impl_mean(i, "resume_signals"),
                 fmt_ns(c.impl_mean(i, "resume_cpu_ns"))))
-    out.append("\n#### Targets of issue 10 (reported, not asserted)\n\n")
+    out.append("\n#### Targets (issue 19; reported, not asserted)\n\n")
     for c in cells:
         if not c.ns:
             continue
         a = c.name()
         for q in range(3):
-            t = c.target(q)
-            if t <= 0:
-                continue
+            what, met, value = c.verdict(q, names)
             bp = c.best_peer(q)
-            m = c.ratio_pct(bp, q, 50)
-            out.append("- %s, N = %s: ≤ %.1f× the best peer (%s): %s — %.2f× (p25–p75 %.2f–%.2f)\n"
-                       % (Q_TITLE[q], a, t, names[bp], yesno(m <= t), m,
-                          c.ratio_pct(bp, q, 25), c.ratio_pct(bp, q, 75)))
+            out.append("- %s, N = %s: %s: %s — %s (vs %s: p25–p75 %.2f–%.2f)\n"
+                       % (Q_TITLE[q], a, what, verdict_text(met), value,
+                          short_name(names[bp]), c.ratio_pct(bp, q, 25),
+                          c.ratio_pct(bp, q, 75)))
         vs = c.impl_mean(0, "pause_signals")
         out.append("- Signals per pause = N, N = %s: %s — %.1f\n" % (
             a, "**met**" if vs == c.n else
             "**met** (fewer: halted vCPUs need none)" if vs < c.n else "**missed**", vs))
         vc, minc, bi = c.impl_mean(0, "pause_cpu_ns"), math.inf, 0
-        for i in range(1, len(names)):
+        for i in c.peers():
             if c.impl_mean(i, "pause_cpu_ns") < minc:
                 minc, bi = c.impl_mean(i, "pause_cpu_ns"), i
         out.append("- Requester CPU per pause the lowest of all, N = %s: %s — %s vs %s (%s)\n"

@@ -69,6 +69,13 @@ uint64_t h_guest_iters(struct h_vm *h, unsigned int id)
 			       __ATOMIC_RELAXED);
 }
 
+uint32_t *h_guest_counter(struct h_vm *h, unsigned int id)
+{
+	if (h->backend != VCPUREQ_BACKEND_KVM)
+		return NULL;
+	return (uint32_t *)(h->mem + DATA_GPA(id));
+}
+
 uint64_t h_guest_irqs(struct h_vm *h, unsigned int id)
 {
 	if (h->backend != VCPUREQ_BACKEND_KVM)

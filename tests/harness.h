@@ -130,6 +130,10 @@ int h_set_prog(struct h_vm *h, unsigned int id, enum h_prog prog);
 uint32_t h_prog_gpa(enum h_prog prog);
 /* Guest-visible counters of a vCPU: iterations and interrupts taken. */
 uint64_t h_guest_iters(struct h_vm *h, unsigned int id);
+/* KVM backend: the guest memory word that h_guest_iters() reads (the
+ * guest loop's counter), for a benchmark floor whose threads stand in for
+ * the guest; NULL on the thread backend. */
+uint32_t *h_guest_counter(struct h_vm *h, unsigned int id);
 uint64_t h_guest_irqs(struct h_vm *h, unsigned int id);
 /* H_IN: the register its read went to (x86 AL, arm64 w10) and the PC,
  * read from KVM (0 or -errno); the read instruction's length. */

@@ -57,6 +57,8 @@ struct bc_impl {
 };
 
 extern const struct bc_impl bc_qemu, bc_cloud_hypervisor, bc_kvmtool;
+/* Not a peer: the scheduler floor of a resume (resume_floor.c). */
+extern const struct bc_impl bc_resume_floor;
 
 /* A VM of @n vCPUs spinning in the guest (H_SPIN, the library's handler
  * installed: vr_opts()) and its context @c (peer_vcpu of every vCPU, the
