@@ -81,7 +81,7 @@ fn kick_out_of_spinning_guest(backend: Backend, name: &str) {
     let v = m.vcpu(0);
     for k in 1..=20u64 {
         m.wait_running(0);
-        wait_until("vCPU in guest mode", || v.mode() == Mode::InGuest);
+        wait_until("vCPU in guest mode", || in_guest(&v));
         let kicked = v.stats().kicked_exits;
         let sent = v.request(REQ_STOP).unwrap();
         assert!(
@@ -117,7 +117,7 @@ fn broadcast_wait(backend: Backend, name: &str) {
         let mut epochs = Vec::new();
         for i in 0..3 {
             let v = m.vcpu(i);
-            wait_until("vCPU in guest mode", || v.mode() == Mode::InGuest);
+            wait_until("vCPU in guest mode", || in_guest(&v));
             epochs.push(v.exit_epoch());
         }
         let waited: u64 = (0..3).map(|i| m.vcpu(i).stats().acks_waited).sum();

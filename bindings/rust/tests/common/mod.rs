@@ -136,6 +136,21 @@ impl Machine {
     }
 }
 
+/// In guest mode and past the entry's final request check: a request made
+/// now needs a kick.  The mode alone is not that: it is published before
+/// the check, and a request made in between is seen by the check, without
+/// a kick (the C harness's h_in_guest() says why the order of the reads,
+/// mode then the counters, makes `entries > exits` mean the instance has
+/// passed its check).
+pub fn in_guest(v: &Vcpu) -> bool {
+    if v.mode() != vcpureq::Mode::InGuest {
+        return false;
+    }
+    std::sync::atomic::fence(Ordering::SeqCst);
+    let s = v.stats();
+    s.entries > s.exits
+}
+
 /// A vCPU thread: binds, then runs `body` with the guard.
 pub fn spawn<R: Send + 'static>(
     vcpu: Vcpu,
