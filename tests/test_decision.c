@@ -553,6 +553,15 @@ static bool left_instance(struct h_vm *h, unsigned int id)
 	return vcpureq_vcpu_exit_epoch(V(h, id)) != bw_e0[id];
 }
 
+/* The broadcast has reached vCPU @id and counted a wait for it (its
+ * acks_waited moved past bw_acks0). */
+static uint64_t bw_acks0;
+
+static bool wait_counted(struct h_vm *h, unsigned int id)
+{
+	return h_stats(h, id).acks_waited != bw_acks0;
+}
+
 TEST_BOTH(broadcast_wait_acks)
 {
 	struct vcpureq_vm_opts o = { .handle_requests = count_handler };
@@ -579,14 +588,19 @@ TEST_BOTH(broadcast_wait_acks)
 		;
 	for (i = 0; i < 4; i++)
 		bw_e0[i] = e0[i] = vcpureq_vcpu_exit_epoch(V(&h, i));
+	bw_acks0 = h_stats(&h, 3).acks_waited;
 	b.vm = h.vm;
 	b.req = VCPUREQ_REQ_TLB_FLUSH;
 	CHECK_EQ(pthread_create(&t, NULL, waiter_main, &b), 0);
 	/* Signals go out before the wait: 0 and 1 leave the guest while the
 	 * walk still holds the broadcast (however long the machine takes to
-	 * schedule them: no time limit but the hang bound). */
+	 * schedule them: no time limit but the hang bound).  The walk is
+	 * released only once the broadcast has met vCPU 3 in it (a wait
+	 * counted): released earlier, vCPU 3 could be back in the guest
+	 * when a preempted broadcaster reaches it, and be signalled. */
 	CHECK(h_wait_until(left_instance, &h, 0, HANG_MS));
 	CHECK(h_wait_until(left_instance, &h, 1, HANG_MS));
+	CHECK(h_wait_until(wait_counted, &h, 3, HANG_MS));
 	CHECK_EQ(atomic_load(&b.done), 0); /* held by the walk */
 	atomic_store(&walk_hold, 0);
 	pthread_join(t, NULL);
