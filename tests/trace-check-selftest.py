@@ -121,6 +121,33 @@ def started_running_late_handle(doc):
     doc["traceEvents"].insert(i, e)
 
 
+def late_bump(doc):
+    """The WAIT's target left its instance by itself (1.5) just before the
+    request (2.0), and its thread recorded nothing more until after the
+    ack: the epoch bump that follows that leave came after the
+    requester's snapshot, the requester then found a new instance
+    (coalesced with another's kick) and took that bump as its ack, which
+    is right (the new instance began after the bit was set)."""
+    evs = doc["traceEvents"]
+    e = evs[find(doc, "guest", "E")]
+    e["ts"] = "1.500"
+    e["args"]["left"] = "IN_GUEST_MODE"
+    evs[find(doc, "kick: signal", "i")]["name"] = "kick: coalesced"
+
+
+def late_bump_but_busy(doc):
+    # The same, but the vCPU's thread recorded a block between its leave
+    # and the call: that leave's bump came before the call, so it cannot
+    # be the ack.
+    late_bump(doc)
+    i = find(doc, "guest", "E") + 1
+    b = ev("block", "B", VCPU, 1.6, vcpu=0)
+    e = ev("block", "E", VCPU, 1.7, vcpu=0, result=0)
+    for x in (b, e):  # not numbered: only the ack rule is broken
+        del x["args"]["tseq"]
+    doc["traceEvents"][i:i] = [b, e]
+
+
 def find(doc, name, ph, nth=0):
     hits = [i for i, e in enumerate(doc["traceEvents"])
             if e["name"] == name and e["ph"] == ph]
@@ -181,6 +208,8 @@ MUTATIONS = [
      "returned without waiting"),
     ("an ack with no exit of its vCPU", drop("guest", "E"),
      "no exit of it between"),
+    ("an ack whose exit's epoch bump came before the call",
+     late_bump_but_busy, "no exit of it between"),
     ("a guest entry while paused", entry_while_paused, "while paused"),
     ("a track whose time goes back", ts_back, "before the track's previous"),
     ("timestamps out of the thread's order", seq_swapped,
@@ -202,6 +231,7 @@ MUTATIONS = [
 GOOD_VARIANTS = [
     ("a trace started while the vCPU ran, kicked, with a request pending",
      started_running),
+    ("an ack that is the bump of an exit just before the call", late_bump),
 ]
 
 

@@ -36,7 +36,11 @@ Protocol (unless --structure-only; needs a trace with nothing lost):
     (the "ack" instants inside it, as many as its "targets" when it
     succeeded), and each ack of a vCPU has an exit of that vCPU (guest end,
     aborted entry, end of a lockless walk) after its call began and no later
-    than the ack;
+    than the ack, or else its last exit before the call with nothing
+    recorded by its thread between that exit and the call (the exit's
+    epoch bump, which follows its stamp, may then come after the call's
+    snapshot and be the ack: the vCPU was out of guest mode at the
+    request);
   - pause: between a pause that returned 0 and the resume that lets a vCPU
     go ("unpause"), no guest-mode instance of that vCPU begins; every vCPU a
     pause saw parked had parked (or was asleep in block, or unbound: then
@@ -155,9 +159,22 @@ class Checker:
                 leaves[a.get("vcpu")].append(
                     (e["t"], a.get("left"),
                      bool(a.get("began_before_start"))))
+        # Per vCPU: the times of every event its own thread recorded for
+        # it (the thread that recorded its leaves), in time order.
+        vtid = defaultdict(set)
+        for e in ev:
+            if e["name"] in LEAVES and e["ph"] in ("E", "i"):
+                vtid[e.get("args", {}).get("vcpu")].add(e["tid"])
+        own = defaultdict(list)
+        for e in ev:
+            v = e.get("args", {}).get("vcpu")
+            if v in vtid and e["tid"] in vtid[v]:
+                own[v].append(e["t"])
+        for v in own:
+            own[v].sort()
         self.requests(ev)
         self.signals(ev, leaves)
-        self.waits(ev, leaves)
+        self.waits(ev, leaves, own)
         self.pauses(ev)
         self.work(ev)
 
@@ -255,7 +272,24 @@ class Checker:
                                   "its own after it" % (v, t))
                         need = avail
 
-    def waits(self, ev, leaves):
+    @staticmethod
+    def bump_may_follow(leaves, own, v, since):
+        """True if vCPU @v's last exit before @since may have bumped its
+        exit epoch after @since.  The leave is stamped before the bump
+        (vcpureq__exit_guest_mode()), and the thread records nothing between
+        the two; so if the vCPU's thread recorded nothing after that leave
+        until @since, the bump may be later than a WAIT's epoch snapshot
+        taken after @since, and that exit's bump is then the WAIT's ack (the
+        vCPU was out of guest mode at the request: its next entry sees the
+        bit)."""
+        before = [t for t, _, _ in leaves[v] if t < since]
+        if not before:
+            return False
+        last = max(before)
+        nxt = [t for t in own[v] if t > last]
+        return not nxt or min(nxt) > since
+
+    def waits(self, ev, leaves, own):
         open_ = defaultdict(list)  # track -> stack of [event, acks]
         calls = defaultdict(list)  # track -> stack of [begin, WAIT?, kicked]
         for e in ev:
@@ -289,7 +323,8 @@ class Checker:
                 v = e["args"].get("vcpu")
                 since = calls[tr][-1][0] if calls[tr] else \
                     open_[tr][-1][0]["t"]
-                if not any(since <= t <= e["t"] for t, _, _ in leaves[v]):
+                if not any(since <= t <= e["t"] for t, _, _ in leaves[v]) \
+                        and not self.bump_may_follow(leaves, own, v, since):
                     self.fail("ack of vCPU %s at %.3f: no exit of it between "
                               "its call (%.3f) and the ack" %
                               (v, e["t"], since))
