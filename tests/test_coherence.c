@@ -659,6 +659,12 @@ static _Atomic uint64_t e_bcast_round;  /* rounds whose broadcast was made */
 static _Atomic uint64_t e_v1_round_seen; /* vCPU 1: round at its last D */
 static _Atomic int e_stage;       /* where vCPU 0 is, for hang reports */
 static _Atomic uint64_t e_bcast_signals;
+/* Triggers whose vcpureq_request() has returned (main thread): a kick
+ * counts its signal after its CAS, so a trigger's signal to an instance
+ * that then aborted at its final check (and ran this handler) may be
+ * counted while the handler runs; the handler waits for the trigger's
+ * return before it reads its counters. */
+static _Atomic uint64_t e_trig_returned;
 
 static void e_self_requests(struct vcpureq_vcpu *v, uint64_t entries)
 {
@@ -671,6 +677,8 @@ static void e_self_requests(struct vcpureq_vcpu *v, uint64_t entries)
 		hfail("trigger while self-made requests are still pending");
 	if (vcpureq_vcpu_mode(v) != VCPUREQ_OUTSIDE_GUEST_MODE)
 		hfail("handler runs in mode %d", vcpureq_vcpu_mode(v));
+	while (atomic_load(&e_trig_returned) <= atomic_load(&e_rounds_done))
+		sched_yield();
 	vcpureq_vcpu_stats(v, &s0, sizeof(s0));
 	vcpureq_vcpu_stats(v1, &t0, sizeof(t0));
 	atomic_store(&e_stage, 1);
@@ -795,6 +803,7 @@ TEST_BOTH(self_request_no_signal)
 	for (i = 0; more_rounds(t0, i, E_ROUNDS, E_MIN_ROUNDS); i++) {
 		int r = vcpureq_request(REQ_TRIG, v0);
 
+		atomic_fetch_add(&e_trig_returned, 1);
 		CHECK(r == 0 || r == 1);
 		if (!h_wait_ge(&e_rounds_done, (uint64_t)i + 1, HANG_MS)) {
 			fprintf(stderr, "round %d: vCPU 0 stuck at stage %d of its self requests (1-5: inside request %d) for 10 s: a request to itself waited on itself?\n",
