@@ -68,6 +68,7 @@ struct h_vcpu {
 	_Atomic uint64_t tb_irqs;   /* thread backend: interrupts taken */
 	_Atomic uint32_t in_value;  /* H_IN: value the VMM supplies */
 	_Atomic int finished;
+	_Atomic pid_t tid;          /* the vCPU thread's, once bound */
 };
 
 /* Room for vCPUs added after create (h_add_vcpu). */
@@ -166,7 +167,9 @@ bool h_wait_until(bool (*pred)(struct h_vm *, unsigned int), struct h_vm *h,
 /* In guest mode and past the final request check of the instance: a
  * request made now needs a kick (harness.c says how that is read). */
 bool h_in_guest(struct h_vm *h, unsigned int id);
-bool h_sleeping(struct h_vm *h, unsigned int id);   /* asleep in block */
+/* Asleep in vcpureq_vcpu_block(), past its check of the wake conditions
+ * (in the futex wait): harness.c says why is_blocking alone is not that. */
+bool h_sleeping(struct h_vm *h, unsigned int id);
 /* In guest mode and past its first 100 guest iterations. */
 bool h_spinning(struct h_vm *h, unsigned int id);
 /* The counters of vCPU index @id. */
