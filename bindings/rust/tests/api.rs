@@ -90,7 +90,10 @@ fn block_wake_up_and_unblock() {
     let v = vm.vcpu(0).unwrap();
     let steps = Arc::new(AtomicU64::new(0));
     let s = steps.clone();
+    let tid = Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let tid_set = tid.clone();
     let t = spawn(v.clone(), move |b| {
+        tid_set.store(gettid(), Release);
         let first = b.block().unwrap();
         s.store(1, Release);
         let second = b.block().unwrap();
@@ -99,15 +102,18 @@ fn block_wake_up_and_unblock() {
         let third = b.block_until(Deadline::after(Duration::from_millis(50)));
         (first, second, third.map_err(|e| e.errno()))
     });
-    wait_until("blocking", || v.is_blocking());
+    // Asleep, not only blocking: a request made before the sleeper's
+    // check would be seen by it (the third block would then end early).
+    let tid = || tid.load(Acquire);
+    wait_until("blocking", || tid() != 0 && asleep(&v, tid()));
     ready.store(true, Release);
     v.wake_up();
     wait_until("blocking again", || {
-        steps.load(Acquire) == 1 && v.is_blocking()
+        steps.load(Acquire) == 1 && asleep(&v, tid())
     });
     v.request(Request::UNBLOCK).unwrap();
     wait_until("blocking a third time", || {
-        steps.load(Acquire) == 2 && v.is_blocking()
+        steps.load(Acquire) == 2 && asleep(&v, tid())
     });
     v.request(REQ_A.no_wakeup()).unwrap();
     let (first, second, third) = t.join().unwrap();

@@ -151,6 +151,42 @@ pub fn in_guest(v: &Vcpu) -> bool {
     s.entries > s.exits
 }
 
+/// The calling thread's kernel thread id (from /proc/thread-self).
+pub fn gettid() -> i32 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Asleep in `block()`, past its check of the wake conditions: the vCPU
+/// says it is blocking and its thread `tid` is in the futex wait (the C
+/// harness's h_sleeping() says why the flag alone is not that: a request
+/// made between the flag and the check is seen by the check).  With no
+/// thread id or no /proc syscall file, the flag alone.
+pub fn asleep(v: &Vcpu, tid: i32) -> bool {
+    const SYS_FUTEX: i64 = if cfg!(target_arch = "aarch64") {
+        98
+    } else {
+        202
+    };
+    if !v.is_blocking() {
+        return false;
+    }
+    if tid <= 0 {
+        return true;
+    }
+    match std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) {
+        Ok(s) => {
+            s.split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<i64>().ok())
+                == Some(SYS_FUTEX)
+        }
+        Err(_) => true,
+    }
+}
+
 /// A vCPU thread: binds, then runs `body` with the guard.
 pub fn spawn<R: Send + 'static>(
     vcpu: Vcpu,
