@@ -15,6 +15,13 @@ target_include_directories(vcpureq PUBLIC
 target_compile_options(vcpureq PRIVATE ${VCPUREQ_WARNINGS})
 target_link_libraries(vcpureq PUBLIC Threads::Threads)
 
+# Random sleeps at the race windows (src/race_sleep.c): the unit tier's
+# library in make test-race-sleeps, never an installed one.
+if(VCPUREQ_RACE_SLEEPS)
+  target_sources(vcpureq PRIVATE ${PROJECT_SOURCE_DIR}/src/race_sleep.c)
+  target_compile_definitions(vcpureq PRIVATE VCPUREQ_RACE_SLEEPS)
+endif()
+
 # USDT probes (VCPUREQ__USDT() in src/trace.h).  A failed check is not
 # cached: installing the header and configuring again is enough.
 if(VCPUREQ_USDT)

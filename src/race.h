@@ -4,7 +4,10 @@
  * is empty.  Built with -DVCPUREQ_TORTURE, each hook calls
  * vcpureq__race_window(), which the torture program defines to insert short
  * random delays, so that the interleavings the protocol guards against
- * happen on every run instead of once a month.
+ * happen on every run instead of once a month.  Built with
+ * -DVCPUREQ_RACE_SLEEPS (CMake option of that name), each hook calls
+ * vcpureq__race_sleep() (race_sleep.c), and the unit tier runs against it
+ * (make test-race-sleeps).
  */
 #ifndef VCPUREQ_RACE_H
 #define VCPUREQ_RACE_H
@@ -59,6 +62,10 @@ enum vcpureq__window {
 #ifdef VCPUREQ_TORTURE
 void vcpureq__race_window(enum vcpureq__window w);
 #define VCPUREQ_RACE_WINDOW(w) vcpureq__race_window(w)
+#elif defined(VCPUREQ_RACE_SLEEPS)
+/* Random sleeps at every hook, for make test-race-sleeps (race_sleep.c). */
+void vcpureq__race_sleep(enum vcpureq__window w);
+#define VCPUREQ_RACE_WINDOW(w) vcpureq__race_sleep(w)
 #else
 #define VCPUREQ_RACE_WINDOW(w) ((void)0)
 #endif
