@@ -531,9 +531,7 @@ bool h_in_guest(struct h_vm *h, unsigned int id)
 	return s.entries > s.exits;
 }
 
-/* The system call thread @tid of this process is in, -1 if none (running,
- * or unknown). */
-static long thread_syscall(pid_t tid)
+long h_thread_syscall(pid_t tid)
 {
 	char path[64], buf[64];
 	ssize_t n;
@@ -570,7 +568,7 @@ bool h_sleeping(struct h_vm *h, unsigned int id)
 	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
 	if (tid <= 0 || access(path, R_OK) != 0)
 		return true;
-	return thread_syscall(tid) == SYS_futex;
+	return h_thread_syscall(tid) == SYS_futex;
 }
 
 bool h_spinning(struct h_vm *h, unsigned int id)

@@ -167,6 +167,9 @@ bool h_wait_until(bool (*pred)(struct h_vm *, unsigned int), struct h_vm *h,
 /* In guest mode and past the final request check of the instance: a
  * request made now needs a kick (harness.c says how that is read). */
 bool h_in_guest(struct h_vm *h, unsigned int id);
+/* The system call thread @tid of this process is in (its number), -1 if
+ * none (running) or unknown (/proc/self/task/TID/syscall). */
+long h_thread_syscall(pid_t tid);
 /* Asleep in vcpureq_vcpu_block(), past its check of the wake conditions
  * (in the futex wait): harness.c says why is_blocking alone is not that. */
 bool h_sleeping(struct h_vm *h, unsigned int id);

@@ -106,21 +106,8 @@ struct backoff_watch {
 
 static bool in_backoff(pid_t tid)
 {
-	char path[64], buf[64];
-	ssize_t n;
-	long nr;
-	int fd;
+	long nr = h_thread_syscall(tid);
 
-	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = 0;
-	nr = strtol(buf, NULL, 10);
 	return nr == SYS_nanosleep || nr == SYS_clock_nanosleep;
 }
 
