@@ -558,17 +558,20 @@ long h_thread_syscall(pid_t tid)
  * fails when the vCPU thread is preempted there.  In the futex wait it is
  * past the check.  (Where /proc has no syscall file, the flag alone.)
  */
-bool h_sleeping(struct h_vm *h, unsigned int id)
+bool h_in_futex_wait(pid_t tid)
 {
-	pid_t tid = atomic_load(&h->vcpus[id].tid);
 	char path[64];
 
-	if (!vcpureq_vcpu_is_blocking(vcpureq_vm_vcpu(h->vm, id)))
-		return false;
 	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
 	if (tid <= 0 || access(path, R_OK) != 0)
-		return true;
+		return true; /* cannot tell */
 	return h_thread_syscall(tid) == SYS_futex;
+}
+
+bool h_sleeping(struct h_vm *h, unsigned int id)
+{
+	return vcpureq_vcpu_is_blocking(vcpureq_vm_vcpu(h->vm, id)) &&
+	       h_in_futex_wait(atomic_load(&h->vcpus[id].tid));
 }
 
 bool h_spinning(struct h_vm *h, unsigned int id)

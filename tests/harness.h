@@ -170,6 +170,9 @@ bool h_in_guest(struct h_vm *h, unsigned int id);
 /* The system call thread @tid of this process is in (its number), -1 if
  * none (running) or unknown (/proc/self/task/TID/syscall). */
 long h_thread_syscall(pid_t tid);
+/* Thread @tid is in a futex wait; true also when that cannot be told (no
+ * thread id, no /proc syscall file). */
+bool h_in_futex_wait(pid_t tid);
 /* Asleep in vcpureq_vcpu_block(), past its check of the wake conditions
  * (in the futex wait): harness.c says why is_blocking alone is not that. */
 bool h_sleeping(struct h_vm *h, unsigned int id);

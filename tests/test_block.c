@@ -126,7 +126,13 @@ TEST_BOTH(halt_poll_catches_quick_wakes)
 	       i - 1, (unsigned long long)s.blocks, (unsigned long long)s.halt_poll_hits,
 	       (unsigned long long)s.wakeups);
 	CHECK(s.halt_poll_hits > 0);
-	CHECK(s.halt_poll_hits + s.wakeups <= s.blocks);
+	/* A poll hit never sleeps, so no wake-up is issued for it.  But a
+	 * waker delayed between its read of SLEEPING and its CAS can wake
+	 * the next block instead (a spurious wake-up, harmless: block.c), so
+	 * wake-ups are bounded by the requests, not by the blocks the poll
+	 * missed. */
+	CHECK(s.halt_poll_hits <= s.blocks);
+	CHECK(s.wakeups <= s.requests_made);
 	CHECK_EQ(h_stop_all(&h), 0);
 	h_vm_destroy(&h);
 	return 0;

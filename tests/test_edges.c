@@ -16,6 +16,7 @@
 #include <linux/kvm.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <time.h>
 
 #include "harness.h"
@@ -149,6 +150,7 @@ TEST_BOTH(clear_request_clears_one)
 
 struct rescuer {
 	struct vcpureq_vcpu *v;
+	pid_t tid;        /* the sleeper's thread */
 	_Atomic int quit;
 	_Atomic int sent; /* UNBLOCKs sent */
 };
@@ -158,7 +160,10 @@ struct rescuer {
 #define UNBLOCKED (VCPUREQ_WAKE_UNBLOCK | VCPUREQ_WAKE_REQUEST)
 
 /* Sends one UNBLOCK to each block call that it finds asleep (a block call
- * is told apart by the blocks count, bumped when it starts). */
+ * is told apart by the blocks count, bumped when it starts).  Asleep: the
+ * blocking flag and the sleeper's thread in its futex wait, past its check
+ * of the wake conditions; an UNBLOCK made between the flag and the check
+ * is seen by the check, with no wake-up to count. */
 static void *rescuer_main(void *arg)
 {
 	struct rescuer *r = arg;
@@ -168,6 +173,7 @@ static void *rescuer_main(void *arg)
 		uint64_t b = stats(r->v).blocks;
 
 		if (b != rescued && vcpureq_vcpu_is_blocking(r->v) &&
+		    h_in_futex_wait(r->tid) &&
 		    stats(r->v).blocks == b) {
 			rescued = b;
 			atomic_fetch_add(&r->sent, 1);
@@ -189,6 +195,7 @@ TEST_BOTH(block_consumes_exactly_once)
 	BARE_VM(be, 1, &vm);
 	v = vcpureq_vm_vcpu(vm, 0);
 	rs.v = v;
+	rs.tid = (pid_t)syscall(SYS_gettid);
 	CHECK_EQ(vcpureq_vcpu_bind(v), 0);
 	CHECK_EQ(pthread_create(&t, NULL, rescuer_main, &rs), 0);
 	/* A waking request made before: block returns at once, for it
@@ -249,6 +256,7 @@ TEST_BOTH(mailbox_each_vector_once_highest_first)
 	BARE_VM(be, 1, &vm);
 	v = vcpureq_vm_vcpu(vm, 0);
 	rs.v = v;
+	rs.tid = (pid_t)syscall(SYS_gettid);
 	CHECK_EQ(vcpureq_vcpu_bind(v), 0);
 	CHECK_EQ(vcpureq_vcpu_take_interrupt(v), -ENOENT);
 	for (i = 0; i < sizeof(post) / sizeof(post[0]); i++)
